@@ -1,0 +1,43 @@
+"""``ffv train``: train (or resume) the generator on a folder of face photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Held-out face photos for validation PSNR/SSIM (never trained on).")
+@click.option("--out", "out_dir", default="runs/ffv", show_default=True, type=click.Path(path_type=Path),
+              help="Run folder: checkpoints, TensorBoard logs, sample grids, learning curve.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--max-steps", type=click.IntRange(min=0), help="Stop after this many batches in all.")
+@click.option("--max-minutes", type=click.FloatRange(min=0), help="Stop after this many minutes.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--accum", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Gradient accumulation: optimiser steps every N batches.")
+@click.option("--checkpoint-minutes", default=5.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--limit", "limit_images", type=click.IntRange(min=1), help="Use only the first N photos.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
+def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
+          max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float,
+          limit_images: int | None, seed: int, export_path: Path | None) -> None:
+    """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
+    from framefusion_video.errors import FfvError
+    from framefusion_video.training import TrainConfig, export_generator
+    from framefusion_video.training import train as run_training
+
+    config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
+                         batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
+                         checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed)
+    try:
+        run_dir = run_training(config, resume=resume)
+        if export_path:
+            click.echo(f"exported {export_generator(run_dir, export_path)}")
+    except FfvError as exc:
+        raise click.ClickException(str(exc)) from exc

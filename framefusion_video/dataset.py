@@ -1,0 +1,153 @@
+"""Training and evaluation data: face photos aligned exactly as ``ffv restore`` aligns video faces.
+
+Photos are aligned once with the same detector and template as inference and cached as one uint8
+array (N, S, S, 3) per folder and crop size, so training crops look like inference crops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .alignment import estimate_alignment, warp_to_crop
+from .errors import FfvError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside or below ``folder``, sorted (a stable order for seeding)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FfvError(folder, "not a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise FfvError(folder, f"no images found ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """uint8 RGB (H, W, 3) image; raises FfvError for an unreadable file."""
+    img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FfvError(path, "not a readable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def align_photo(image: np.ndarray, detect: Callable[[np.ndarray], list], crop_size: int) -> np.ndarray | None:
+    """The aligned crop (uint8 (S, S, 3)) of the largest face in ``image``, or None if none is found."""
+    faces = detect(image)
+    if not faces:
+        return None
+    face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return warp_to_crop(image, estimate_alignment(face.landmarks, crop_size), crop_size)
+
+
+def _cache_key(files: list[Path], crop_size: int) -> str:
+    digest = hashlib.sha1(f"v1:{crop_size}".encode())
+    for f in files:
+        digest.update(f.name.encode())
+    return digest.hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    """``$FFV_CACHE`` or ``~/.cache/ffv``: aligned crops are derived data, kept out of the repo."""
+    return Path(os.environ.get("FFV_CACHE", Path.home() / ".cache" / "ffv"))
+
+
+def load_aligned_crops(
+    folder: str | os.PathLike,
+    crop_size: int = 128,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """All faces of ``folder`` aligned to ``crop_size``: uint8 (N, S, S, 3), cached on disk.
+
+    Photos where no face is found are skipped (and counted in the log). ``limit`` takes the first
+    N files only (in sorted order), for quick runs and tests.
+    """
+    files = list_images(folder)[:limit] if limit else list_images(folder)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = _cache_key(files, crop_size)
+    cache = cache_dir / f"{Path(folder).name}_{crop_size}_{len(files)}_{key}.npy"
+    if cache.is_file():
+        return np.load(cache, mmap_mode=None)
+
+    from .faces import FaceDetector, FaceDetectorConfig
+
+    crops, missed = [], 0
+    iterator: Iterator[Path] = iter(files)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc=f"aligning {Path(folder).name}", unit="img")
+    with FaceDetector(FaceDetectorConfig()) as detector:
+        for path in iterator:
+            try:
+                crop = align_photo(read_rgb(path), detector.detect, crop_size)
+            except FfvError as exc:
+                log.warning("%s", exc)
+                crop = None
+            if crop is None:
+                missed += 1
+                continue
+            crops.append(crop)
+    if not crops:
+        raise FfvError(folder, "no face found in any image")
+    log.info("aligned %d faces from %s (%d without a detectable face skipped)", len(crops), folder, missed)
+    array = np.stack(crops)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, cache)
+    cache.with_suffix(".json").write_text(json.dumps({"folder": os.fspath(folder), "files": len(files),
+                                                       "faces": len(crops), "missed": missed}))
+    return array
+
+
+@dataclass(frozen=True)
+class BatchSampler:
+    """Deterministic training batches: batch ``step`` depends only on (seed, step).
+
+    Each epoch is a seeded permutation of the crops, and every sample's degradation draws from its
+    own generator seeded by (seed, epoch, index). So resuming at a step reproduces the data stream
+    exactly, with no generator state to save.
+    """
+
+    crops: np.ndarray  # uint8 (N, S, S, 3)
+    batch_size: int
+    seed: int
+    degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+    def indices(self, step: int) -> tuple[int, np.ndarray]:
+        """(epoch, crop indices) of batch ``step``; an epoch drops its last partial batch."""
+        per_epoch = max(1, len(self.crops) // self.batch_size)
+        epoch, pos = divmod(step, per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.crops))
+        return epoch, order[pos * self.batch_size:(pos + 1) * self.batch_size]
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(damaged, clean), both float32 (B, S, S, 3) in [0, 1]."""
+        epoch, idx = self.indices(step)
+        clean = np.empty((len(idx), *self.crops.shape[1:]), np.float32)
+        damaged = np.empty_like(clean)
+        for i, j in enumerate(idx):
+            rng = np.random.default_rng([self.seed, epoch, int(j)])
+            img = self.crops[j].astype(np.float32) / 255.0
+            if rng.random() < 0.5:
+                img = img[:, ::-1]
+            clean[i] = img
+            damaged[i] = self.degrade(np.ascontiguousarray(img), rng)
+        return damaged, clean

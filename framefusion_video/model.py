@@ -1,0 +1,136 @@
+"""Network builders: the U-Net generator that restores aligned face crops, and the PatchGAN critic.
+
+Both are plain Keras functional models made only of built-in layers, so the generator saves to
+and loads from a ``.keras`` file without custom objects. Images enter and leave the generator as
+float32 RGB in [0, 1]; internally it predicts a residual that is added to its input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of the U-Net. The defaults are sized for ~60 crops/s on a 2-core CPU at 128 px."""
+
+    crop_size: int = 128
+    # Channels at full, 1/2, 1/4, 1/8 and 1/16 resolution.
+    widths: tuple[int, ...] = (16, 32, 48, 96, 128)
+    # Inverted residual blocks after each downsampling (index 0 = full resolution).
+    blocks: tuple[int, ...] = (0, 1, 2, 2, 3)
+    expansion: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """PatchGAN critic: each output logit judges one ~40 px patch of a 128 px crop."""
+
+    crop_size: int = 128
+    widths: tuple[int, ...] = (32, 64, 128, 192)
+
+
+def _inverted_residual(x, channels: int, expansion: int, name: str):
+    """MobileNetV2 block (1x1 expand -> 3x3 depthwise -> 1x1 project) with an identity skip."""
+    from keras import layers
+
+    inp = x
+    x = layers.Conv2D(channels * expansion, 1, use_bias=True, name=f"{name}_expand")(x)
+    x = layers.ReLU(name=f"{name}_expand_relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(x)
+    x = layers.ReLU(name=f"{name}_dw_relu")(x)
+    x = layers.Conv2D(channels, 1, kernel_initializer="zeros", name=f"{name}_project")(x)
+    return layers.Add(name=f"{name}_add")([inp, x])
+
+
+def _separable(x, channels: int, name: str, strides: int = 1):
+    """Depthwise 3x3 then pointwise 1x1 with ReLU: a cheap full-size convolution."""
+    from keras import layers
+
+    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", name=f"{name}_dw")(x)
+    x = layers.Conv2D(channels, 1, name=f"{name}_pw")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_generator(config: GeneratorConfig = GeneratorConfig()):
+    """The U-Net: (N, S, S, 3) float32 [0, 1] -> (N, S, S, 3) float32 [0, 1].
+
+    Encoder: strided separable convolutions with inverted residual blocks; decoder: bilinear
+    upsampling, concatenation with the encoder skip, a separable convolution and the same blocks.
+    The output is ``clip(input + residual, 0, 1)``: an untrained network starts close to identity.
+    """
+    import keras
+    from keras import layers
+
+    if len(config.widths) != len(config.blocks):
+        raise ValueError("widths and blocks must have one entry per resolution level")
+    levels = len(config.widths)
+    if config.crop_size % (2 ** (levels - 1)):
+        raise ValueError(f"crop size {config.crop_size} must be divisible by {2 ** (levels - 1)}")
+
+    inp = keras.Input((config.crop_size, config.crop_size, 3), name="damaged")
+    x = layers.Conv2D(config.widths[0], 3, padding="same", name="stem")(inp)
+    x = layers.ReLU(name="stem_relu")(x)
+    skips = []
+    for level, (width, n_blocks) in enumerate(zip(config.widths, config.blocks)):
+        if level > 0:
+            skips.append(x)
+            x = _separable(x, width, f"down{level}", strides=2)  # S / 2**level
+        for b in range(n_blocks):
+            x = _inverted_residual(x, width, config.expansion, f"enc{level}_{b}")
+    for level in range(levels - 2, -1, -1):
+        width = config.widths[level]
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)  # S / 2**level
+        x = layers.Concatenate(name=f"cat{level}")([x, skips[level]])
+        x = _separable(x, width, f"fuse{level}")
+        for b in range(config.blocks[level]):
+            x = _inverted_residual(x, width, config.expansion, f"dec{level}_{b}")
+    residual = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="residual")(x)
+    out = layers.Add(name="add_input")([inp, residual])
+    out = layers.ReLU(max_value=1.0, name="clip")(out)
+    return keras.Model(inp, out, name="ffv_generator")
+
+
+def build_discriminator(config: DiscriminatorConfig = DiscriminatorConfig()):
+    """PatchGAN: (N, S, S, 3) float32 [0, 1] -> (N, S/8, S/8, 1) real/fake logits.
+
+    No normalisation layers: the R1 gradient penalty applied in training keeps it stable, and
+    per-sample gradients are then well defined.
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input((config.crop_size, config.crop_size, 3), name="image")
+    x = inp
+    for i, width in enumerate(config.widths):
+        strides = 2 if i < len(config.widths) - 1 else 1
+        x = layers.Conv2D(width, 4, strides=strides, padding="same", name=f"conv{i}")(x)
+        x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
+    out = layers.Conv2D(1, 3, padding="same", name="logits")(x)
+    return keras.Model(inp, out, name="ffv_patchgan")
+
+
+def count_flops_per_crop(config: GeneratorConfig = GeneratorConfig()) -> float:
+    """Multiply-adds x2 of one generator pass, counted from the layer shapes (for benchmarks)."""
+    model = build_generator(config)
+    total = 0.0
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls not in ("Conv2D", "DepthwiseConv2D"):
+            continue
+        out_shape = layer.output.shape
+        h, w, c_out = out_shape[1], out_shape[2], out_shape[3]
+        k = layer.kernel_size[0] * layer.kernel_size[1]
+        c_in = layer.input.shape[-1]
+        per_pixel = k * c_in * c_out if cls == "Conv2D" else k * c_out
+        total += 2.0 * h * w * per_pixel
+    return total
+

@@ -1,0 +1,331 @@
+"""``ffv train``: the generator trained as a PatchGAN GAN on synthetically damaged aligned faces.
+
+Losses: Charbonnier + (1 - SSIM) + a small non-saturating adversarial term from a PatchGAN critic
+regularised with a lazy R1 gradient penalty. Checkpoints hold everything needed to resume exactly:
+weights and optimiser state of both networks and the step (the data stream is a pure function of
+the seed and the step, see :class:`~framefusion_video.dataset.BatchSampler`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model import DiscriminatorConfig, GeneratorConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; stored in each checkpoint."""
+
+    data_dir: str = ""
+    val_dir: str | None = None
+    out_dir: str = "runs/ffv"
+    batch_size: int = 16
+    accum: int = 1  # gradient accumulation: optimiser steps every `accum` batches
+    lr_g: float = 2e-4
+    lr_d: float = 1e-4
+    ssim_weight: float = 0.2
+    adv_weight: float = 0.003
+    adv_start: int = 1500  # batches of reconstruction only before the critic's opinion counts
+    r1_gamma: float = 1.0
+    r1_every: int = 4  # lazy R1: penalty every N batches, scaled by N
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    checkpoint_minutes: float = 5.0
+    val_every: int = 500
+    val_images: int = 64
+    sample_every: int = 500
+    limit_images: int | None = None  # use only the first N training photos (quick runs, tests)
+    seed: int = 0
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        data["generator"] = GeneratorConfig.from_dict(data["generator"])
+        data["discriminator"] = DiscriminatorConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                       for k, v in data["discriminator"].items()})
+        return cls(**data)
+
+
+def charbonnier(x, y, eps: float = 1e-3):
+    """Mean robust L1 distance."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.sqrt(tf.square(x - y) + eps * eps))
+
+
+def build_gan(config: TrainConfig):
+    """The compiled :class:`RestorationGAN` (generator, critic and both optimisers)."""
+    import keras
+    import tensorflow as tf
+
+    from .model import build_discriminator, build_generator
+
+    class RestorationGAN(keras.Model):
+        """Generator + PatchGAN critic; ``train_step`` on (damaged, clean) returns named losses."""
+
+        def __init__(self, generator, discriminator, cfg: TrainConfig):
+            super().__init__()
+            self.generator = generator
+            self.discriminator = discriminator
+            self.cfg = cfg
+            self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches")
+            names = ("g_loss", "pixel", "ssim", "adv", "d_loss", "r1")
+            self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+
+        def compile(self, g_optimizer, d_optimizer):
+            super().compile()
+            self.g_optimizer = g_optimizer
+            self.d_optimizer = d_optimizer
+
+        @property
+        def metrics(self):
+            return list(self.trackers.values())
+
+        def call(self, inputs, training=False):
+            return self.generator(inputs, training=training)
+
+        def train_step(self, data):
+            damaged, clean, _ = keras.utils.unpack_x_y_sample_weight(data)
+            cfg = self.cfg
+            adv_on = tf.cast(self.batches >= cfg.adv_start, tf.float32)
+            with tf.GradientTape() as tape:
+                restored = self.generator(damaged, training=True)
+                pixel = charbonnier(restored, clean)
+                ssim = 1.0 - tf.reduce_mean(tf.image.ssim(restored, clean, max_val=1.0))
+                fake_logits = self.discriminator(restored, training=True)
+                adv = tf.reduce_mean(tf.nn.softplus(-fake_logits))
+                g_loss = pixel + cfg.ssim_weight * ssim + adv_on * cfg.adv_weight * adv
+            g_grads = tape.gradient(g_loss, self.generator.trainable_variables)
+            self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
+
+            do_r1 = tf.cast(tf.equal(self.batches % cfg.r1_every, 0), tf.float32)
+            with tf.GradientTape() as tape:
+                with tf.GradientTape() as r1_tape:
+                    r1_tape.watch(clean)
+                    real_logits = self.discriminator(clean, training=True)
+                    real_sum = tf.reduce_sum(real_logits)
+                real_grads = r1_tape.gradient(real_sum, clean)
+                r1 = tf.reduce_mean(tf.reduce_sum(tf.square(real_grads), axis=[1, 2, 3]))
+                fake_logits = self.discriminator(tf.stop_gradient(restored), training=True)
+                d_adv = tf.reduce_mean(tf.nn.softplus(fake_logits)) + tf.reduce_mean(tf.nn.softplus(-real_logits))
+                d_loss = d_adv + do_r1 * cfg.r1_every * 0.5 * cfg.r1_gamma * r1
+            d_grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+            self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
+            self.batches.assign_add(1)
+
+            for name, value in (("g_loss", g_loss), ("pixel", pixel), ("ssim", ssim), ("adv", adv),
+                                ("d_loss", d_adv), ("r1", r1)):
+                self.trackers[name].update_state(value)
+            return {name: t.result() for name, t in self.trackers.items()}
+
+    generator = build_generator(replace(config.generator))
+    discriminator = build_discriminator(replace(config.discriminator, crop_size=config.generator.crop_size))
+    gan = RestorationGAN(generator, discriminator, config)
+    accum = config.accum if config.accum > 1 else None
+    gan.compile(
+        g_optimizer=keras.optimizers.Adam(config.lr_g, beta_1=0.5, beta_2=0.99, gradient_accumulation_steps=accum),
+        d_optimizer=keras.optimizers.Adam(config.lr_d, beta_1=0.5, beta_2=0.99, gradient_accumulation_steps=accum),
+    )
+    gan.g_optimizer.build(generator.trainable_variables)
+    gan.d_optimizer.build(discriminator.trainable_variables)
+    return gan
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def _state_arrays(gan) -> dict[str, np.ndarray]:
+    groups = {
+        "g": gan.generator.weights,
+        "d": gan.discriminator.weights,
+        "og": gan.g_optimizer.variables,
+        "od": gan.d_optimizer.variables,
+    }
+    arrays = {f"{g}/{i:04d}": np.asarray(v.numpy()) for g, vs in groups.items() for i, v in enumerate(vs)}
+    arrays["batches"] = np.asarray(int(gan.batches.numpy()))
+    return arrays
+
+
+def save_checkpoint(gan, out_dir: str | os.PathLike, step: int, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``checkpoint.npz`` + ``checkpoint.json`` atomically into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "checkpoint.npz"
+    tmp = out_dir / "checkpoint.tmp.npz"
+    np.savez(tmp, **_state_arrays(gan))
+    meta = {"step": int(step), "config": gan.cfg.to_dict(), "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **(extra or {})}
+    (out_dir / "checkpoint.tmp.json").write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, path)
+    os.replace(out_dir / "checkpoint.tmp.json", out_dir / "checkpoint.json")
+    return path
+
+
+def load_checkpoint(gan, out_dir: str | os.PathLike) -> int:
+    """Restore weights, optimiser state and the batch counter from ``out_dir``; returns the step."""
+    out_dir = Path(out_dir)
+    meta = json.loads((out_dir / "checkpoint.json").read_text())
+    with np.load(out_dir / "checkpoint.npz") as data:
+        groups = {"g": gan.generator.weights, "d": gan.discriminator.weights,
+                  "og": gan.g_optimizer.variables, "od": gan.d_optimizer.variables}
+        for g, variables in groups.items():
+            for i, v in enumerate(variables):
+                v.assign(data[f"{g}/{i:04d}"])
+        gan.batches.assign(int(data["batches"]))
+    return int(meta["step"])
+
+
+def read_checkpoint_config(out_dir: str | os.PathLike) -> TrainConfig:
+    return TrainConfig.from_dict(json.loads((Path(out_dir) / "checkpoint.json").read_text())["config"])
+
+
+def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike) -> Path:
+    """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file for ``ffv restore``."""
+    config = read_checkpoint_config(out_dir)
+    gan = build_gan(config)
+    load_checkpoint(gan, out_dir)
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = model_path.with_name(model_path.stem + ".tmp.keras")
+    gan.generator.save(tmp)
+    os.replace(tmp, model_path)
+    return model_path
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+def _prefetch(sampler, start: int, stop: int, depth: int = 3):
+    """Batches ``start..stop-1`` made in a background thread (OpenCV releases the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    halt = threading.Event()
+
+    def work():
+        for step in range(start, stop):
+            if halt.is_set():
+                return
+            q.put((step, sampler.batch(step)))
+        q.put(None)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            yield item
+    finally:
+        halt.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def _write_sample_grid(path: Path, damaged: np.ndarray, restored: np.ndarray, clean: np.ndarray, n: int = 6) -> None:
+    import cv2
+
+    rows = [np.concatenate([damaged[i], restored[i], clean[i]], axis=1) for i in range(min(n, len(clean)))]
+    grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def validation_set(val_crops: np.ndarray, n: int, seed: int, degrade) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, seeded (damaged, clean) set from the first ``n`` validation crops."""
+    clean = val_crops[:n].astype(np.float32) / 255.0
+    damaged = np.stack([degrade(c, np.random.default_rng([seed, 99991, i])) for i, c in enumerate(clean)])
+    return damaged.astype(np.float32), clean
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> Path:
+    """Train (or resume) until ``max_steps`` or ``max_minutes``; returns the checkpoint folder."""
+    import tensorflow as tf
+
+    from .dataset import BatchSampler, load_aligned_crops
+    from .degradations import DegradationConfig, degrade
+
+    out_dir = Path(config.out_dir)
+    if resume:
+        if not (out_dir / "checkpoint.json").is_file():
+            from .errors import FfvError
+
+            raise FfvError(out_dir, "no checkpoint to resume from")
+        saved = read_checkpoint_config(out_dir)
+        # Run-length settings may change on resume; the model and data may not.
+        config = replace(saved, max_steps=config.max_steps, max_minutes=config.max_minutes,
+                         checkpoint_minutes=config.checkpoint_minutes)
+    crop = config.generator.crop_size
+    deg_cfg = DegradationConfig()
+
+    def degrade_fn(img, rng):
+        return degrade(img, rng, deg_cfg)
+
+    train_crops = load_aligned_crops(config.data_dir, crop, limit=config.limit_images, progress=True)
+    sampler = BatchSampler(train_crops, config.batch_size, config.seed, degrade_fn)
+    val = None
+    if config.val_dir:
+        val_crops = load_aligned_crops(config.val_dir, crop, progress=True)
+        val = validation_set(val_crops, config.val_images, config.seed, degrade_fn)
+
+    gan = build_gan(config)
+    step = load_checkpoint(gan, out_dir) if resume else 0
+    log.info("training from step %d on %d faces (%s)", step, len(train_crops), config.data_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        (out_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
+    curve = out_dir / "curve.jsonl"
+
+    stop = config.max_steps if config.max_steps is not None else 10**9
+    started = last_ckpt = time.monotonic()
+    logs: dict[str, float] = {}
+    for step_i, (damaged, clean) in _prefetch(sampler, step, stop):
+        logs = {k: float(v) for k, v in gan.train_on_batch(damaged, clean, return_dict=True).items()}
+        step = step_i + 1
+        if step % 50 == 0:
+            with writer.as_default(step=step):
+                for k, v in logs.items():
+                    tf.summary.scalar(f"train/{k}", v)
+            log.info("step %d %s", step, " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+        if val is not None and step % config.val_every == 0:
+            restored = gan.generator.predict(val[0], batch_size=16, verbose=0)
+            figures = {"step": step, "psnr": float(tf.reduce_mean(tf.image.psnr(restored, val[1], 1.0))),
+                       "ssim": float(tf.reduce_mean(tf.image.ssim(restored, val[1], 1.0))),
+                       "psnr_input": float(tf.reduce_mean(tf.image.psnr(val[0], val[1], 1.0))),
+                       "minutes": round((time.monotonic() - started) / 60, 2), **logs}
+            with curve.open("a") as fh:
+                fh.write(json.dumps(figures) + "\n")
+            with writer.as_default(step=step):
+                tf.summary.scalar("val/psnr", figures["psnr"])
+                tf.summary.scalar("val/ssim", figures["ssim"])
+            log.info("validation at step %d: PSNR %.2f dB (input %.2f), SSIM %.4f",
+                     step, figures["psnr"], figures["psnr_input"], figures["ssim"])
+        if step % config.sample_every == 0:
+            restored = gan.generator.predict(damaged[:6], verbose=0)
+            _write_sample_grid(out_dir / "samples" / f"step_{step:07d}.png", damaged, restored, clean)
+        elapsed = (time.monotonic() - started) / 60
+        out_of_time = config.max_minutes is not None and elapsed >= config.max_minutes
+        if time.monotonic() - last_ckpt >= config.checkpoint_minutes * 60 or out_of_time:
+            save_checkpoint(gan, out_dir, step, {"logs": logs})
+            last_ckpt = time.monotonic()
+        if out_of_time:
+            break
+    save_checkpoint(gan, out_dir, step, {"logs": logs})
+    log.info("stopped at step %d; checkpoint in %s", step, out_dir)
+    return out_dir
