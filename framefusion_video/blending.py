@@ -1,0 +1,274 @@
+"""Pasting restored face crops back into frames: face masks, colour matching, upscaling.
+
+Pure functions on arrays, following the GFPGAN/facexlib paste-back: warp the restored crop and a
+soft mask through the inverse of the frame->crop similarity transform, then alpha-blend. Unlike
+facexlib the mask is face-shaped (an ellipse fitted to the alignment template) rather than the
+whole square, it is computed once per crop size in crop space, and all the work happens inside
+each face's bounding box, so that a 720p frame costs about a millisecond per face.
+
+Conventions (see DEVELOPERS.md): frames are uint8 RGB (H, W, 3); crops are float32 RGB in [0, 1],
+(S, S, 3); matrices map frame pixels to crop pixels, float64 (2, 3).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from framefusion_video import alignment
+
+log = logging.getLogger(__name__)
+
+# Face extent in the template, in eye-to-mouth distances (vertical) and eye distances
+# (horizontal): the forehead is about one eye-mouth distance above the eyes, the chin a bit more
+# than half of one below the mouth, and a face is a little over twice as wide as its eye distance.
+_FOREHEAD_ABOVE_EYES = 1.05
+_CHIN_BELOW_MOUTH = 0.55
+_HALF_WIDTH_IN_EYE_DISTANCES = 1.15
+
+# Colour matching never scales a channel's spread by more than this (either way): the original
+# crop is degraded, and its noise or blur should not be copied onto the restored face.
+_STD_RATIO_LIMITS = (0.5, 2.0)
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    """How restored faces are blended into the frame.
+
+    Attributes:
+        erode: how far the face ellipse is shrunk, as a fraction of the crop side, so that the
+            restored crop's edges (hair, background) are left to the original frame.
+        feather: width of the soft transition from 1 to 0 at the mask's edge, as a fraction of
+            the crop side; wider hides seams better but blends in more of the degraded original.
+        colour_match: shift the restored crop's colour statistics to the original's (YCrCb,
+            within the mask) before pasting, so that skin tones do not change.
+        strength: alpha multiplier in [0, 1]; 0 leaves the frame untouched.
+    """
+
+    erode: float = 0.02
+    feather: float = 0.1
+    colour_match: bool = True
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.erode < 0.25:
+            raise ValueError(f"erode must be in [0, 0.25), got {self.erode}")
+        if not 0.0 <= self.feather <= 0.5:
+            raise ValueError(f"feather must be in [0, 0.5], got {self.feather}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+
+
+def _face_ellipse(crop_size: int) -> tuple[float, float, float, float]:
+    """(cx, cy, semi-axis x, semi-axis y) of the face, in pixels of a ``crop_size`` crop."""
+    pts = alignment.template(crop_size).astype(np.float64)
+    eye_y = 0.5 * (pts[0, 1] + pts[1, 1])
+    mouth_y = 0.5 * (pts[3, 1] + pts[4, 1])
+    eye_to_mouth = mouth_y - eye_y
+    eye_distance = float(np.linalg.norm(pts[1] - pts[0]))
+    top = eye_y - _FOREHEAD_ABOVE_EYES * eye_to_mouth
+    bottom = mouth_y + _CHIN_BELOW_MOUTH * eye_to_mouth
+    # The template is left-right symmetric to 1e-3; centring on the crop (pixel centres
+    # at integer coordinates) keeps the mask exactly so.
+    half_width = _HALF_WIDTH_IN_EYE_DISTANCES * eye_distance
+    return (crop_size - 1) / 2.0, 0.5 * (top + bottom), half_width, 0.5 * (bottom - top)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, and a C1 cubic in between."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_mask(crop_size: int, erode: float, feather: float) -> np.ndarray:
+    s = float(crop_size)
+    cx, cy, ax, ay = _face_ellipse(crop_size)
+    ax, ay = max(ax - erode * s, 1.0), max(ay - erode * s, 1.0)
+    # Pixel centres sit at integer coordinates (OpenCV's convention, used by warpAffine).
+    y, x = np.mgrid[0:crop_size, 0:crop_size].astype(np.float64)
+    u, v = (x - cx) / ax, (y - cy) / ay
+    r = np.sqrt(u * u + v * v)
+    # First-order signed distance to the ellipse, in pixels (negative inside): (r - 1) / |grad r|.
+    grad = np.sqrt((u / ax) ** 2 + (v / ay) ** 2) / np.maximum(r, 1e-9)
+    dist = (r - 1.0) / np.maximum(grad, 1e-9)
+    width = max(feather * s, 1.0)
+    mask = 1.0 - _smoothstep(dist / width + 0.5)
+    # Exactly 0 on the crop border (and a soft ramp towards it), whatever the configuration, so
+    # that the warped crop's edge is never pasted.
+    to_border = np.minimum(np.minimum(x, s - 1.0 - x), np.minimum(y, s - 1.0 - y))
+    mask *= _smoothstep(to_border / max(0.5 * width, 1.0))
+    mask = mask.astype(np.float32)
+    mask.setflags(write=False)
+    return mask
+
+
+def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray:
+    """Soft face-shaped mask, float32 (S, S) in [0, 1], read-only (it is cached per size).
+
+    An ellipse fitted to the alignment template (forehead to chin, cheek to cheek), shrunk by
+    ``config.erode`` and feathered over ``config.feather`` (both fractions of S) with a smooth
+    step, so that no seam or box shows. It is exactly 0 on the crop border and 1 in the middle,
+    and left-right symmetric.
+    """
+    if crop_size < 8:
+        raise ValueError(f"crop_size must be at least 8, got {crop_size}")
+    return _cached_mask(int(crop_size), float(config.erode), float(config.feather))
+
+
+def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel weighted mean and standard deviation of (N, 3) values."""
+    mean = weights @ values
+    std = np.sqrt(np.maximum(weights @ (values - mean) ** 2, 0.0))
+    return mean, std
+
+
+def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The restored crop with its colour statistics moved to the original's, float32 (S, S, 3).
+
+    ``restored`` and ``original`` are float32 RGB crops in [0, 1], (S, S, 3); ``mask`` is float
+    (S, S) weights. Per channel in YCrCb (luma and two chroma channels; about 60 times cheaper to
+    convert than Lab, which matters at 25 fps), the mask-weighted mean and standard deviation of
+    the restored crop are moved to those of the original (the spread ratio limited to
+    ``_STD_RATIO_LIMITS``, so that noise in the original is not copied). The result is clipped to
+    [0, 1]. A mask with no weight returns the restored crop unchanged (as float32).
+    """
+    restored = np.asarray(restored, dtype=np.float32)
+    original = np.asarray(original, dtype=np.float32)
+    if restored.shape != original.shape or restored.ndim != 3 or restored.shape[2] != 3:
+        raise ValueError(f"crops must both be (S, S, 3), got {restored.shape} and {original.shape}")
+    weights = np.asarray(mask, dtype=np.float64).reshape(-1)
+    if weights.size != restored.shape[0] * restored.shape[1]:
+        raise ValueError(f"mask {np.shape(mask)} does not match crops {restored.shape}")
+    total = weights.sum()
+    if total <= 1e-6:
+        return restored.copy()
+    weights = weights / total
+    ycc_r = cv2.cvtColor(np.clip(restored, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
+    ycc_o = cv2.cvtColor(np.clip(original, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
+    mean_r, std_r = _weighted_stats(ycc_r.reshape(-1, 3).astype(np.float64), weights)
+    mean_o, std_o = _weighted_stats(ycc_o.reshape(-1, 3).astype(np.float64), weights)
+    ratio = np.where(std_r > 1e-6, std_o / np.maximum(std_r, 1e-6), 1.0)
+    ratio = np.clip(ratio, *_STD_RATIO_LIMITS)
+    scale = ratio.astype(np.float32)
+    offset = (mean_o - ratio * mean_r).astype(np.float32)
+    rgb = cv2.cvtColor(ycc_r * scale + offset, cv2.COLOR_YCrCb2RGB)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _mask_support(crop_size: int, erode: float, feather: float) -> np.ndarray:
+    """Corners (4, 2) of the box around the mask's non-zero pixels, in crop pixels."""
+    mask = _cached_mask(crop_size, erode, feather)
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return np.zeros((4, 2))
+    x0, x1, y0, y1 = xs.min() - 1.0, xs.max() + 1.0, ys.min() - 1.0, ys.max() + 1.0
+    return np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
+
+
+def _frame_box(matrix: np.ndarray, corners: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1), end-exclusive and clipped to the frame, covering crop ``corners``."""
+    pts = alignment.transform_points(corners, alignment.invert_affine(matrix))
+    x0 = max(int(np.floor(pts[:, 0].min())) - 1, 0)
+    y0 = max(int(np.floor(pts[:, 1].min())) - 1, 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(pts[:, 1].max())) + 2, height)
+    return x0, y0, x1, y1
+
+
+def paste_faces(
+    frame: np.ndarray,
+    faces: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    config: BlendConfig = BlendConfig(),
+    original_crops: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
+    """A new uint8 RGB frame (H, W, 3) with the restored faces blended in.
+
+    ``faces`` holds ``(restored_crop, matrix)`` pairs: the crop float32 RGB (S, S, 3) in [0, 1]
+    and the frame->crop matrix float64 (2, 3) it was aligned with. Each crop and its
+    :func:`face_mask` are warped back through the inverse transform, inside the face's bounding
+    box only, and blended with alpha = mask * ``config.strength``; later faces are pasted over
+    earlier ones where they overlap. With ``config.colour_match`` the crop is first colour-matched
+    to ``original_crops`` (float32 (S, S, 3) in [0, 1], one per face) or, when those are not
+    given, to the crops cut from ``frame`` with :func:`alignment.warp_to_crop`.
+
+    ``frame`` is not modified; every pixel where alpha is 0 is bit-identical to the input.
+    """
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+    if original_crops is not None and len(original_crops) != len(faces):
+        raise ValueError(f"{len(original_crops)} original crops for {len(faces)} faces")
+    out = frame.copy()
+    if config.strength <= 0.0 or not faces:
+        return out
+    height, width = frame.shape[:2]
+    for index, (crop, matrix) in enumerate(faces):
+        crop = np.asarray(crop, dtype=np.float32)
+        if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or crop.shape[2] != 3:
+            raise ValueError(f"restored crop must be (S, S, 3), got {crop.shape}")
+        matrix = np.asarray(matrix, dtype=np.float64)
+        size = crop.shape[0]
+        mask = face_mask(size, config)
+        if config.colour_match:
+            if original_crops is not None:
+                original = np.asarray(original_crops[index], dtype=np.float32)
+            else:
+                original = alignment.warp_to_crop(frame, matrix, size).astype(np.float32) / 255.0
+            crop = match_colour(crop, original, mask)
+        x0, y0, x1, y1 = _frame_box(matrix, _mask_support(size, config.erode, config.feather), width, height)
+        if x1 <= x0 or y1 <= y0:
+            continue  # the face lies outside the frame
+        # The same transform for the box: crop = A (p + (x0, y0)) + t.
+        box_matrix = matrix.copy()
+        box_matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
+        rgba = np.concatenate([np.clip(crop, 0.0, 1.0) * np.float32(255.0), mask[..., None]], axis=2)
+        warped = alignment.warp_to_frame(rgba, box_matrix, (x1 - x0, y1 - y0))
+        alpha = warped[..., 3:] * np.float32(config.strength)
+        region = out[y0:y1, x0:x1]
+        base = region.astype(np.float32)
+        # base + alpha * (new - base) is exactly base where alpha == 0, so rounding restores the
+        # same uint8 value there.
+        blended = base + alpha * (warped[..., :3] - base)
+        np.clip(np.rint(blended), 0.0, 255.0, out=blended)
+        region[...] = blended.astype(np.uint8)
+    return out
+
+
+def scale_matrix(matrix: np.ndarray, factor: float) -> np.ndarray:
+    """The frame->crop matrix (float64 (2, 3)) for the frame resized by ``factor``.
+
+    Uses OpenCV's resize convention (pixel centres: x' = (x + 0.5) * factor - 0.5), so that
+    ``warp_to_crop(upscale_frame(frame, f), scale_matrix(m, f), S)`` sees the same face as
+    ``warp_to_crop(frame, m, S)``.
+    """
+    if factor <= 0:
+        raise ValueError(f"factor must be positive, got {factor}")
+    matrix = np.asarray(matrix, dtype=np.float64)
+    linear = matrix[:, :2] / factor
+    out = np.empty((2, 3), dtype=np.float64)
+    out[:, :2] = linear
+    out[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.full(2, 0.5 / factor - 0.5)
+    return out
+
+
+def upscale_frame(frame: np.ndarray, factor: int) -> np.ndarray:
+    """The uint8 frame resized by the integer ``factor`` with bicubic interpolation.
+
+    Bicubic rather than Lanczos: nearly as sharp on video and several times faster at 4x. A
+    factor of 1 returns the frame itself.
+    """
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor}")
+    if factor == 1:
+        return frame
+    height, width = frame.shape[:2]
+    return cv2.resize(frame, (width * factor, height * factor), interpolation=cv2.INTER_CUBIC)

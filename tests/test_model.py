@@ -1,0 +1,69 @@
+"""Generator and critic shapes, and the inference wrapper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from framefusion_video.model import (DiscriminatorConfig, GeneratorConfig, build_discriminator,
+                                     build_generator, count_flops_per_crop)
+
+TINY = GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)
+
+
+def test_generator_keeps_shape_and_range():
+    gen = build_generator(TINY)
+    x = np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32)
+    y = gen.predict(x, verbose=0)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert y.min() >= 0.0 and y.max() <= 1.0
+
+
+def test_untrained_generator_is_identity():
+    # The residual head is zero-initialised: training starts from "leave the face alone".
+    gen = build_generator(TINY)
+    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(gen.predict(x, verbose=0), x, atol=1e-6)
+
+
+def test_discriminator_is_patchwise():
+    disc = build_discriminator(DiscriminatorConfig(crop_size=64, widths=(8, 16, 16, 16)))
+    out = disc.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0)
+    assert out.shape == (2, 8, 8, 1)
+
+
+def test_generator_rejects_indivisible_crop():
+    with pytest.raises(ValueError):
+        build_generator(GeneratorConfig(crop_size=100))
+
+
+def test_default_generator_is_light():
+    # The speed issue budgets well under a GFLOP per 128 px crop.
+    assert count_flops_per_crop(GeneratorConfig()) < 1.0e9
+
+
+def test_restorer_pads_batches_and_keeps_order(tmp_path):
+    from framefusion_video.inference import Restorer, load_restorer
+
+    gen = build_generator(TINY)
+    path = tmp_path / "g.keras"
+    gen.save(path)
+    restorer = load_restorer(path, batch_size=4)
+    assert restorer.crop_size == 32
+    x = np.random.default_rng(2).random((6, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(restorer.restore(x), gen.predict(x, verbose=0), atol=1e-5)
+    assert restorer.restore(np.zeros((0, 32, 32, 3), np.float32)).shape == (0, 32, 32, 3)
+    with pytest.raises(ValueError):
+        Restorer(gen, batch_size=2).restore(np.zeros((1, 16, 16, 3), np.float32))
+
+
+def test_load_restorer_reports_bad_files(tmp_path):
+    from framefusion_video.errors import FfvError
+    from framefusion_video.inference import load_restorer
+
+    with pytest.raises(FfvError, match="not found"):
+        load_restorer(tmp_path / "missing.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a model")
+    with pytest.raises(FfvError, match="bad.keras"):
+        load_restorer(bad)
