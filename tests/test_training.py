@@ -79,21 +79,6 @@ def test_export_then_load_gives_the_same_outputs(tmp_path):
                                atol=1e-5)
 
 
-@pytest.fixture()
-def face_folder(tmp_path, monkeypatch):
-    """A few face photos (the public-domain astronaut portrait, shifted and scaled)."""
-    from skimage import data
-
-    monkeypatch.setenv("FFV_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    for i, scale in enumerate((1.0, 0.8, 0.6, 0.9)):
-        m = np.float32([[scale, 0, 20 * i], [0, scale, 10 * i]])
-        cv2.imwrite(str(folder / f"face_{i}.jpg"), cv2.warpAffine(img, m, (512, 512), borderMode=cv2.BORDER_REFLECT))
-    return folder
-
-
 def test_ffv_train_two_steps_then_export(face_folder, tmp_path):
     from click.testing import CliRunner
 
@@ -121,3 +106,25 @@ def test_ffv_train_reports_a_missing_folder(tmp_path):
     result = CliRunner().invoke(main, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     assert result.exit_code != 0
     assert "nope" in result.output
+
+
+def test_ffv_eval_measures_input_baseline_and_model(face_folder, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from framefusion_video.cli import main
+    from framefusion_video.model import build_generator
+
+    model = tmp_path / "g.keras"
+    build_generator(GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)).save(model)
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, ["-q", "eval", str(face_folder), "--model", str(model), "--kind", "noise",
+                                       "--kind", "jpeg", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["kinds"]) == {"noise", "jpeg"}
+    noise = report["kinds"]["noise"]["psnr"]
+    # An untrained generator is the identity, so it scores what the damaged input scores.
+    assert noise["model"] == pytest.approx(noise["input"], abs=0.05)
+    assert "noise" in result.output
