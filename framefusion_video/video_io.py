@@ -1,0 +1,588 @@
+"""Video I/O with the ffmpeg that ships in imageio-ffmpeg: probe, streamed decode, atomic encode.
+
+There is no ffprobe in that wheel, so :func:`probe` reads two cheap ffmpeg runs: the stream dump of
+``ffmpeg -i`` (sizes, codecs, rotation, pixel aspect, start times) and a demux-only packet listing
+(``-c copy -f framecrc``) that gives the exact presentation time of every frame without decoding.
+That listing also finds truncated files, and it is what lets :class:`VideoWriter` give frame ``i``
+of the output the source's timestamp ``i``: frames are fed to the encoder in a minimal Matroska
+stream (raw RGB with a timestamp per frame), so variable frame rates and late-starting video
+survive, and the source's audio is then copied beside it with the original start times.
+
+Frames at this boundary are ``uint8`` RGB arrays of shape (H, W, 3), displayed orientation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from .errors import FfvError
+
+log = logging.getLogger(__name__)
+
+# The first video stream that is not cover art (ffmpeg's capital V); used for every read.
+_VIDEO_MAP = "0:V:0"
+# Matrices we can tag and convert with; anything else is written as BT.601 (swscale's default).
+_MATRIX_SCALE_NAME = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "bt2020nc": "bt2020"}
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (or ``IMAGEIO_FFMPEG_EXE``)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ffv needs to know about a video file, from :func:`probe`.
+
+    ``width``/``height`` are those of the frames :func:`read_frames` yields (after the rotation
+    ffmpeg applies by default); ``sar`` is their pixel aspect (width/height of one pixel).
+    ``rotation`` is the display rotation stored in the file, degrees counter-clockwise (ffmpeg's
+    convention; 0, 90, 180 or 270), already applied to the decoded frames. ``fps`` is the average
+    frame rate; ``n_frames`` the exact number of decoded frames (None when the container gives no
+    reliable per-frame timestamps); ``duration`` the video's duration in seconds (first frame to
+    end of last frame; the container's duration when frames are not listed). ``frame_pts`` holds
+    each decoded frame's presentation timestamp in ``time_base`` units, in display order.
+    """
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    n_frames: int | None
+    duration: float
+    rotation: int = 0
+    sar: Fraction = Fraction(1)
+    has_audio: bool = False
+    video_codec: str = ""
+    pix_fmt: str = ""
+    audio_codecs: tuple[str, ...] = ()
+    container: str = ""
+    video_start: float = 0.0
+    audio_start: float | None = None
+    color_matrix: str | None = None
+    time_base: Fraction | None = None
+    frame_pts: tuple[int, ...] | None = field(default=None, repr=False)
+    last_frame_duration: int | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the decoded frames."""
+        return self.width, self.height
+
+    @property
+    def frame_times(self) -> tuple[float, ...] | None:
+        """Presentation time of every frame in seconds (source clock), or None when unknown."""
+        if self.frame_pts is None or self.time_base is None:
+            return None
+        return tuple(float(p * self.time_base) for p in self.frame_pts)
+
+
+# --------------------------------------------------------------------------------------------
+# probe
+
+
+def _run(args: list[str], path: str | os.PathLike) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            [ffmpeg_exe(), "-nostdin", "-hide_banner", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except OSError as exc:  # ffmpeg missing or not executable
+        raise FfvError(path, f"cannot run ffmpeg: {exc}") from exc
+
+
+def _last_error(stderr: str | bytes) -> str:
+    """The most telling line of ffmpeg's stderr, without the ``[module @ 0x...]`` prefixes."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode("utf-8", "replace")
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", ln).strip() for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Terminating thread", "Task finished"))]
+    return lines[-1] if lines else "ffmpeg failed without a message"
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise FfvError(path, "no such file")
+    if path.is_dir():
+        raise FfvError(path, "is a folder, not a video file")
+    try:
+        with open(path, "rb") as handle:
+            first = handle.read(1)
+    except OSError as exc:
+        raise FfvError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    if not first:
+        raise FfvError(path, "is empty (0 bytes)")
+
+
+_STREAM_RE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
+_SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})(?=[ ,]|$)")
+_SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR")
+_FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
+_TBN_RE = re.compile(r", ([\d.]+)(k?) tbn")
+_START_RE = re.compile(r", start (-?[\d.]+)")
+_ROT_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
+_DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+_INPUT_RE = re.compile(r"^Input #0, (.+?), from ")
+_PIXFMT_RE = re.compile(r"^[^,]*?, (\w+)(?:\(([^)]*)\))?(?=,)")
+
+
+def _parse_dump(text: str) -> dict:
+    """Parse ``ffmpeg -i`` stderr into a dict of raw facts (first input only)."""
+    facts: dict = {"streams": [], "duration": None, "container": ""}
+    current = None
+    for line in text.splitlines():
+        if m := _INPUT_RE.match(line):
+            facts["container"] = m.group(1)
+        elif m := _DURATION_RE.search(line):
+            h, mnt, s = m.groups()
+            facts["duration"] = int(h) * 3600 + int(mnt) * 60 + float(s)
+        elif m := _STREAM_RE.match(line):
+            current = {"index": int(m.group(1)), "kind": m.group(2), "desc": m.group(3), "rotation": 0.0}
+            facts["streams"].append(current)
+        elif current is not None and (m := _ROT_RE.search(line)):
+            current["rotation"] = float(m.group(1))
+    return facts
+
+
+def _rate(match: re.Match | None) -> float | None:
+    if match is None:
+        return None
+    return float(match.group(1)) * (1000 if match.group(2) else 1)
+
+
+def _list_frames(path: Path) -> tuple[Fraction | None, list[int] | None, int | None]:
+    """Demux (no decode) the video stream: time base, sorted frame pts, last frame's duration.
+
+    Packets the demuxer marks as discarded (MP4 edit lists) are not frames. Returns None lists when
+    any timestamp is missing or repeated, as in raw elementary streams. Raises FfvError when the
+    demuxer hits the end of a truncated file.
+    """
+    proc = _run(["-v", "error", "-xerror", "-i", str(path), "-map", _VIDEO_MAP, "-c", "copy",
+                 "-f", "framecrc", "-"], path)
+    if proc.returncode != 0:
+        raise FfvError(path, f"truncated or corrupt video data ({_last_error(proc.stderr)})")
+    time_base, rows = None, []
+    for line in proc.stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("#tb 0:"):
+            num, den = line.split(":", 1)[1].strip().split("/")
+            time_base = Fraction(int(num), int(den))
+        elif line and not line.startswith("#"):
+            parts = [p.strip() for p in line.split(",")]
+            flags = int(parts[6].split("=")[1], 16) if len(parts) > 6 and "=" in parts[6] else 0
+            if not flags & 0x4:  # AV_PKT_FLAG_DISCARD
+                rows.append((parts[2], parts[3]))
+    try:
+        pts = sorted(int(p) for p, _ in rows)
+        total = sum(int(d) for _, d in rows)
+    except ValueError:  # NOPTS
+        return time_base, None, None
+    if time_base is None or not pts or len(set(pts)) != len(pts):
+        return time_base, None, None
+    # The last frame lasts until the end of the packets' summed durations; sanity-checked against
+    # the typical frame interval, as B-frame reordering can shift that sum by one interval.
+    typical = int(np.median(np.diff(pts))) if len(pts) > 1 else total
+    last = pts[0] + total - pts[-1]
+    return time_base, pts, last if 0 < last <= 2 * typical else max(typical, 1)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe the video at ``path`` cheaply (no decoding).
+
+    Raises:
+        FfvError: missing path, a folder, unreadable or empty file, not a video ffmpeg can open,
+            no video stream, a still image, or a truncated file (as far as demuxing can tell).
+    """
+    path = Path(path)
+    _check_readable(path)
+    dump = _run(["-i", str(path)], path)  # exits 1 ("no output file") even when all is well
+    text = dump.stderr.decode("utf-8", "replace")
+    facts = _parse_dump(text)
+    if not facts["streams"]:
+        reason = _last_error(text)
+        if "Invalid data" in reason or "moov atom" in text:
+            reason = "not a video file, or a truncated one (ffmpeg: invalid data)"
+        raise FfvError(path, reason)
+    videos = [s for s in facts["streams"] if s["kind"] == "Video" and "(attached pic)" not in s["desc"]]
+    audios = [s for s in facts["streams"] if s["kind"] == "Audio"]
+    if not videos:
+        raise FfvError(path, "has no video stream" + (" (audio only)" if audios else ""))
+    if facts["container"].endswith("_pipe") or facts["container"] == "image2":
+        raise FfvError(path, "is a still image, not a video")
+    desc = videos[0]["desc"]
+    size = _SIZE_RE.search(desc)
+    if size is None:
+        raise FfvError(path, "video stream has no frame size (unsupported or corrupt)")
+    width, height = int(size.group(1)), int(size.group(2))
+    sar_m = _SAR_RE.search(desc)
+    sar = Fraction(1)
+    if sar_m and int(sar_m.group(1)) and int(sar_m.group(2)):
+        sar = Fraction(int(sar_m.group(1)), int(sar_m.group(2)))
+    rotation = int(round(videos[0]["rotation"])) % 360
+    if rotation in (90, 270):  # ffmpeg's autorotate transposes the frames, and their aspect
+        width, height, sar = height, width, 1 / sar if sar else sar
+    pix = _PIXFMT_RE.match(desc)
+    matrix = None
+    if pix:
+        tags = [t.strip() for t in (pix.group(2) or "").split(",")]
+        colour = [t for t in tags if "/" in t or t in _MATRIX_SCALE_NAME]  # "bt709" or "bt709/x/y"
+        if colour and not colour[0].startswith("unknown"):
+            matrix = colour[0].split("/")[0]
+
+    time_base, pts, last_duration = _list_frames(path)
+    container_duration = facts["duration"]
+    v_start = _START_RE.search(desc)
+    fps_parsed = _rate(_FPS_RE.search(desc)) or _rate(re.search(r", ([\d.]+)(k?) tbr", desc))
+    if pts:
+        span = pts[-1] - pts[0]
+        fps = float((len(pts) - 1) / (span * time_base)) if span > 0 else (fps_parsed or 0.0)
+        duration = float((span + last_duration) * time_base)
+        video_start = float(pts[0] * time_base)
+    else:
+        fps = fps_parsed or 0.0
+        duration = container_duration or 0.0
+        video_start = float(v_start.group(1)) if v_start else 0.0
+    if fps <= 0:
+        raise FfvError(path, "video stream has no frame rate (unsupported or corrupt)")
+    audio_start = None
+    if audios:
+        a_start = _START_RE.search(audios[0]["desc"])
+        audio_start = float(a_start.group(1)) if a_start else 0.0
+    info = VideoInfo(
+        path=str(path),
+        width=width,
+        height=height,
+        fps=fps,
+        n_frames=len(pts) if pts is not None else None,
+        duration=duration,
+        rotation=rotation,
+        sar=sar,
+        has_audio=bool(audios),
+        video_codec=desc.split(" ", 1)[0].rstrip(","),
+        pix_fmt=pix.group(1) if pix else "",
+        audio_codecs=tuple(a["desc"].split(" ", 1)[0].rstrip(",") for a in audios),
+        container=facts["container"],
+        video_start=video_start,
+        audio_start=audio_start,
+        color_matrix=matrix,
+        time_base=time_base if pts is not None else None,
+        frame_pts=tuple(pts) if pts is not None else None,
+        last_frame_duration=last_duration if pts is not None else None,
+    )
+    if info.n_frames == 0:
+        raise FfvError(path, "video stream has no frames")
+    log.debug("probed %s", info)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# decode
+
+
+def _read_exactly(stream: IO[bytes], view: memoryview) -> int:
+    """Fill ``view`` from ``stream``; the number of bytes read (short only at end of stream)."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def read_frames(path: str | os.PathLike, info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+    """Yield every decoded frame once, in display order, as uint8 RGB (H, W, 3), streamed.
+
+    No frame-rate conversion (``-fps_mode passthrough``); the file's rotation is applied as ffmpeg
+    does by default. Each frame is a fresh, writable array. Closing the generator early stops
+    ffmpeg. Raises FfvError when decoding fails part-way (corrupt or truncated data).
+    """
+    info = info if info is not None else probe(path)
+    frame_shape = (info.height, info.width, 3)
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-i", str(path),
+           "-map", _VIDEO_MAP, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    count = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        try:
+            while True:
+                frame = np.empty(frame_shape, dtype=np.uint8)
+                got = _read_exactly(proc.stdout, memoryview(frame).cast("B"))
+                if got == 0:
+                    break
+                if got < frame.nbytes:
+                    raise FfvError(path, f"decoding stopped inside frame {count} (frame size changed?)")
+                count += 1
+                yield frame
+            if proc.wait() != 0:
+                err.seek(0)
+                raise FfvError(path, f"decoding failed after {count} frames: {_last_error(err.read())}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+    if info.n_frames is not None and count != info.n_frames:
+        log.warning("%s: decoded %d frames, expected %d", path, count, info.n_frames)
+
+
+# --------------------------------------------------------------------------------------------
+# encode
+
+# Minimal Matroska writer: just enough for ffmpeg to read raw RGB frames with exact timestamps.
+# Every element size is written on 8 bytes; the segment has an "unknown" size (a live stream).
+
+
+def _ebml(element_id: bytes, payload: bytes) -> bytes:
+    return element_id + (0x01 << 56 | len(payload)).to_bytes(8, "big") + payload
+
+
+def _ebml_uint(element_id: bytes, value: int) -> bytes:
+    return _ebml(element_id, int(value).to_bytes(8, "big"))
+
+
+def _mkv_header(width: int, height: int) -> bytes:
+    """EBML header, segment start, info (1 ns timestamp unit) and one raw-RGB video track."""
+    ebml = _ebml(b"\x1a\x45\xdf\xa3", _ebml_uint(b"\x42\x86", 1) + _ebml_uint(b"\x42\xf7", 1)
+                 + _ebml_uint(b"\x42\xf2", 4) + _ebml_uint(b"\x42\xf3", 8) + _ebml(b"\x42\x82", b"matroska")
+                 + _ebml_uint(b"\x42\x87", 4) + _ebml_uint(b"\x42\x85", 2))
+    segment = b"\x18\x53\x80\x67" + b"\x01\xff\xff\xff\xff\xff\xff\xff"
+    info = _ebml(b"\x15\x49\xa9\x66", _ebml_uint(b"\x2a\xd7\xb1", 1) + _ebml(b"\x4d\x80", b"ffv")
+                 + _ebml(b"\x57\x41", b"ffv"))
+    video = _ebml(b"\xe0", _ebml_uint(b"\xb0", width) + _ebml_uint(b"\xba", height)
+                  + _ebml(b"\x2e\xb5\x24", b"RGB\x18"))  # ColourSpace fourcc: packed rgb24
+    track = _ebml(b"\xae", _ebml_uint(b"\xd7", 1) + _ebml_uint(b"\x73\xc5", 1) + _ebml_uint(b"\x83", 1)
+                  + _ebml(b"\x86", b"V_UNCOMPRESSED") + _ebml_uint(b"\x9c", 0) + video)
+    return ebml + segment + info + _ebml(b"\x16\x54\xae\x6b", track)
+
+
+def _mkv_frame_header(time_ns: int, duration_ns: int, n_bytes: int) -> bytes:
+    """A cluster holding one block group (frame of ``n_bytes``), up to the frame's first byte."""
+    block_head = b"\x81" + struct.pack(">h", 0) + b"\x00"  # track 1, relative time 0, no flags
+    block_size = len(block_head) + n_bytes
+    block = b"\xa1" + (0x01 << 56 | block_size).to_bytes(8, "big") + block_head
+    duration = _ebml_uint(b"\x9b", max(duration_ns, 1))
+    group_size = len(block) + n_bytes + len(duration)
+    group_head = b"\xa0" + (0x01 << 56 | group_size).to_bytes(8, "big")
+    timestamp = _ebml_uint(b"\xe7", time_ns)
+    cluster_size = len(timestamp) + len(group_head) + group_size
+    # Duration goes after the block data, so the caller writes: header, frame bytes, trailer.
+    cluster_head = b"\x1f\x43\xb6\x75" + (0x01 << 56 | cluster_size).to_bytes(8, "big")
+    return cluster_head + timestamp + group_head + block
+
+
+def _frame_time(info: VideoInfo, index: int) -> tuple[Fraction, Fraction]:
+    """Source presentation time and duration (seconds) for output frame ``index``.
+
+    Frame ``i`` gets the source's frame ``i`` timestamp; frames beyond the source's count (or all
+    frames when the source lists none) continue at the average frame rate.
+    """
+    pts, tb = info.frame_pts, info.time_base
+    if pts and tb is not None:
+        n = len(pts)
+        last_dur = info.last_frame_duration or (round(1 / (info.fps * tb)) if info.fps else 1)
+        if index < n - 1:
+            return pts[index] * tb, (pts[index + 1] - pts[index]) * tb
+        return (pts[-1] + (index - n + 1) * last_dur) * tb, last_dur * tb
+    rate = Fraction(info.fps).limit_denominator(1001)
+    return Fraction(info.video_start).limit_denominator(10**6) + index / rate, 1 / rate
+
+
+def output_pix_fmt(width: int, height: int) -> str:
+    """``yuv420p`` for even sizes; ``yuv444p`` when a side is odd.
+
+    H.264 4:2:0 can only code even sizes (its cropping works in 2-pixel units), so an odd size
+    would need a silent pad or crop. Odd sizes are therefore encoded 4:4:4 (High 4:4:4 profile),
+    which keeps every pixel but which some players (browsers, QuickTime) do not play.
+    """
+    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+
+
+class VideoWriter:
+    """Encode RGB frames to H.264 MP4 with the source's timing and audio; atomic on success.
+
+    Use as a context manager. Frames go to libx264 (``crf``, ``preset``) in a hidden temporary
+    file beside ``path``; on a clean exit the source audio (``audio_from``, streams copied as they
+    are, AAC only when the codec cannot go in MP4) is muxed in and the result renamed onto ``path``
+    with :func:`os.replace`. On any exception, KeyboardInterrupt included, the temporary files are
+    removed and nothing is left under ``path``.
+
+    Frame ``i`` is shown at the source's frame ``i`` time (``info.frame_pts``), so variable frame
+    rates and a video that starts after its audio keep their timing. Frames are written in
+    displayed orientation with no rotation tag, with ``info.sar`` as pixel aspect. Odd sizes: see
+    :func:`output_pix_fmt`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        info: VideoInfo,
+        *,
+        size: tuple[int, int] | None = None,
+        crf: int = 18,
+        preset: str = "veryfast",
+        audio_from: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.size = tuple(size) if size is not None else info.size
+        self.audio_from = None if audio_from is None else Path(audio_from)
+        self.frames_written = 0
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise FfvError(self.path, f"output folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise FfvError(self.path, f"output folder {parent} is not writable")
+        stem = f".{self.path.stem}.ffv-tmp"
+        self._tmp_video = parent / f"{stem}-video.mp4"
+        self._tmp_final = parent / f"{stem}{self.path.suffix or '.mp4'}"
+        width, height = self.size
+        self._frame_bytes = width * height * 3
+        if info.frame_pts and info.time_base is not None:
+            self._time_base = info.time_base
+        else:
+            self._time_base = 1 / Fraction(info.fps).limit_denominator(1001)
+        timescale = self._time_base.denominator
+        self._timescale = timescale * -(-10000 // timescale) if timescale < 10000 else timescale
+        pix_fmt = output_pix_fmt(width, height)
+        matrix = info.color_matrix if info.color_matrix in _MATRIX_SCALE_NAME else "smpte170m"
+        vf = (f"scale=out_color_matrix={_MATRIX_SCALE_NAME[matrix]}:out_range=tv,format={pix_fmt},"
+              f"setsar={info.sar.numerator}/{info.sar.denominator}:max=65535")
+        # Matroska timestamps are unsigned: shift a negative source start, and shift it back.
+        first_time, _ = _frame_time(info, 0)
+        self._shift = max(Fraction(0), -first_time)
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-copyts",
+               "-itsoffset", f"{-float(self._shift):.9f}", "-f", "matroska", "-i", "pipe:0",
+               "-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-enc_time_base", str(self._time_base),
+               "-c:v", "libx264", "-crf", str(crf), "-preset", preset, "-pix_fmt", pix_fmt,
+               "-colorspace", matrix, "-color_range", "tv",
+               "-video_track_timescale", str(self._timescale), "-y", "-f", "mp4", str(self._tmp_video)]
+        self._stderr = tempfile.TemporaryFile()
+        self._proc: subprocess.Popen | None = None
+        self._closed = False
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+            self._send(_mkv_header(width, height))
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+                raise FfvError(self.path, f"cannot run ffmpeg: {exc}") from exc
+            raise
+
+    # -- writing --------------------------------------------------------------------------------
+    def _send(self, data: bytes | memoryview) -> None:
+        if self._proc is None:
+            raise ValueError("the encoder is not running")
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, OSError) as exc:
+            self._proc.wait()
+            raise FfvError(self.path, f"encoder stopped: {self._error_text()}") from exc
+
+    def _error_text(self) -> str:
+        self._stderr.seek(0)
+        return _last_error(self._stderr.read())
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one uint8 RGB frame of shape (height, width, 3) at ``size``."""
+        if self._closed:
+            raise ValueError("write() on a closed VideoWriter")
+        width, height = self.size
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (height, width, 3):
+            got = (getattr(frame, "shape", None), getattr(frame, "dtype", type(frame).__name__))
+            raise ValueError(f"expected uint8 frame of shape {(height, width, 3)}, got {got}")
+        time, duration = _frame_time(self.info, self.frames_written)
+        time += self._shift
+        header = _mkv_frame_header(round(time * 10**9), round(duration * 10**9), self._frame_bytes)
+        self._send(header)
+        self._send(memoryview(np.ascontiguousarray(frame)).cast("B"))
+        self._send(_ebml_uint(b"\x9b", max(round(duration * 10**9), 1)))
+        self.frames_written += 1
+
+    # -- finishing ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish encoding, mux the audio and move the result onto ``path``."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._proc.stdin.close()
+            if self._proc.wait() != 0:
+                raise FfvError(self.path, f"encoding failed: {self._error_text()}")
+            if self.frames_written == 0:
+                raise FfvError(self.path, "no frames were written")
+            self._mux()
+            os.replace(self._tmp_final, self.path)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._cleanup()
+        log.info("wrote %s (%d frames)", self.path, self.frames_written)
+
+    def abort(self) -> None:
+        """Stop encoding and remove the temporary files; ``path`` is left untouched."""
+        self._closed = True
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+        self._stderr.close()
+        for tmp in (self._tmp_video, self._tmp_final):
+            tmp.unlink(missing_ok=True)
+
+    def _mux(self) -> None:
+        """Copy the encoded video and the source audio, with their own start times, into MP4.
+
+        The audio streams are copied as they are; when MP4 cannot hold their codec, they are
+        re-encoded to AAC (with a warning).
+        """
+        inputs, maps = ["-i", str(self._tmp_video)], ["-map", "0:v:0"]
+        if self.audio_from is not None:  # its audio, and its title/date tags
+            inputs += ["-i", str(self.audio_from)]
+            maps += ["-map", "1:a?", "-map_metadata", "1"]
+
+        def mux(audio_codec: list[str]) -> subprocess.CompletedProcess:
+            return _run(["-v", "error", "-copyts", *inputs, *maps, "-c:v", "copy", *audio_codec,
+                         "-video_track_timescale", str(self._timescale),
+                         "-movflags", "+faststart", "-y", "-f", "mp4", str(self._tmp_final)], self.path)
+
+        proc = mux(["-c:a", "copy"])
+        if proc.returncode != 0 and self.audio_from is not None:
+            log.warning("%s: audio cannot be copied into MP4 (%s); re-encoding it to AAC",
+                        self.path, _last_error(proc.stderr))
+            proc = mux(["-c:a", "aac", "-b:a", "192k"])
+        if proc.returncode != 0:
+            raise FfvError(self.path, f"muxing failed: {_last_error(proc.stderr)}")
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
