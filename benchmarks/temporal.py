@@ -1,0 +1,115 @@
+"""Temporal stability benchmark: restore the first seconds of each clip and measure its flicker.
+
+For each clip (default: every video in ``../shared/data/videos``), the first ``--seconds`` are cut
+without re-encoding into a temporary folder, restored with
+:func:`framefusion_video.restore.restore_video`, and compared with the cut by
+:func:`framefusion_video.temporal.measure_videos` (flow on the input, face regions from the input's
+face tracks). Prints a markdown table: clip, frames, warping-error ratio (1 = as stable as the
+input, > 1 = the restoration flickers), fraction of face frames left unrestored, restore seconds.
+
+    .venv/bin/python benchmarks/temporal.py                       # all shared clips
+    .venv/bin/python benchmarks/temporal.py CLIP.mp4 --seconds 2 --model run/generator.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+
+log = logging.getLogger("benchmarks.temporal")
+
+
+def cut(src: Path, dst: Path, seconds: float) -> Path:
+    """The first ``seconds`` of ``src`` (all streams, no re-encoding) written to ``dst``."""
+    from framefusion_video.errors import FfvError
+    from framefusion_video.video_io import ffmpeg_exe
+
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src), "-map", "0",
+           "-t", str(seconds), "-c", "copy", str(dst)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FfvError(src, f"cannot cut the first {seconds} s: {proc.stderr.strip().splitlines()[-1:]}")
+    return dst
+
+
+def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detector) -> dict:
+    """Cut, restore and measure one clip; a dict of the table's columns plus the full report."""
+    from framefusion_video.restore import restore_video
+    from framefusion_video.temporal import measure_videos
+
+    short = cut(src, workdir / f"{src.stem}_cut{src.suffix}", seconds)
+    restored = workdir / f"{src.stem}_restored.mp4"
+    started = time.perf_counter()
+    result = restore_video(short, restored, config, restorer=restorer, detector=detector)
+    restore_seconds = time.perf_counter() - started
+    report = measure_videos(short, restored, detector=detector)
+    return {"clip": src.name, "frames": report.frames, "ratio": report.ratio,
+            "unrestored": report.unrestored_fraction, "seconds": restore_seconds,
+            "faces": result.faces, "report": report.to_dict()}
+
+
+def markdown(rows: list[dict]) -> str:
+    def fmt(v, digits=3):
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    lines = ["| clip | frames | ratio | unrestored fraction | seconds |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['clip']} | failed: {r['error']} | | | |")
+        else:
+            lines.append(f"| {r['clip']} | {r['frames']} | {fmt(r['ratio'])} | {fmt(r['unrestored'])} "
+                         f"| {fmt(r['seconds'], 1)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clips", nargs="*", type=Path, help=f"videos (default: all in {SHARED_VIDEOS})")
+    parser.add_argument("--seconds", type=float, default=4.0, help="restore the first N seconds (default 4)")
+    parser.add_argument("--model", help="generator weights (default: the shipped model)")
+    parser.add_argument("--json", type=Path, help="also write every clip's full report here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    from framefusion_video.errors import FfvError
+    from framefusion_video.faces import FaceDetector
+    from framefusion_video.restore import RestoreConfig, load_default_restorer
+
+    clips = args.clips or sorted(p for p in SHARED_VIDEOS.glob("*") if p.is_file())
+    if not clips:
+        log.error("no clips given and none found in %s", SHARED_VIDEOS)
+        return 2
+    config = RestoreConfig(model_path=args.model)
+    try:
+        restorer = load_default_restorer(config)
+    except FfvError as exc:
+        log.error("%s", exc)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ffv-temporal-") as tmp, FaceDetector() as detector:
+        for clip in clips:
+            log.info("%s ...", clip.name)
+            try:
+                rows.append(bench_clip(clip, Path(tmp), args.seconds, config, restorer, detector))
+            except FfvError as exc:
+                log.error("%s", exc)
+                rows.append({"clip": clip.name, "error": str(exc)})
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
