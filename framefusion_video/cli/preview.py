@@ -1,0 +1,57 @@
+"""``ffv preview``: parse options, call :func:`framefusion_video.preview.export_preview`."""
+
+from __future__ import annotations
+
+import click
+
+from framefusion_video.errors import FfvError
+
+
+def _frame_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        frames = [int(part) for part in value.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise click.BadParameter(f"expected frame numbers separated by commas, e.g. 10,20,30; got {value!r}") from None
+    if not frames or min(frames) < 0:
+        raise click.BadParameter(f"expected frame numbers 0 or more, got {value!r}")
+    return frames
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input", type=click.Path(path_type=str))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for the PNGs and index.html.")
+@click.option("--every", type=click.IntRange(min=1), help="Export every Nth frame (default: about 10 frames).")
+@click.option("--frames", callback=_frame_list, help="Export these frame numbers (0-based), e.g. 10,20,30.")
+@click.option("--annotate", is_flag=True, help="Draw face boxes, track ids and landmarks on the original.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Generator weights (.keras). Default: the shipped model.")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="0 keeps the original faces, 1 pastes the restored faces fully.")
+@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Enlarge frames by this factor.")
+@click.option("--min-face", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Ignore faces smaller than this many pixels (0: no limit).")
+@click.option("--max-faces", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Restore at most this many faces per frame (0: all).")
+@click.pass_context
+def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, frames: list[int] | None,
+            annotate: bool, model_path: str | None, strength: float, upscale: str, min_face: int,
+            max_faces: int) -> None:
+    """Write side-by-side before/after PNGs of INPUT and a contact sheet (index.html) to OUTPUT."""
+    from framefusion_video.preview import export_preview
+    from framefusion_video.restore import RestoreConfig
+
+    if every is not None and frames is not None:
+        raise click.UsageError("use either --every or --frames, not both", ctx)
+    try:
+        config = RestoreConfig(model_path=model_path, strength=strength, upscale=int(upscale),
+                               min_face=min_face, max_faces=max_faces)
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from exc
+    try:
+        export_preview(input, out_dir, every=every, frames=frames, annotate=annotate, config=config)
+    except FfvError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,70 @@
+"""``ffv restore``: parse options, call :func:`framefusion_video.restore.restore_paths`."""
+
+from __future__ import annotations
+
+import click
+
+from framefusion_video.errors import FfvError
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("-o", "--output", type=click.Path(path_type=str),
+              help="Output file (one input) or folder. Default: <name>_restored.mp4 beside each file, "
+                   "<folder>_restored/ for a folder.")
+@click.option("-r", "--recursive", is_flag=True, help="Also restore videos in sub-folders of folder inputs.")
+@click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them, so a "
+                                                "stopped run resumes).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=str), help="Write a JSON report of the run here.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Generator weights (.keras). Default: the shipped model.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Face crops per model call.")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="0 keeps the original faces, 1 pastes the restored faces fully.")
+@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Enlarge the whole video by this factor, faces pasted at full resolution.")
+@click.option("--min-face", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Ignore faces smaller than this many pixels (0: no limit).")
+@click.option("--max-faces", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Restore at most this many faces per frame, largest first (0: all).")
+@click.option("--detect-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the face detector every N frames and track in between.")
+@click.option("--colour-match/--no-colour-match", default=True, show_default=True,
+              help="Match restored skin tones to the original's.")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+              help="x264 quality: lower is better and bigger.")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
+              help="x264 speed preset.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, warnings and errors only.")
+@click.pass_context
+def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, recursive: bool, overwrite: bool,
+            report: str | None, model_path: str | None, batch_size: int, strength: float, upscale: str,
+            min_face: int, max_faces: int, detect_every: int, colour_match: bool, crf: int, preset: str,
+            quiet: bool) -> None:
+    """Restore the faces in INPUT videos (files or folders).
+
+    Exit status: 0 when every file was restored or skipped, 1 when any failed, 2 for usage errors.
+    """
+    import logging
+
+    from framefusion_video.restore import RestoreConfig, restore_paths
+
+    quiet = quiet or bool((ctx.obj or {}).get("quiet"))
+    if quiet:
+        logging.getLogger("framefusion_video").setLevel(logging.WARNING)
+    try:
+        config = RestoreConfig(model_path=model_path, batch_size=batch_size, strength=strength, upscale=int(upscale),
+                               min_face=min_face, max_faces=max_faces, crf=crf, preset=preset,
+                               detect_every=detect_every, colour_match=colour_match)
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from exc
+    try:
+        results = restore_paths(inputs, output, config, recursive=recursive, overwrite=overwrite,
+                                report=report, quiet=quiet)
+    except FfvError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if any(r.status == "failed" for r in results):
+        ctx.exit(1)

@@ -1,0 +1,206 @@
+"""Tests of the ``ffv`` command line through click's CliRunner, with a fake restorer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from framefusion_video import __version__
+from framefusion_video.cli import COMMANDS, main
+
+from test_restore import N_FRAMES, SIZE, FakeRestorer, astronaut_frames, no_face_frames, write_clip
+
+HEAVY = ("tensorflow", "keras", "mediapipe")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli_clips")
+    face = write_clip(root / "face.mp4", astronaut_frames(6))
+    noface = write_clip(root / "noface.mp4", no_face_frames())
+    broken = root / "broken.mp4"
+    broken.write_bytes(noface.read_bytes()[:500])
+    return {"face": face, "noface": noface, "broken": broken}
+
+
+@pytest.fixture
+def fake_model(monkeypatch) -> FakeRestorer:
+    """Make every command use a fake restorer instead of loading the shipped model."""
+    import framefusion_video.preview as preview_module
+    import framefusion_video.restore as restore_module
+
+    restorer = FakeRestorer()
+    monkeypatch.setattr(restore_module, "load_default_restorer", lambda config: restorer)
+    monkeypatch.setattr(preview_module, "load_default_restorer", lambda config: restorer)
+    return restorer
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+# --------------------------------------------------------------------------- the group
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["restore", "--help"], ["preview", "--help"]])
+def test_help_and_version_do_not_import_the_heavy_stack(args):
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from framefusion_video.cli import main\n"
+        f"result = CliRunner().invoke(main, {args!r})\n"
+        f"print(json.dumps([result.exit_code, result.output, [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    exit_code, output, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    assert exit_code == 0
+    assert heavy == []
+    if args == ["--version"]:
+        assert __version__ in output
+    else:
+        assert "Usage:" in output
+
+
+def test_help_lists_every_command_with_its_help():
+    result = run("--help")
+    assert result.exit_code == 0
+    for name, (_, help_text) in COMMANDS.items():
+        assert name in result.output and help_text in result.output
+
+
+def test_unknown_command_is_a_usage_error():
+    assert run("frobnicate").exit_code == 2
+
+
+# --------------------------------------------------------------------------- ffv restore
+
+
+@pytest.mark.parametrize("options", [
+    ["--strength", "2"], ["--upscale", "3"], ["--batch-size", "0"], ["--crf", "99"], ["--preset", "warp"],
+])
+def test_restore_impossible_options_are_usage_errors(clips, options, tmp_path):
+    result = run("restore", str(clips["face"]), "-o", str(tmp_path / "x.mp4"), *options)
+    assert result.exit_code == 2
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_restore_without_inputs_is_a_usage_error():
+    assert run("restore").exit_code == 2
+
+
+def test_restore_one_clip_then_skip_it(clips, tmp_path, fake_model):
+    out = tmp_path / "out.mp4"
+    first = run("restore", str(clips["face"]), "-o", str(out), "--quiet")
+    assert first.exit_code == 0, first.output
+    assert out.is_file() and fake_model.batches
+    calls = len(fake_model.batches)
+    second = run("restore", str(clips["face"]), "-o", str(out))
+    assert second.exit_code == 0
+    assert len(fake_model.batches) == calls  # skipped: the model was not called again
+
+
+def test_restore_missing_file_exits_1_with_one_line(tmp_path, fake_model):
+    missing = tmp_path / "nope.mp4"
+    result = run("restore", str(missing))
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if str(missing) in line]
+    assert len(lines) == 1 and "no such file" in lines[0]
+
+
+def test_restore_output_equal_to_input_is_refused(clips, fake_model):
+    before = clips["noface"].read_bytes()
+    result = run("restore", str(clips["noface"]), "-o", str(clips["noface"]))
+    assert result.exit_code == 1
+    assert "overwrite" in result.stderr and str(clips["noface"]) in result.stderr
+    assert clips["noface"].read_bytes() == before
+
+
+def test_restore_folder_with_a_broken_file(clips, tmp_path, fake_model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(clips["noface"].read_bytes())
+    (folder / "b.mp4").write_bytes(clips["broken"].read_bytes())
+    (folder / "notes.txt").write_text("not a video")
+    report = tmp_path / "report.json"
+    result = run("restore", str(folder), "--report", str(report), "-q")
+    assert result.exit_code == 1
+    assert (tmp_path / "in_restored" / "a.mp4").is_file()
+    assert not (tmp_path / "in_restored" / "b.mp4").exists()
+    assert "b.mp4" in result.stderr
+    data = json.loads(report.read_text())
+    assert {Path(f["input"]).name: f["status"] for f in data["files"]} == {"a.mp4": "done", "b.mp4": "failed"}
+    assert data["files"][0]["frames"] == N_FRAMES
+
+
+# --------------------------------------------------------------------------- ffv preview
+
+
+def test_preview_writes_side_by_side_pngs_and_a_contact_sheet(clips, tmp_path, fake_model):
+    import cv2
+
+    out = tmp_path / "preview"
+    result = run("preview", str(clips["face"]), "-o", str(out), "--frames", "1,4", "--annotate")
+    assert result.exit_code == 0, result.output
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["frame_000001.png", "frame_000004.png"]
+    image = cv2.imread(str(pngs[0]))
+    assert image.shape == (SIZE[1], 2 * SIZE[0] + 4, 3)
+    page = (out / "index.html").read_text()
+    for p in pngs:
+        assert f'href="{p.name}"' in page
+    assert "frame 4" in page
+    assert fake_model.batches  # the face was restored
+
+
+def test_preview_every_n(clips, tmp_path, fake_model):
+    out = tmp_path / "preview"
+    assert run("preview", str(clips["noface"]), "-o", str(out), "--every", "5").exit_code == 0
+    assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:06d}.png" for i in range(0, N_FRAMES, 5)]
+
+
+@pytest.mark.parametrize("options", [["--every", "2", "--frames", "1"], ["--frames", "a,b"], ["--every", "0"]])
+def test_preview_usage_errors(clips, tmp_path, options):
+    assert run("preview", str(clips["face"]), "-o", str(tmp_path / "p"), *options).exit_code == 2
+
+
+def test_preview_bad_input_exits_1(clips, tmp_path, fake_model):
+    result = run("preview", str(clips["broken"]), "-o", str(tmp_path / "p"))
+    assert result.exit_code == 1
+    assert str(clips["broken"]) in result.stderr
+
+
+# --------------------------------------------------------------------------- a real (tiny) Keras model
+
+
+def test_restore_with_a_model_file(clips, tmp_path):
+    """--model loads a .keras generator through inference.py and runs it on the faces (real TF)."""
+    from framefusion_video.model import GeneratorConfig, build_generator
+
+    model_path = tmp_path / "tiny.keras"
+    build_generator(GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)).save(model_path)
+    report = tmp_path / "r.json"
+    result = run("restore", str(clips["face"]), "-o", str(tmp_path / "out.mp4"), "--model", str(model_path),
+                 "--batch-size", "2", "--report", str(report), "-q")
+    assert result.exit_code == 0, result.output
+    entry = json.loads(report.read_text())["files"][0]
+    assert entry["status"] == "done" and entry["frames"] == 6 and entry["faces"] > 0
+
+
+def test_restore_with_a_missing_model_file(clips, tmp_path):
+    missing = tmp_path / "nope.keras"
+    result = run("restore", str(clips["face"]), "-o", str(tmp_path / "out.mp4"), "--model", str(missing))
+    assert result.exit_code == 1
+    assert str(missing) in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_registered_command_loads_and_has_help(name):
+    result = run(name, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
