@@ -9,11 +9,17 @@ input, > 1 = the restoration flickers), fraction of face frames left unrestored,
 
     .venv/bin/python benchmarks/temporal.py                       # all shared clips
     .venv/bin/python benchmarks/temporal.py CLIP.mp4 --seconds 2 --model run/generator.keras
+    .venv/bin/python benchmarks/temporal.py CLIP.mp4 --stand-in noisy --temporal 0   # flicker, no fix
+
+``--stand-in noisy`` replaces the model by :class:`NoisyStandIn`, a per-frame restorer that sharpens
+each crop by a random amount and adds independent noise: the flicker per-frame restorers produce,
+without needing trained weights. ``--temporal`` sets ``RestoreConfig.temporal`` (0 = off).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import subprocess
@@ -39,6 +45,33 @@ def cut(src: Path, dst: Path, seconds: float) -> Path:
     if proc.returncode != 0:
         raise FfvError(src, f"cannot cut the first {seconds} s: {proc.stderr.strip().splitlines()[-1:]}")
     return dst
+
+
+class NoisyStandIn:
+    """A flickering per-frame "restorer": float32 (N, S, S, 3) in [0, 1] -> the same.
+
+    Each crop is sharpened by a random amount (unsharp mask, 0.3-1.0) and gets independent,
+    slightly blurred Gaussian noise (``sigma`` in [0, 1] units), as a GAN invents texture anew in
+    every frame. ``seed`` makes runs reproducible.
+    """
+
+    def __init__(self, crop_size: int = 128, sigma: float = 0.02, seed: int = 0) -> None:
+        import numpy as np
+
+        self.crop_size, self.sigma = crop_size, sigma
+        self.rng = np.random.default_rng(seed)
+
+    def restore(self, crops):
+        import cv2
+        import numpy as np
+
+        out = np.empty_like(crops)
+        for i, crop in enumerate(crops):
+            amount = np.float32(self.rng.uniform(0.3, 1.0))
+            blurred = cv2.GaussianBlur(crop, (0, 0), 1.5)
+            noise = cv2.GaussianBlur(self.rng.normal(0.0, self.sigma * 1.5, crop.shape).astype(np.float32), (3, 3), 0)
+            out[i] = crop + amount * (crop - blurred) + noise
+        return np.clip(out, 0.0, 1.0)
 
 
 def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detector) -> dict:
@@ -77,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="restore the first N seconds (default 4)")
     parser.add_argument("--model", help="generator weights (default: the shipped model)")
     parser.add_argument("--json", type=Path, help="also write every clip's full report here")
+    parser.add_argument("--stand-in", choices=["noisy"], help="use a stand-in restorer instead of a model "
+                        "(noisy: random sharpening + per-frame noise, i.e. flicker)")
+    parser.add_argument("--temporal", type=float, help="RestoreConfig.temporal (0 = off; default: its default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("absl", "tensorflow", "h5py"):
@@ -91,11 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no clips given and none found in %s", SHARED_VIDEOS)
         return 2
     config = RestoreConfig(model_path=args.model)
-    try:
-        restorer = load_default_restorer(config)
-    except FfvError as exc:
-        log.error("%s", exc)
-        return 2
+    if args.temporal is not None:
+        config = dataclasses.replace(config, temporal=args.temporal)
+    if args.stand_in == "noisy":
+        restorer = NoisyStandIn()
+    else:
+        try:
+            restorer = load_default_restorer(config)
+        except FfvError as exc:
+            log.error("%s", exc)
+            return 2
     rows = []
     with tempfile.TemporaryDirectory(prefix="ffv-temporal-") as tmp, FaceDetector() as detector:
         for clip in clips:

@@ -122,9 +122,11 @@ def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray
 
 
 def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and standard deviation of (N, 3) values."""
+    """Per-channel weighted mean and standard deviation of float32 (N, 3) values, weights summing to 1."""
     mean = weights @ values
-    std = np.sqrt(np.maximum(weights @ (values - mean) ** 2, 0.0))
+    centred = values - mean
+    centred *= centred
+    std = np.sqrt(np.maximum(weights @ centred, 0.0))
     return mean, std
 
 
@@ -137,28 +139,34 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray) -
     the restored crop are moved to those of the original (the spread ratio limited to
     ``_STD_RATIO_LIMITS``, so that noise in the original is not copied). The result is clipped to
     [0, 1]. A mask with no weight returns the restored crop unchanged (as float32).
+
+    The statistics are float32 sums over a few thousand values in [0, 1]: the float64 they used
+    to be in cost a third of the function and changed no result beyond 1e-5.
     """
     restored = np.asarray(restored, dtype=np.float32)
     original = np.asarray(original, dtype=np.float32)
     if restored.shape != original.shape or restored.ndim != 3 or restored.shape[2] != 3:
         raise ValueError(f"crops must both be (S, S, 3), got {restored.shape} and {original.shape}")
-    weights = np.asarray(mask, dtype=np.float64).reshape(-1)
+    weights = np.asarray(mask, dtype=np.float32).reshape(-1)
     if weights.size != restored.shape[0] * restored.shape[1]:
         raise ValueError(f"mask {np.shape(mask)} does not match crops {restored.shape}")
-    total = weights.sum()
+    total = float(weights.sum(dtype=np.float64))
     if total <= 1e-6:
         return restored.copy()
-    weights = weights / total
+    weights = weights * np.float32(1.0 / total)
     ycc_r = cv2.cvtColor(np.clip(restored, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
     ycc_o = cv2.cvtColor(np.clip(original, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
-    mean_r, std_r = _weighted_stats(ycc_r.reshape(-1, 3).astype(np.float64), weights)
-    mean_o, std_o = _weighted_stats(ycc_o.reshape(-1, 3).astype(np.float64), weights)
+    mean_r, std_r = _weighted_stats(ycc_r.reshape(-1, 3), weights)
+    mean_o, std_o = _weighted_stats(ycc_o.reshape(-1, 3), weights)
+    mean_r, std_r, mean_o, std_o = (v.astype(np.float64) for v in (mean_r, std_r, mean_o, std_o))
     ratio = np.where(std_r > 1e-6, std_o / np.maximum(std_r, 1e-6), 1.0)
     ratio = np.clip(ratio, *_STD_RATIO_LIMITS)
     scale = ratio.astype(np.float32)
     offset = (mean_o - ratio * mean_r).astype(np.float32)
-    rgb = cv2.cvtColor(ycc_r * scale + offset, cv2.COLOR_YCrCb2RGB)
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    ycc_r *= scale
+    ycc_r += offset
+    rgb = cv2.cvtColor(ycc_r, cv2.COLOR_YCrCb2RGB)
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
 @functools.lru_cache(maxsize=16)
@@ -200,6 +208,8 @@ def paste_faces(
     given, to the crops cut from ``frame`` with :func:`alignment.warp_to_crop`.
 
     ``frame`` is not modified; every pixel where alpha is 0 is bit-identical to the input.
+    The crop and the mask are warped as uint8 and blended with integer arithmetic (the crop is
+    rounded to 8 bits before the warp rather than after: at most one grey level of difference).
     """
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -229,17 +239,47 @@ def paste_faces(
         # The same transform for the box: crop = A (p + (x0, y0)) + t.
         box_matrix = matrix.copy()
         box_matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
-        rgba = np.concatenate([np.clip(crop, 0.0, 1.0) * np.float32(255.0), mask[..., None]], axis=2)
-        warped = alignment.warp_to_frame(rgba, box_matrix, (x1 - x0, y1 - y0))
-        alpha = warped[..., 3:] * np.float32(config.strength)
+        box_size = (x1 - x0, y1 - y0)
+        new = alignment.warp_to_frame(_to_uint8(crop), box_matrix, box_size)
+        alpha = alignment.warp_to_frame(_alpha_u8(size, config.erode, config.feather, config.strength),
+                                        box_matrix, box_size)
         region = out[y0:y1, x0:x1]
-        base = region.astype(np.float32)
-        # base + alpha * (new - base) is exactly base where alpha == 0, so rounding restores the
-        # same uint8 value there.
-        blended = base + alpha * (warped[..., :3] - base)
-        np.clip(np.rint(blended), 0.0, 255.0, out=blended)
-        region[...] = blended.astype(np.uint8)
+        region[...] = _blend_u8(region, new, alpha)
     return out
+
+
+def _to_uint8(crop: np.ndarray) -> np.ndarray:
+    """float32 (S, S, 3) in [0, 1] -> uint8 (S, S, 3), rounded (values outside [0, 1] clipped)."""
+    scaled = np.clip(crop, 0.0, 1.0) * np.float32(255.0)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _alpha_u8(crop_size: int, erode: float, feather: float, strength: float) -> np.ndarray:
+    """``face_mask * strength`` as uint8 alpha in [0, 255], (S, S, 3) (3 equal channels), read-only.
+
+    Three channels so that the blend is one OpenCV call per step; 0 stays exactly 0 and 1 exactly
+    255, so that the paste leaves the frame bit-identical where the mask is 0 and replaces it
+    where the mask is 1.
+    """
+    alpha = np.rint(_cached_mask(crop_size, erode, feather) * (255.0 * strength)).astype(np.uint8)
+    alpha = np.ascontiguousarray(np.repeat(alpha[..., None], 3, axis=2))
+    alpha.setflags(write=False)
+    return alpha
+
+
+def _blend_u8(base: np.ndarray, new: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """round((base * (255 - alpha) + new * alpha) / 255), uint8 (H, W, 3); all three uint8 (H, W, 3).
+
+    Exact integer arithmetic in uint16 (the sum is at most 255 * 255): ``base`` is returned
+    bit-identical where ``alpha`` is 0 and ``new`` where it is 255. Five OpenCV passes, several
+    times faster than the same blend in float32 with numpy temporaries.
+    """
+    mixed = cv2.multiply(base, cv2.bitwise_not(alpha), dtype=cv2.CV_16U)
+    cv2.add(mixed, cv2.multiply(new, alpha, dtype=cv2.CV_16U), dst=mixed)
+    # t / 255 is never within 1/510 of a half-integer, so float rounding here is exact.
+    return cv2.convertScaleAbs(mixed, alpha=1.0 / 255.0)
 
 
 def scale_matrix(matrix: np.ndarray, factor: float) -> np.ndarray:

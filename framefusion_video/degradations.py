@@ -714,6 +714,19 @@ def degrade_kind(img: np.ndarray, kind: str, rng: np.random.Generator,
     return apply_degradation(img, sample_params(rng, config, kind), rng)
 
 
+def degrade_for_training(img: np.ndarray, rng: np.random.Generator,
+                         config: DegradationConfig = DegradationConfig(), single_prob: float = 0.5) -> np.ndarray:
+    """Training damage: one kind alone with probability ``single_prob``, else the mixed pipeline.
+
+    Footage is often damaged in one main way (only compression, only blur); training on the
+    mixture alone would teach the model that every input is heavily damaged.
+    """
+    if rng.random() < single_prob:
+        singles = [k for k in KINDS if k != "mixed"]
+        return degrade_kind(img, singles[int(rng.integers(len(singles)))], rng, config)
+    return degrade(img, rng, config)
+
+
 # --------------------------------------------------------------------------------------------------
 # Files: ``ffv degrade``
 # --------------------------------------------------------------------------------------------------

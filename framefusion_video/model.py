@@ -38,14 +38,26 @@ class DiscriminatorConfig:
     widths: tuple[int, ...] = (32, 64, 128, 192)
 
 
+# He initialisation keeps the activations' scale through ReLU layers; with Keras' default (Glorot)
+# the deep levels of this narrow U-Net start with activations ~1e-4 of the input's and barely learn.
+_HE = "he_normal"
+
+
+def _depthwise_init():
+    """He initialisation for a 3x3 depthwise kernel: fan-in is its 9 taps (Keras would count 9 x C)."""
+    import keras
+
+    return keras.initializers.RandomNormal(stddev=(2.0 / 9.0) ** 0.5)
+
+
 def _inverted_residual(x, channels: int, expansion: int, name: str):
     """MobileNetV2 block (1x1 expand -> 3x3 depthwise -> 1x1 project) with an identity skip."""
     from keras import layers
 
     inp = x
-    x = layers.Conv2D(channels * expansion, 1, use_bias=True, name=f"{name}_expand")(x)
+    x = layers.Conv2D(channels * expansion, 1, kernel_initializer=_HE, name=f"{name}_expand")(x)
     x = layers.ReLU(name=f"{name}_expand_relu")(x)
-    x = layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", depthwise_initializer=_depthwise_init(), name=f"{name}_dw")(x)
     x = layers.ReLU(name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(channels, 1, kernel_initializer="zeros", name=f"{name}_project")(x)
     return layers.Add(name=f"{name}_add")([inp, x])
@@ -55,8 +67,8 @@ def _separable(x, channels: int, name: str, strides: int = 1):
     """Depthwise 3x3 then pointwise 1x1 with ReLU: a cheap full-size convolution."""
     from keras import layers
 
-    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", name=f"{name}_dw")(x)
-    x = layers.Conv2D(channels, 1, name=f"{name}_pw")(x)
+    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", depthwise_initializer=_depthwise_init(), name=f"{name}_dw")(x)
+    x = layers.Conv2D(channels, 1, kernel_initializer=_HE, name=f"{name}_pw")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -77,7 +89,8 @@ def build_generator(config: GeneratorConfig = GeneratorConfig()):
         raise ValueError(f"crop size {config.crop_size} must be divisible by {2 ** (levels - 1)}")
 
     inp = keras.Input((config.crop_size, config.crop_size, 3), name="damaged")
-    x = layers.Conv2D(config.widths[0], 3, padding="same", name="stem")(inp)
+    x = layers.Rescaling(2.0, offset=-1.0, name="centre")(inp)
+    x = layers.Conv2D(config.widths[0], 3, padding="same", kernel_initializer=_HE, name="stem")(x)
     x = layers.ReLU(name="stem_relu")(x)
     skips = []
     for level, (width, n_blocks) in enumerate(zip(config.widths, config.blocks)):

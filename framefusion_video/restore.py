@@ -79,6 +79,8 @@ class RestoreConfig:
         detect_every: run the face detector every N frames, tracking in between (1 = every frame).
         colour_match: match the restored face's colours to the original's before pasting.
         min_confidence: face detector score threshold in [0, 1].
+        temporal: weight in [0, 1) of the previous frame's restored face where the input did not
+            change (motion-compensated, ``stabilize.py``): removes the restorer's flicker; 0 = off.
     """
 
     model_path: str | None = None
@@ -92,6 +94,7 @@ class RestoreConfig:
     detect_every: int = 1
     colour_match: bool = True
     min_confidence: float = 0.5
+    temporal: float = 0.7
 
     def __post_init__(self) -> None:
         problems = []
@@ -111,6 +114,8 @@ class RestoreConfig:
             problems.append(f"detect_every must be at least 1, got {self.detect_every}")
         if not 0.0 <= self.min_confidence <= 1.0:
             problems.append(f"min_confidence must be between 0 and 1, got {self.min_confidence}")
+        if not 0.0 <= self.temporal < 1.0:
+            problems.append(f"temporal must be at least 0 and below 1, got {self.temporal}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -168,6 +173,7 @@ class _Pending:
     faces: list
     matrices: list[np.ndarray]
     crops: list[np.ndarray]  # float32 (S, S, 3) in [0, 1], cut from the original frame
+    track_ids: list[int] = field(default_factory=list)  # one per crop; empty = do not stabilise
 
 
 def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -217,6 +223,21 @@ def _finish(item: _Pending, restored: list[np.ndarray], config: RestoreConfig, b
     return RestoredFrame(item.index, item.frame, out, item.faces, len(restored))
 
 
+def _stabilize_config(config: RestoreConfig):
+    from .stabilize import StabilizeConfig
+
+    return StabilizeConfig(enable=config.temporal > 0.0, alpha=config.temporal)
+
+
+def _stabilize(tracks: dict, item: _Pending, restored: list[np.ndarray], stabilize_config):
+    """Temporal term on one frame's restored crops: ``(crops, new track states)``."""
+    from .stabilize import stabilize_tracks
+
+    if not item.track_ids:
+        return restored, {}
+    return stabilize_tracks(tracks, item.index, item.track_ids, item.crops, restored, stabilize_config)
+
+
 def restore_frames(
     tracked_frames: Iterable[tuple[np.ndarray, list]],
     restorer: Restorer,
@@ -230,7 +251,8 @@ def restore_frames(
         tracked_frames: ``(frame uint8 RGB (H, W, 3), [TrackedFace, ...])`` in clip order, as
             ``tracking.track_faces`` yields them.
         restorer: anything with ``crop_size`` and ``restore(float32 (N, S, S, 3) in [0, 1])``.
-        config: batch size, strength, upscale, colour matching.
+        config: batch size, strength, upscale, colour matching, temporal stabilisation (per
+            ``track_id``; a new id, e.g. after a scene cut, or a frame gap starts afresh).
         select: frame index -> whether to restore it (None = all). Unselected frames pass through
             (upscaled if asked) without calling the restorer.
 
@@ -242,15 +264,19 @@ def restore_frames(
     blend_config = _blend_config(config)
     pending: list[_Pending] = []
     n_crops = 0
+    stabilize_config = _stabilize_config(config)
+    tracks: dict = {}  # track id -> stabilize.TrackState of its latest restored frame
 
     def flush() -> Iterator[RestoredFrame]:
-        nonlocal n_crops
+        nonlocal n_crops, tracks
         crops = [c for item in pending for c in item.crops]
         restored = _restore_in_batches(restorer, crops, config.batch_size) if crops else []
         start = 0
         for item in pending:
             mine = restored[start:start + len(item.crops)]
             start += len(item.crops)
+            if mine and stabilize_config.active:
+                mine, tracks = _stabilize(tracks, item, mine, stabilize_config)
             yield _finish(item, mine, config, blend_config)
         pending.clear()
         n_crops = 0
@@ -264,7 +290,9 @@ def restore_frames(
         if not crops and not pending:  # nothing to wait for: pass straight through
             yield _finish(_Pending(index, frame, faces, [], []), [], config, blend_config)
             continue
-        pending.append(_Pending(index, frame, faces, matrices, crops))
+        # Track ids only when every face gave a crop (else crops and faces do not pair up).
+        ids = [getattr(tf, "track_id", None) for tf in faces] if len(crops) == len(faces) else []
+        pending.append(_Pending(index, frame, faces, matrices, crops, [] if None in ids else ids))
         n_crops += len(crops)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()

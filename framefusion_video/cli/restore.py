@@ -6,6 +6,19 @@ import click
 
 from framefusion_video.errors import FfvError
 
+
+def _check_ray_address(value: str | None) -> str | None:
+    """Validate ``--ray``'s value before the inputs are parsed (``--ray DIR`` would take DIR)."""
+    if value is not None:
+        from framefusion_video.distributed import parse_ray_address
+
+        try:
+            parse_ray_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ray") from exc
+    return value
+
+
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -34,16 +47,24 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
               help="Run the face detector every N frames and track in between.")
 @click.option("--colour-match/--no-colour-match", default=True, show_default=True,
               help="Match restored skin tones to the original's.")
+@click.option("--temporal", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.7, show_default=True,
+              help="Blend each restored face with the previous frame's where the input did not change "
+                   "(motion-compensated): removes flicker. 0: off.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
               help="x264 quality: lower is better and bigger.")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
               help="x264 speed preset.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, warnings and errors only.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              is_eager=True, callback=lambda ctx, param, value: _check_ray_address(value),
+              help="Run the clips as Ray tasks: alone, on a local Ray (one worker per core); with ADDRESS "
+                   "('auto', 'HOST:6379', 'ray://HOST:10001'), on that cluster (paths must be on storage every "
+                   "node sees). Put it after the inputs. Needs the 'ray' extra.")
 @click.pass_context
 def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, recursive: bool, overwrite: bool,
             report: str | None, model_path: str | None, batch_size: int, strength: float, upscale: str,
-            min_face: int, max_faces: int, detect_every: int, colour_match: bool, crf: int, preset: str,
-            quiet: bool) -> None:
+            min_face: int, max_faces: int, detect_every: int, colour_match: bool, temporal: float, crf: int,
+            preset: str, quiet: bool, ray_address: str | None = None) -> None:
     """Restore the faces in INPUT videos (files or folders).
 
     Exit status: 0 when every file was restored or skipped, 1 when any failed, 2 for usage errors.
@@ -58,12 +79,19 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
     try:
         config = RestoreConfig(model_path=model_path, batch_size=batch_size, strength=strength, upscale=int(upscale),
                                min_face=min_face, max_faces=max_faces, crf=crf, preset=preset,
-                               detect_every=detect_every, colour_match=colour_match)
+                               detect_every=detect_every, colour_match=colour_match, temporal=temporal)
     except ValueError as exc:
         raise click.UsageError(str(exc), ctx) from exc
     try:
-        results = restore_paths(inputs, output, config, recursive=recursive, overwrite=overwrite,
-                                report=report, quiet=quiet)
+        if ray_address is None:
+            results = restore_paths(inputs, output, config, recursive=recursive, overwrite=overwrite,
+                                    report=report, quiet=quiet)
+        else:
+            from framefusion_video.distributed import RayConfig, parse_ray_address, restore_paths_ray
+
+            ray_config = RayConfig(address=parse_ray_address(ray_address))
+            results = restore_paths_ray(inputs, output, config, recursive=recursive, overwrite=overwrite,
+                                        report=report, quiet=quiet, ray_config=ray_config)
     except FfvError as exc:
         raise click.ClickException(str(exc)) from exc
     if any(r.status == "failed" for r in results):

@@ -1,0 +1,181 @@
+"""End-to-end fps of ``ffv restore`` and seconds per stage, against a plain ffmpeg transcode.
+
+For each clip (default: the 720p sample with one face and the first frames of the shared 1080p
+crowd clip) it measures, on the same frames:
+
+- each stage alone, one after the other, single-threaded: decode (``video_io.read_frames``),
+  detect (face detection + tracking, ``tracking.track_faces`` at ``--detect-every``), align
+  (similarity transforms + crops), model (the generator in batches), blend (colour match +
+  paste-back), encode (``video_io.VideoWriter``, libx264 at the restore preset);
+- the real pipeline, ``restore.restore_video`` (threads overlap decode, tracking, the model and
+  encoding), with the generator already loaded: the steady-state fps;
+- ``ffv restore`` as a user runs it (a subprocess: Python, TensorFlow and model start-up included);
+- the floor: ``ffmpeg -i clip -c:v libx264 -preset veryfast`` of the same clip.
+
+The stage seconds add up to more than the pipeline's wall time when the threads overlap well.
+
+    .venv/bin/python benchmarks/bench_pipeline.py                 # both default clips
+    .venv/bin/python benchmarks/bench_pipeline.py CLIP.mp4 --frames 60 --detect-every 2 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+log = logging.getLogger("benchmarks.pipeline")
+
+STAGES = ("decode", "detect", "align", "model", "blend", "encode")
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tuple[dict[str, float], int, int]:
+    """({stage: seconds}, frames, faces) for ``clip`` (its first ``frames`` frames if given).
+
+    Each stage runs alone on the output of the previous one; frames are held in memory, so keep
+    ``frames`` to a few seconds of 1080p.
+    """
+    import itertools
+
+    from framefusion_video import restore as R
+    from framefusion_video.faces import FaceDetector
+    from framefusion_video.tracking import track_faces
+    from framefusion_video.video_io import VideoWriter, probe, read_frames
+
+    info = probe(clip)
+    seconds: dict[str, float] = {}
+
+    def decode():
+        reader = read_frames(clip, info)
+        try:
+            return list(itertools.islice(reader, frames) if frames else reader)
+        finally:
+            reader.close()
+
+    decoded, seconds["decode"] = _timed(decode)
+    with FaceDetector(R._detector_config(config)) as detector:
+        tracked, seconds["detect"] = _timed(
+            lambda: list(track_faces(decoded, detector, R._tracking_config(config))))
+    crop_size = int(restorer.crop_size)
+    aligned, seconds["align"] = _timed(lambda: [R._frame_crops(f, faces, crop_size) for f, faces in tracked])
+    all_crops = [c for _, crops in aligned for c in crops]
+    restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
+    restored, seconds["model"] = _timed(
+        lambda: R._restore_in_batches(restorer, all_crops, config.batch_size) if all_crops else [])
+    blend_config = R._blend_config(config)
+
+    def blend():
+        out, start = [], 0
+        for index, ((frame, faces), (matrices, crops)) in enumerate(zip(tracked, aligned)):
+            mine = restored[start:start + len(crops)]
+            start += len(crops)
+            item = R._Pending(index, frame, faces, matrices, crops)
+            out.append(R._finish(item, mine, config, blend_config).restored)
+        return out
+
+    pasted, seconds["blend"] = _timed(blend)
+    with tempfile.TemporaryDirectory(prefix="ffv-bench-") as tmp:
+        def encode():
+            with VideoWriter(Path(tmp) / "encoded.mp4", info, crf=config.crf, preset=config.preset) as writer:
+                for frame in pasted:
+                    writer.write(frame)
+
+        _, seconds["encode"] = _timed(encode)
+    return seconds, len(decoded), len(all_crops)
+
+
+def pipeline_seconds(clip: Path, out: Path, restorer, config) -> float:
+    """Wall seconds of ``restore.restore_video`` with a loaded generator (threads on)."""
+    from framefusion_video.restore import restore_video
+
+    result = restore_video(clip, out, config, restorer=restorer)
+    return result.seconds
+
+
+def cli_seconds(clip: Path, out: Path, model: Path, extra: list[str]) -> float:
+    """Wall seconds of ``ffv restore clip -o out --model M`` in a fresh process."""
+    cmd = [str(Path(sys.executable).with_name("ffv")), "restore", str(clip), "-o", str(out), "--model",
+           str(model), "--overwrite", "-q", *extra]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=common.REPO)
+    return time.perf_counter() - start
+
+
+def bench_clip(clip: Path, frames: int | None, restorer, config, model: Path, cli_extra: list[str],
+               workdir: Path) -> dict:
+    """All the figures for one clip, as a dict of the table's columns."""
+    from framefusion_video.video_io import probe
+
+    if frames:
+        clip = common.cut_clip(clip, workdir / f"{clip.stem}_{frames}f.mp4", frames)
+    info = probe(clip)
+    stages, n_frames, n_crops = stage_seconds(clip, restorer, config)
+    pipeline = pipeline_seconds(clip, workdir / f"{clip.stem}_restored.mp4", restorer, config)
+    cli = cli_seconds(clip, workdir / f"{clip.stem}_cli.mp4", model, cli_extra)
+    floor = common.transcode_seconds(clip, workdir / f"{clip.stem}_x264.mp4")
+    row = {"clip": f"{clip.name} ({info.width}x{info.height})", "frames": n_frames, "faces": n_crops}
+    row.update({k: stages[k] for k in STAGES})
+    row.update(stage_sum=sum(stages.values()), pipeline_fps=n_frames / pipeline, cli_s=cli,
+               cli_fps=n_frames / cli, x264_s=floor, ratio=pipeline / floor, cli_ratio=cli / floor)
+    log.info("%s", row)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clips", nargs="*", type=Path, help="default: the 720p sample and the 1080p crowd clip")
+    parser.add_argument("--frames", type=int, default=60, help="frames cut from clips other than the sample (0 = all)")
+    parser.add_argument("--model", help="generator .keras (default: shipped, else untrained)")
+    parser.add_argument("--detect-every", type=int, default=None, help="default: RestoreConfig's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: RestoreConfig's")
+    parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    common.setup_logging()
+    from dataclasses import replace
+
+    from framefusion_video.restore import RestoreConfig, load_default_restorer
+
+    model, description = common.model_path(args.model)
+    config = RestoreConfig(model_path=str(model))
+    cli_extra = []
+    if args.detect_every:
+        config = replace(config, detect_every=args.detect_every)
+        cli_extra += ["--detect-every", str(args.detect_every)]
+    if args.batch_size:
+        config = replace(config, batch_size=args.batch_size)
+        cli_extra += ["--batch-size", str(args.batch_size)]
+    restorer = load_default_restorer(config)
+    clips = args.clips or [common.SAMPLE] + ([common.CROWD] if common.CROWD.is_file() else [])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ffv-bench-") as tmp:
+        for clip in clips:
+            frames = None if clip == common.SAMPLE or not args.frames else args.frames
+            rows.append(bench_clip(clip, frames, restorer, config, model, cli_extra, Path(tmp)))
+    header = ["clip", "frames", "faces", *(f"{s} s" for s in STAGES), "stages s", "pipeline fps",
+              "`ffv restore` s", "`ffv restore` fps", "x264 veryfast s", "pipeline / x264", "`ffv restore` / x264"]
+    keys = ["clip", "frames", "faces", *STAGES, "stage_sum", "pipeline_fps", "cli_s", "cli_fps", "x264_s",
+            "ratio", "cli_ratio"]
+    table = common.markdown_table(header, [[r[k] for k in keys] for r in rows])
+    body = (f"### End to end and per stage\n\n{common.today()}; {common.machine()}; model: {description}; "
+            f"detect_every={config.detect_every}, batch_size={config.batch_size}, preset={config.preset}, "
+            f"temporal={getattr(config, 'temporal', 'n/a')}.\n\n{table}")
+    print(body)
+    if args.write:
+        common.write_section(f"pipeline-detect{config.detect_every}", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,381 @@
+"""Folder runs on a Ray cluster: one task per clip, the serial restore function on every worker.
+
+``restore_paths_ray`` is :func:`framefusion_video.restore.restore_paths` with the clips spread
+over Ray workers (a local Ray started for the run, or an existing cluster joined by address):
+
+- The plan, the skip-existing resume, the per-file log lines, the summary and the JSON report are
+  those of the serial run; each result also names the ``node`` (host name) that processed it.
+- Each clip is one Ray task that calls :func:`restore.restore_video` as the serial run does, with
+  a restorer loaded once per worker process and cached there for the next clips.
+- Inputs and outputs are plain paths: every node must see them at the same place (shared storage:
+  NFS, a cluster file system, a bind mount). Workers write each clip under a hidden per-attempt
+  name beside its output and rename it onto the output when complete, so a worker killed mid-clip
+  leaves no partial output, and a cluster run and a serial run resume each other.
+- A worker (or node) that dies mid-clip is retried by Ray up to ``RayConfig.max_retries`` times;
+  a clip that fails for its own reasons (corrupt, unreadable) is reported once, never retried.
+
+Ray is an optional dependency (``pip install 'framefusion-video[ray]'``); it is imported inside
+the functions that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import FfvError
+from .restore import FileResult, RestoreConfig, plan_outputs
+
+log = logging.getLogger(__name__)
+
+RAY_HINT = "--ray needs Ray, an optional extra: pip install 'framefusion-video[ray]'"
+#: Seconds between progress reports of a worker, and between polls of the driver.
+_PROGRESS_EVERY = 0.25
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where and how clips run on Ray; ``ffv restore --ray [ADDRESS]`` maps onto these fields.
+
+    Attributes:
+        address: None starts a local Ray for the run (one worker per core, or ``num_cpus``) and
+            stops it afterwards; ``"auto"``, ``"HOST:6379"`` or ``"ray://HOST:10001"`` joins a
+            running cluster (left running).
+        num_cpus: CPUs of a local Ray (None = all cores); ignored when joining a cluster.
+        cpus_per_clip: Ray CPUs reserved by each clip's task: workers per node = node CPUs / this.
+        max_retries: how many times a clip whose worker or node died is run again.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_clip: float = 1.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.num_cpus is not None and self.num_cpus < 1:
+            problems.append(f"num_cpus must be at least 1, got {self.num_cpus}")
+        if self.cpus_per_clip <= 0:
+            problems.append(f"cpus_per_clip must be positive, got {self.cpus_per_clip}")
+        if self.max_retries < 0:
+            problems.append(f"max_retries must be 0 or more, got {self.max_retries}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass
+class RayFileResult(FileResult):
+    """A :class:`FileResult` plus the host name of the node that processed the clip (None: skipped
+    before dispatch, or never ran)."""
+
+    node: str | None = None
+
+
+_ADDRESS_RE = re.compile(r"^(auto|local|ray://\S+|[A-Za-z0-9_.\-]+:\d{1,5})$")
+
+
+def parse_ray_address(value: str) -> str | None:
+    """``--ray`` 's value -> ``RayConfig.address``: "local" (the option alone) -> None (start Ray
+    here); "auto", "HOST:PORT" and "ray://HOST:PORT" are kept.
+
+    Raises:
+        ValueError: anything else, typically an input path taken as the address (``--ray DIR``).
+    """
+    if not _ADDRESS_RE.match(value):
+        raise ValueError(f"{value!r} is not a Ray address ('auto', 'HOST:6379', 'ray://HOST:10001'); "
+                         "put --ray after the inputs, or write --ray=ADDRESS")
+    return None if value == "local" else value
+
+
+def import_ray():
+    """The ``ray`` module, or FfvError with the install hint when the extra is not installed."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise FfvError(None, RAY_HINT) from exc
+    return ray
+
+
+# --------------------------------------------------------------------------- worker side
+
+# Restorers loaded in this worker process, by (model path, batch size): a worker loads the model
+# once and keeps it for every clip it is given afterwards.
+_RESTORERS: dict[tuple[str | None, int], Any] = {}
+
+
+def _worker_restorer(config: RestoreConfig):
+    from .restore import load_default_restorer
+
+    key = (config.model_path, config.batch_size)
+    if key not in _RESTORERS:
+        _RESTORERS[key] = load_default_restorer(config)
+    return _RESTORERS[key]
+
+
+def _attempt_path(dst: Path, token: str) -> Path:
+    """Hidden name beside ``dst`` that one attempt writes before renaming onto ``dst``."""
+    return dst.with_name(f".{dst.stem}.ffv-ray-{token}{dst.suffix or '.mp4'}")
+
+
+def _remove_stale_attempts(dst: Path) -> None:
+    """Delete what killed attempts at ``dst`` left (their file, and ``VideoWriter``'s temps of it)."""
+    stem = glob.escape(dst.stem)
+    for pattern in (f".{stem}.ffv-ray-*", f"..{stem}.ffv-ray-*"):
+        for path in dst.parent.glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+@dataclass
+class _Outcome:
+    """What a clip task returns: a result, or ``fatal`` = (path, reason) when the run must stop."""
+
+    result: RayFileResult | None = None
+    fatal: tuple[str | None, str] | None = None
+
+
+def _progress_reporter(board, index: int) -> Callable[[int, int, int | None], None]:
+    """A ``restore.ProgressCallback`` that sends (frames, faces, total) to ``board`` every ~0.25 s."""
+    last = [0.0]
+
+    def report(frames: int, faces: int, total: int | None) -> None:
+        now = time.monotonic()
+        if board is not None and (now - last[0] >= _PROGRESS_EVERY or frames == total):
+            last[0] = now
+            board.report.remote(index, frames, faces, total)
+
+    return report
+
+
+def restore_clip(src: str, dst: str, config: RestoreConfig, overwrite: bool = False, index: int = 0,
+                 board=None) -> _Outcome:
+    """One clip, as a Ray task runs it: :func:`restore.restore_video` with this worker's model.
+
+    Writes ``dst`` atomically (a hidden per-attempt file renamed onto it). Failures of the clip
+    become a "failed" result (never an exception, so Ray does not retry them); a model that
+    cannot be loaded becomes ``fatal``. Runs without Ray too (``node`` is then this host).
+    """
+    from .restore import restore_video
+
+    src_path, dst_path = Path(src), Path(dst)
+    node = socket.gethostname()
+    if dst_path.exists() and not overwrite:  # another run finished it since the plan was made
+        return _Outcome(RayFileResult(src_path, dst_path, status="skipped", node=node))
+    try:
+        restorer = _worker_restorer(config)
+    except FfvError as exc:
+        return _Outcome(fatal=(exc.path, exc.reason))
+    attempt = _attempt_path(dst_path, uuid.uuid4().hex[:12])
+    try:
+        res = restore_video(src_path, attempt, config, restorer=restorer, progress=_progress_reporter(board, index))
+        os.replace(attempt, dst_path)
+    except FfvError as exc:
+        attempt.unlink(missing_ok=True)
+        return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node,
+                                      error=str(exc).replace(str(attempt), str(dst_path))))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a folder run
+        attempt.unlink(missing_ok=True)
+        log.debug("%s: unexpected error", src, exc_info=True)
+        return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node,
+                                      error=f"{src_path}: {type(exc).__name__}: {exc}"))
+    _remove_stale_attempts(dst_path)
+    return _Outcome(RayFileResult(src_path, dst_path, res.frames, res.faces, res.seconds, res.fps, "done",
+                                  node=node))
+
+
+class ProgressBoard:
+    """A Ray actor holding each clip's latest (frames, faces, total), read by the driver's bar."""
+
+    def __init__(self) -> None:
+        self._clips: dict[int, tuple[int, int, int | None]] = {}
+
+    def report(self, index: int, frames: int, faces: int, total: int | None) -> None:
+        self._clips[index] = (frames, faces, total)
+
+    def snapshot(self) -> dict[int, tuple[int, int, int | None]]:
+        return dict(self._clips)
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+@contextlib.contextmanager
+def ray_session(ray_config: RayConfig = RayConfig()):
+    """Connect to Ray for a run: reuse an initialised Ray, join ``address``, or start a local one.
+
+    A Ray started here is shut down on exit; an existing session or cluster is left as it was.
+    Yields the ``ray`` module. Raises FfvError when Ray is missing or the cluster is unreachable.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        if ray_config.address is None:
+            ray.init(num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=ray_config.address, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = ray_config.address or "local Ray"
+        raise FfvError(where, f"cannot start or join the Ray cluster ({' '.join(str(exc).split())})") from exc
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class _RunBar:
+    """One tqdm bar over the frames of all clips, with the clips done as a postfix."""
+
+    def __init__(self, n_clips: int, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc="ffv --ray", unit="frame", disable=disable, dynamic_ncols=True)
+        self._n_clips = n_clips
+        self._finished: dict[int, tuple[int, int | None]] = {}  # done clips: (frames, total)
+        self._shown: tuple = ()
+
+    def update(self, live: dict[int, tuple[int, int, int | None]], clips_done: int) -> None:
+        clips = {i: (f, t) for i, (f, _, t) in live.items()} | self._finished
+        frames = sum(f for f, _ in clips.values())
+        totals = [t for _, t in clips.values()]
+        if totals and all(t for t in totals) and len(totals) == self._n_clips:
+            total = sum(totals)
+        else:
+            total = None
+        if (total, frames, clips_done) == self._shown:
+            return
+        self._shown = (total, frames, clips_done)
+        self._bar.total = total
+        self._bar.n = frames
+        self._bar.set_postfix(clips=f"{clips_done}/{self._n_clips}", refresh=False)
+        self._bar.refresh()
+
+    def finish(self, index: int, frames: int) -> None:
+        self._finished[index] = (frames, frames)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _log_result(tag: str, result: FileResult) -> None:
+    """The per-file log line of the serial run (plus the node)."""
+    node = getattr(result, "node", None)
+    if result.status == "done":
+        log.info("%s -> %s: %d frames, %d faces, %.1f s (%.1f fps) on %s", tag, result.output,
+                 result.frames, result.faces, result.seconds, result.fps, node)
+    elif result.status == "skipped":
+        log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+    else:
+        reason = result.error or ""
+        prefix = f"{result.input}: "
+        log.error("%s: failed: %s", tag, reason[len(prefix):] if reason.startswith(prefix) else reason)
+
+
+def restore_paths_ray(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    recursive: bool = False,
+    overwrite: bool = False,
+    report: str | os.PathLike | None = None,
+    quiet: bool = False,
+    ray_config: RayConfig = RayConfig(),
+) -> list[RayFileResult]:
+    """:func:`restore.restore_paths` with one Ray task per clip (see the module docstring).
+
+    Returns:
+        One :class:`RayFileResult` per planned input, in plan order, as the serial run.
+
+    Raises:
+        FfvError: Ray is not installed or the cluster cannot be reached; the plan is impossible;
+            the model cannot be loaded (the remaining clips are cancelled); the report cannot be
+            written. Failures of single clips do not raise.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .restore import _check_input, _summary, _write_report
+
+    import_ray()  # fail with the hint before planning anything
+    started = time.perf_counter()
+    pairs = plan_outputs(inputs, output, recursive=recursive)
+    if not pairs:
+        raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
+    results: list[RayFileResult | None] = [None] * len(pairs)
+    tags = [f"[{i}/{len(pairs)}] {src}" for i, (src, _) in enumerate(pairs, 1)]
+    todo = []
+    for i, (src, dst) in enumerate(pairs):  # the serial run's checks, before any worker starts
+        if dst.exists() and not overwrite:
+            results[i] = RayFileResult(src, dst, status="skipped")
+            continue
+        try:
+            _check_input(src)
+        except FfvError as exc:
+            results[i] = RayFileResult(src, dst, status="failed", error=str(exc))
+            continue
+        todo.append(i)
+
+    with contextlib.nullcontext() if quiet else logging_redirect_tqdm():
+        for i, result in enumerate(results):
+            if result is not None:
+                _log_result(tags[i], result)
+        if todo:
+            with ray_session(ray_config) as ray:
+                _run_tasks(ray, pairs, todo, results, tags, config, overwrite, quiet, ray_config)
+    seconds = time.perf_counter() - started
+    final = [r for r in results if r is not None]
+    s = _summary(final, seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %d faces in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"], s["faces"], seconds)
+    if report is not None:
+        _write_report(Path(report), final, config, seconds)
+    return final
+
+
+def _run_tasks(ray, pairs, todo: list[int], results: list, tags: list[str], config: RestoreConfig,
+               overwrite: bool, quiet: bool, ray_config: RayConfig) -> None:
+    """Submit one task per clip in ``todo``, fill ``results`` as they finish, drive the bar."""
+    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    task = ray.remote(restore_clip).options(num_cpus=ray_config.cpus_per_clip, max_retries=ray_config.max_retries,
+                                            retry_exceptions=False)
+    refs = {task.remote(str(pairs[i][0]), str(pairs[i][1]), config, overwrite, i, board): i for i in todo}
+    bar = _RunBar(len(todo), disable=quiet)
+    done = 0
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=_PROGRESS_EVERY)
+            for ref in ready:
+                i = refs.pop(ref)
+                src, dst = pairs[i]
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the worker or node died more than max_retries times
+                    reason = " ".join(str(exc).split())[:300]
+                    outcome = _Outcome(RayFileResult(src, dst, status="failed", error=(
+                        f"{src}: its worker died {ray_config.max_retries + 1} times ({type(exc).__name__}: {reason})")))
+                if outcome.fatal is not None:
+                    raise FfvError(*outcome.fatal)
+                results[i] = outcome.result
+                done += 1
+                bar.finish(i, outcome.result.frames)
+                _log_result(tags[i], outcome.result)
+            with contextlib.suppress(ray.exceptions.RayError):
+                bar.update(ray.get(board.snapshot.remote(), timeout=5), done)
+    finally:
+        for ref in refs:  # an error or Ctrl-C: stop the rest (their outputs are never partial)
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        bar.close()
+        with contextlib.suppress(Exception):
+            ray.kill(board)
