@@ -91,7 +91,7 @@ class RestoreConfig:
     max_faces: int = 0
     crf: int = 18
     preset: str = "veryfast"
-    detect_every: int = 1
+    detect_every: int = 2
     colour_match: bool = True
     min_confidence: float = 0.5
     temporal: float = 0.7
@@ -118,6 +118,22 @@ class RestoreConfig:
             problems.append(f"temporal must be at least 0 and below 1, got {self.temporal}")
         if problems:
             raise ValueError("; ".join(problems))
+
+
+#: Speed/quality presets of ``ffv restore --fast`` / ``--quality``: RestoreConfig fields they set
+#: (options given explicitly on the command line still win). The default sits between the two.
+PRESETS: dict[str, dict[str, object]] = {
+    "fast": {"detect_every": 4, "batch_size": 16, "preset": "superfast", "crf": 20},
+    "default": {},
+    "quality": {"detect_every": 1, "preset": "medium", "crf": 16},
+}
+
+
+def preset_config(name: str, **overrides) -> RestoreConfig:
+    """The RestoreConfig of preset ``name`` (``fast``, ``default``, ``quality``) with ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+    return RestoreConfig(**{**PRESETS[name], **overrides})
 
 
 @dataclass

@@ -204,3 +204,27 @@ def test_every_registered_command_loads_and_has_help(name):
     result = run(name, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import framefusion_video.restore as restore_module
+    from framefusion_video.cli import main
+
+    seen = {}
+
+    def fake_restore_paths(inputs, output, config, **kwargs):
+        seen["config"] = config
+        return []
+
+    monkeypatch.setattr(restore_module, "restore_paths", fake_restore_paths)
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(b"x")
+    assert CliRunner().invoke(main, ["restore", str(clip), "--fast", "--crf", "30"]).exit_code == 0
+    fast = seen["config"]
+    assert (fast.detect_every, fast.preset, fast.crf) == (4, "superfast", 30)
+    assert CliRunner().invoke(main, ["restore", str(clip), "--quality"]).exit_code == 0
+    assert (seen["config"].detect_every, seen["config"].preset) == (1, "medium")
+    assert CliRunner().invoke(main, ["restore", str(clip)]).exit_code == 0
+    assert seen["config"] == restore_module.RestoreConfig()
