@@ -43,6 +43,14 @@ class DiscriminatorConfig:
 _HE = "he_normal"
 
 
+def _act(name: str):
+    """Leaky ReLU: with plain ReLU and no normalisation, one bad batch can kill every unit of a
+    narrow layer, and the U-Net then collapses to the identity (seen in training)."""
+    from keras import layers
+
+    return layers.LeakyReLU(0.1, name=name)
+
+
 def _depthwise_init():
     """He initialisation for a 3x3 depthwise kernel: fan-in is its 9 taps (Keras would count 9 x C)."""
     import keras
@@ -56,9 +64,9 @@ def _inverted_residual(x, channels: int, expansion: int, name: str):
 
     inp = x
     x = layers.Conv2D(channels * expansion, 1, kernel_initializer=_HE, name=f"{name}_expand")(x)
-    x = layers.ReLU(name=f"{name}_expand_relu")(x)
+    x = _act(name=f"{name}_expand_relu")(x)
     x = layers.DepthwiseConv2D(3, padding="same", depthwise_initializer=_depthwise_init(), name=f"{name}_dw")(x)
-    x = layers.ReLU(name=f"{name}_dw_relu")(x)
+    x = _act(name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(channels, 1, kernel_initializer="zeros", name=f"{name}_project")(x)
     return layers.Add(name=f"{name}_add")([inp, x])
 
@@ -69,7 +77,7 @@ def _separable(x, channels: int, name: str, strides: int = 1):
 
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", depthwise_initializer=_depthwise_init(), name=f"{name}_dw")(x)
     x = layers.Conv2D(channels, 1, kernel_initializer=_HE, name=f"{name}_pw")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
+    return _act(name=f"{name}_relu")(x)
 
 
 def build_generator(config: GeneratorConfig = GeneratorConfig()):
@@ -91,7 +99,7 @@ def build_generator(config: GeneratorConfig = GeneratorConfig()):
     inp = keras.Input((config.crop_size, config.crop_size, 3), name="damaged")
     x = layers.Rescaling(2.0, offset=-1.0, name="centre")(inp)
     x = layers.Conv2D(config.widths[0], 3, padding="same", kernel_initializer=_HE, name="stem")(x)
-    x = layers.ReLU(name="stem_relu")(x)
+    x = _act(name="stem_relu")(x)
     skips = []
     for level, (width, n_blocks) in enumerate(zip(config.widths, config.blocks)):
         if level > 0:

@@ -34,11 +34,11 @@ class TrainConfig:
     out_dir: str = "runs/ffv"
     batch_size: int = 16
     accum: int = 1  # gradient accumulation: optimiser steps every `accum` batches
-    lr_g: float = 1e-3
+    lr_g: float = 5e-4
     lr_d: float = 2e-4
     ssim_weight: float = 0.2
     adv_weight: float = 0.003
-    adv_start: int = 3000  # batches of reconstruction only before the critic's opinion counts
+    adv_start: int = 4000  # batches of reconstruction only before the critic's opinion counts
     critic_warmup: int = 300  # the critic starts training this many batches before adv_start
     r1_gamma: float = 1.0
     r1_every: int = 4  # lazy R1: penalty every N batches, scaled by N
@@ -150,7 +150,9 @@ def build_gan(config: TrainConfig):
     gan = RestorationGAN(generator, discriminator, config)
     accum = config.accum if config.accum > 1 else None
     gan.compile(
-        g_optimizer=keras.optimizers.Adam(config.lr_g, beta_1=0.9, beta_2=0.99, gradient_accumulation_steps=accum),
+        # Clipping the global norm keeps one extreme batch from wrecking the generator.
+        g_optimizer=keras.optimizers.Adam(config.lr_g, beta_1=0.9, beta_2=0.99, global_clipnorm=1.0,
+                                          gradient_accumulation_steps=accum),
         d_optimizer=keras.optimizers.Adam(config.lr_d, beta_1=0.5, beta_2=0.99, gradient_accumulation_steps=accum),
     )
     gan.g_optimizer.build(generator.trainable_variables)
