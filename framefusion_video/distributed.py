@@ -305,7 +305,7 @@ def restore_paths_ray(
     """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .restore import _check_input, _summary, _write_report
+    from .restore import check_input, summarize, write_report
 
     import_ray()  # fail with the hint before planning anything
     started = time.perf_counter()
@@ -320,7 +320,7 @@ def restore_paths_ray(
             results[i] = RayFileResult(src, dst, status="skipped")
             continue
         try:
-            _check_input(src)
+            check_input(src)
         except FfvError as exc:
             results[i] = RayFileResult(src, dst, status="failed", error=str(exc))
             continue
@@ -335,11 +335,11 @@ def restore_paths_ray(
                 _run_tasks(ray, pairs, todo, results, tags, config, overwrite, quiet, ray_config)
     seconds = time.perf_counter() - started
     final = [r for r in results if r is not None]
-    s = _summary(final, seconds)
+    s = summarize(final, seconds)
     log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %d faces in %.1f s",
              s["files"], s["done"], s["skipped"], s["failed"], s["frames"], s["faces"], seconds)
     if report is not None:
-        _write_report(Path(report), final, config, seconds)
+        write_report(Path(report), final, config, seconds)
     return final
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .errors import FfvError
-from .restore import Restorer, RestoreConfig, _check_input, iter_restored, load_default_restorer
+from .restore import Restorer, RestoreConfig, check_input, iter_restored, load_default_restorer
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def export_preview(
     if frames is not None and any(int(f) < 0 for f in frames):
         raise ValueError(f"frame numbers must be 0 or more, got {list(frames)}")
     src, out_dir = Path(src), Path(out_dir)
-    _check_input(src)
+    check_input(src)
     info = probe(src)
     try:
         (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)

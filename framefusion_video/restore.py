@@ -438,7 +438,7 @@ class _BackgroundWriter:
 # --------------------------------------------------------------------------- one clip
 
 
-def _check_input(src: Path) -> None:
+def check_input(src: Path) -> None:
     """Raise FfvError for inputs that cannot be videos before starting ffmpeg on them."""
     if not src.exists():
         raise FfvError(src, "no such file")
@@ -536,7 +536,7 @@ def restore_video(
 
     src, dst = Path(src), Path(dst)
     started = time.perf_counter()
-    _check_input(src)
+    check_input(src)
     _check_output(src, dst)
     info = probe(src)
     if restorer is None:
@@ -693,14 +693,14 @@ def plan_outputs(
     return pairs
 
 
-def _write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
+def write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
     """Write the JSON run report atomically (temp file, then rename)."""
     from . import __version__
 
     report = {
         "ffv_version": __version__,
         "config": asdict(config),
-        "summary": _summary(results, seconds),
+        "summary": summarize(results, seconds),
         "files": [r.to_dict() for r in results],
     }
     tmp = path.with_name(f".{path.name}.tmp")
@@ -713,7 +713,7 @@ def _write_report(path: Path, results: list[FileResult], config: RestoreConfig, 
         raise FfvError(path, f"cannot write the report ({exc.strerror or exc})") from exc
 
 
-def _summary(results: list[FileResult], seconds: float) -> dict[str, Any]:
+def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     return {"files": len(results), **counts,
             "frames": sum(r.frames for r in results if r.status == "done"),
@@ -747,7 +747,7 @@ def _restore_one(src: Path, dst: Path, tag: str, config: RestoreConfig, *, overw
         log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, dst)
         return FileResult(src, dst, status="skipped")
     try:
-        _check_input(src)
+        check_input(src)
     except FfvError as exc:
         log.error("%s: failed: %s", tag, exc.reason)
         return FileResult(src, dst, status="failed", error=str(exc))
@@ -814,9 +814,9 @@ def restore_paths(
             results.append(_restore_one(src, dst, tag, config, overwrite=overwrite, quiet=quiet,
                                         get_restorer=get_restorer))
     seconds = time.perf_counter() - started
-    s = _summary(results, seconds)
+    s = summarize(results, seconds)
     log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %d faces in %.1f s",
              s["files"], s["done"], s["skipped"], s["failed"], s["frames"], s["faces"], seconds)
     if report is not None:
-        _write_report(Path(report), results, config, seconds)
+        write_report(Path(report), results, config, seconds)
     return results

@@ -532,7 +532,7 @@ class VideoWriter:
             self._cleanup()
             raise
         self._cleanup()
-        log.info("wrote %s (%d frames)", self.path, self.frames_written)
+        log.debug("wrote %s (%d frames)", self.path, self.frames_written)
 
     def abort(self) -> None:
         """Stop encoding and remove the temporary files; ``path`` is left untouched."""
