@@ -49,6 +49,7 @@ class TrainConfig:
     val_images: int = 64
     sample_every: int = 1000
     limit_images: int | None = None  # use only the first N training photos (quick runs, tests)
+    lr_scale: float = 1.0  # multiplies both learning rates from the start (or the resume) on: a late decay
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -280,7 +281,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
         saved = read_checkpoint_config(out_dir)
         # Run-length settings may change on resume; the model and data may not.
         config = replace(saved, max_steps=config.max_steps, max_minutes=config.max_minutes,
-                         checkpoint_minutes=config.checkpoint_minutes)
+                         checkpoint_minutes=config.checkpoint_minutes, lr_scale=config.lr_scale)
     crop = config.generator.crop_size
     deg_cfg = DegradationConfig()
 
@@ -299,6 +300,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
 
     gan = build_gan(config)
     step = load_checkpoint(gan, out_dir) if resume else 0
+    gan.g_optimizer.learning_rate.assign(config.lr_g * config.lr_scale)
+    gan.d_optimizer.learning_rate.assign(config.lr_d * config.lr_scale)
     log.info("training from step %d on %d faces (%s)", step, len(train_crops), config.data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:

@@ -91,11 +91,12 @@ def test_ffv_train_two_steps_then_export(face_folder, tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "checkpoint.json").is_file() and model.is_file()
     resumed = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(out), "--resume",
-                                        "--max-steps", "3"])
+                                        "--max-steps", "3", "--lr-scale", "0.5"])
     assert resumed.exit_code == 0, resumed.output
     import json
 
-    assert json.loads((out / "checkpoint.json").read_text())["step"] == 3
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 3 and meta["config"]["lr_scale"] == 0.5
 
 
 def test_ffv_train_reports_a_missing_folder(tmp_path):

@@ -22,11 +22,13 @@ import click
 @click.option("--checkpoint-minutes", default=5.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--limit", "limit_images", type=click.IntRange(min=1), help="Use only the first N photos.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--lr-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Multiply the learning rates (e.g. 0.2 with --resume for a final, slower phase).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
               help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
 def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
           max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float,
-          limit_images: int | None, seed: int, export_path: Path | None) -> None:
+          limit_images: int | None, seed: int, lr_scale: float, export_path: Path | None) -> None:
     """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
     from framefusion_video.errors import FfvError
     from framefusion_video.training import TrainConfig, export_generator
@@ -34,7 +36,8 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
 
     config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
                          batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
-                         checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed)
+                         checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
+                         lr_scale=lr_scale)
     try:
         run_dir = run_training(config, resume=resume)
         if export_path:
