@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from framefusion_video.cli.options import restoration_options
 from framefusion_video.errors import FfvError
 
 
@@ -26,16 +27,7 @@ def _frame_list(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--every", type=click.IntRange(min=1), help="Export every Nth frame (default: about 10 frames).")
 @click.option("--frames", callback=_frame_list, help="Export these frame numbers (0-based), e.g. 10,20,30.")
 @click.option("--annotate", is_flag=True, help="Draw face boxes, track ids and landmarks on the original.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Generator weights (.keras). Default: the shipped model.")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
-              help="0 keeps the original faces, 1 pastes the restored faces fully.")
-@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
-              help="Enlarge frames by this factor.")
-@click.option("--min-face", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Ignore faces smaller than this many pixels (0: no limit).")
-@click.option("--max-faces", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Restore at most this many faces per frame (0: all).")
+@restoration_options
 @click.pass_context
 def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, frames: list[int] | None,
             annotate: bool, model_path: str | None, strength: float, upscale: str, min_face: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from framefusion_video.cli.options import restoration_options
 from framefusion_video.errors import FfvError
 
 
@@ -31,18 +32,9 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them, so a "
                                                 "stopped run resumes).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=str), help="Write a JSON report of the run here.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Generator weights (.keras). Default: the shipped model.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Face crops per model call.")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
-              help="0 keeps the original faces, 1 pastes the restored faces fully.")
-@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
-              help="Enlarge the whole video by this factor, faces pasted at full resolution.")
-@click.option("--min-face", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Ignore faces smaller than this many pixels (0: no limit).")
-@click.option("--max-faces", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Restore at most this many faces per frame, largest first (0: all).")
+@restoration_options
 @click.option("--detect-every", type=click.IntRange(min=1), default=2, show_default=True,
               help="Run the face detector every N frames and track in between.")
 @click.option("--colour-match/--no-colour-match", default=True, show_default=True,

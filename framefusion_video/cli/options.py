@@ -1,0 +1,27 @@
+"""Click options shared by ``ffv restore`` and ``ffv preview`` (one definition, one help text)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+RESTORATION_OPTIONS = (
+    click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
+                 help="Generator weights (.keras). Default: the shipped model."),
+    click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+                 help="0 keeps the original faces, 1 pastes the restored faces fully."),
+    click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+                 help="Enlarge the frames by this factor, faces pasted at full resolution."),
+    click.option("--min-face", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Ignore faces smaller than this many pixels (0: no limit)."),
+    click.option("--max-faces", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Restore at most this many faces per frame, largest first (0: all)."),
+)
+
+
+def restoration_options(command: Callable) -> Callable:
+    """Add ``--model --strength --upscale --min-face --max-faces`` to ``command``."""
+    for option in reversed(RESTORATION_OPTIONS):
+        command = option(command)
+    return command
