@@ -715,13 +715,21 @@ def degrade_kind(img: np.ndarray, kind: str, rng: np.random.Generator,
 
 
 def degrade_for_training(img: np.ndarray, rng: np.random.Generator,
-                         config: DegradationConfig = DegradationConfig(), single_prob: float = 0.5) -> np.ndarray:
-    """Training damage: one kind alone with probability ``single_prob``, else the mixed pipeline.
+                         config: DegradationConfig = DegradationConfig(), single_prob: float = 0.5,
+                         clean_prob: float = 0.0) -> np.ndarray:
+    """Training damage: the clean image with probability ``clean_prob``, one kind alone with
+    probability ``single_prob``, else the mixed pipeline.
 
-    Footage is often damaged in one main way (only compression, only blur); training on the
-    mixture alone would teach the model that every input is heavily damaged.
+    Footage is often damaged in one main way (only compression, only blur), or hardly at all;
+    training on the mixture alone would teach the model that every input is heavily damaged, and
+    clean pairs teach it to leave good faces alone.
     """
-    if rng.random() < single_prob:
+    if not (0.0 <= clean_prob and 0.0 <= single_prob and clean_prob + single_prob <= 1.0):
+        raise ValueError(f"need 0 <= clean_prob, single_prob and their sum <= 1, got {clean_prob}, {single_prob}")
+    u = rng.random()
+    if u < clean_prob:
+        return np.array(img, dtype=np.float32, copy=True)
+    if u < clean_prob + single_prob:
         singles = [k for k in KINDS if k != "mixed"]
         return degrade_kind(img, singles[int(rng.integers(len(singles)))], rng, config)
     return degrade(img, rng, config)

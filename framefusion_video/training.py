@@ -44,6 +44,8 @@ class TrainConfig:
     # crops at all (its loss stayed at 2 ln 2), so the adversarial term did nothing.
     r1_gamma: float = 0.01
     r1_every: int = 4  # lazy R1: penalty every N batches, scaled by N
+    single_prob: float = 0.5  # share of training samples with one kind of damage alone
+    clean_prob: float = 0.1  # share of undamaged (identity) pairs: a good face must come out as it went in
     max_steps: int | None = None
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
@@ -288,7 +290,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     deg_cfg = DegradationConfig()
 
     def train_damage(img, rng):
-        return degrade_for_training(img, rng, deg_cfg)
+        return degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob)
 
     def val_damage(img, rng):
         return degrade(img, rng, deg_cfg)

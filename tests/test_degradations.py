@@ -94,6 +94,18 @@ def test_mixed_always_damages_and_varies(img):
         assert np.abs(D.degrade(img, np.random.default_rng(s)) - img).mean() > 1e-3
 
 
+def test_training_damage_mixes_clean_single_and_mixed_samples(img):
+    # Each sample is the clean image, one kind of damage or the mixture, in the requested shares.
+    outs = [D.degrade_for_training(img, np.random.default_rng(i), single_prob=0.5, clean_prob=0.2) for i in range(60)]
+    clean = sum(np.array_equal(o, img) for o in outs)
+    assert 4 <= clean <= 24
+    assert all(o.shape == img.shape and o.dtype == np.float32 for o in outs)
+    again = D.degrade_for_training(img, np.random.default_rng(7), single_prob=0.5, clean_prob=0.2)
+    np.testing.assert_array_equal(again, outs[7])
+    with pytest.raises(ValueError):
+        D.degrade_for_training(img, np.random.default_rng(0), single_prob=0.8, clean_prob=0.3)
+
+
 def test_named_kind_applies_only_its_stage():
     expected = {"blur": "blur", "motion_blur": "blur", "noise": "noise", "jpeg": "compression",
                 "lowres": "resize", "occlusion": "occlusion", "lighting": "lighting"}
