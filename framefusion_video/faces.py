@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 from dataclasses import dataclass
 
 import cv2
@@ -175,6 +176,27 @@ def mesh_five_points(mesh_xy: np.ndarray) -> np.ndarray:
     ]).astype(np.float32)
 
 
+def import_mediapipe():
+    """``import mediapipe``, without letting it import TensorFlow.
+
+    mediapipe 0.10.21's ``tasks`` package imports TensorFlow (when installed) only for a
+    documentation decorator and falls back to a no-op without it. That import costs 3-4 s, most of
+    ``ffv restore``'s start-up when the generator runs on LiteRT, so TensorFlow is hidden while
+    mediapipe loads, unless something has imported it already.
+    """
+    if "mediapipe" in sys.modules or "tensorflow" in sys.modules:
+        import mediapipe
+
+        return mediapipe
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` fail
+    try:
+        import mediapipe
+    finally:
+        if sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]
+    return mediapipe
+
+
 class FaceDetector:
     """MediaPipe face detection and landmarks; use as a context manager (closes the graphs).
 
@@ -182,8 +204,7 @@ class FaceDetector:
     """
 
     def __init__(self, config: FaceDetectorConfig = FaceDetectorConfig()) -> None:
-        import mediapipe as mp  # heavy: imported here so that ``ffv --help`` stays fast
-
+        mp = import_mediapipe()
         self.config = config
         fd = mp.solutions.face_detection
         self._short = fd.FaceDetection(model_selection=0, min_detection_confidence=config.min_confidence) \

@@ -212,8 +212,11 @@ def read_checkpoint_config(out_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(json.loads((Path(out_dir) / "checkpoint.json").read_text())["config"])
 
 
-def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike) -> Path:
-    """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file for ``ffv restore``."""
+def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True) -> Path:
+    """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file and, with
+    ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs)."""
+    from .inference import export_tflite
+
     config = read_checkpoint_config(out_dir)
     gan = build_gan(config)
     load_checkpoint(gan, out_dir)
@@ -222,6 +225,8 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike) 
     tmp = model_path.with_name(model_path.stem + ".tmp.keras")
     gan.generator.save(tmp)
     os.replace(tmp, model_path)
+    if tflite:
+        export_tflite(gan.generator, model_path.with_suffix(".tflite"))
     return model_path
 
 

@@ -67,3 +67,70 @@ def test_load_restorer_reports_bad_files(tmp_path):
     bad.write_text("not a model")
     with pytest.raises(FfvError, match="bad.keras"):
         load_restorer(bad)
+
+
+def _perturbed_generator():
+    # An untrained generator is the identity (zero-initialised head); perturb every weight so
+    # that a conversion that lost or scrambled weights would show.
+    gen = build_generator(TINY)
+    rng = np.random.default_rng(0)
+    gen.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in gen.get_weights()])
+    return gen
+
+
+def test_tflite_export_gives_the_keras_outputs(tmp_path):
+    from framefusion_video.inference import LiteRestorer, export_tflite, load_restorer
+
+    gen = _perturbed_generator()
+    path = export_tflite(gen, tmp_path / "g.tflite")
+    restorer = load_restorer(path, batch_size=4)
+    assert isinstance(restorer, LiteRestorer) and restorer.crop_size == 32
+    x = np.random.default_rng(2).random((7, 32, 32, 3), dtype=np.float32)
+    expected = gen.predict(x, verbose=0)
+    assert np.abs(expected - x).mean() > 1e-3
+    np.testing.assert_allclose(restorer.restore(x), expected, atol=1e-5)
+    assert restorer.restore(np.zeros((0, 32, 32, 3), np.float32)).shape == (0, 32, 32, 3)
+    with pytest.raises(ValueError):
+        restorer.restore(np.zeros((1, 16, 16, 3), np.float32))
+
+
+def test_load_restorer_reports_bad_tflite_files(tmp_path):
+    from framefusion_video.errors import FfvError
+    from framefusion_video.inference import load_restorer
+
+    with pytest.raises(FfvError, match="missing.tflite.*not found"):
+        load_restorer(tmp_path / "missing.tflite")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(FfvError, match="bad.tflite"):
+        load_restorer(bad)
+
+
+def test_shipped_tflite_matches_shipped_keras():
+    # ffv restore runs the .tflite file and ffv train/eval the .keras one: they must be one model.
+    from framefusion_video.inference import MODELS_DIR, load_restorer
+
+    lite, full = MODELS_DIR / "ffv_generator.tflite", MODELS_DIR / "ffv_generator.keras"
+    if not (lite.is_file() and full.is_file()):
+        pytest.skip("shipped weights not present")
+    x = np.random.default_rng(3).random((5, 128, 128, 3), dtype=np.float32)
+    np.testing.assert_allclose(load_restorer(lite).restore(x), load_restorer(full).restore(x), atol=1e-4)
+
+
+def test_restoring_with_litert_does_not_import_tensorflow(tmp_path):
+    # The point of the .tflite model: start-up without TensorFlow's import (several seconds).
+    import subprocess
+    import sys
+
+    from framefusion_video.inference import export_tflite
+
+    path = export_tflite(_perturbed_generator(), tmp_path / "g.tflite")
+    code = ("import sys, numpy as np\n"
+            "from framefusion_video.faces import FaceDetector\n"
+            "from framefusion_video.inference import load_restorer\n"
+            "FaceDetector().close()\n"
+            f"load_restorer({str(path)!r}).restore(np.zeros((2, 32, 32, 3), np.float32))\n"
+            "print('tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
