@@ -168,6 +168,8 @@ class RestoredFrame:
             no face was restored and upscale is 1.
         faces: the tracked faces of this frame (``tracking.TrackedFace``), in frame pixels.
         restored_faces: how many of them were restored (0 for frames not selected).
+        restored_boxes: the boxes (x0, y0, x1, y1, frame pixels) of the faces restored, so that
+            callers can check which faces were left alone.
     """
 
     index: int
@@ -175,6 +177,7 @@ class RestoredFrame:
     restored: np.ndarray
     faces: list = field(default_factory=list)
     restored_faces: int = 0
+    restored_boxes: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the per-frame pipeline
@@ -190,11 +193,14 @@ class _Pending:
     matrices: list[np.ndarray]
     crops: list[np.ndarray]  # float32 (S, S, 3) in [0, 1], cut from the original frame
     track_ids: list[int] = field(default_factory=list)  # one per crop; empty = do not stabilise
+    boxes: list = field(default_factory=list)  # one per crop: the box of the face it was cut from
 
 
-def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Alignment matrices (float64 (2, 3)) and aligned crops (float32 (S, S, 3) in [0, 1]) of ``faces``."""
-    matrices, crops = [], []
+def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], list]:
+    """Alignment matrices (float64 (2, 3)), aligned crops (float32 (S, S, 3) in [0, 1]) and boxes
+    of the ``faces`` that can be aligned."""
+    matrices, crops, boxes = [], [], []
     for tracked in faces:
         landmarks = tracked.face.landmarks
         try:
@@ -205,7 +211,8 @@ def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int) -> tuple[li
         crop = warp_to_crop(frame, matrix, crop_size)
         matrices.append(matrix)
         crops.append(crop.astype(np.float32) * np.float32(1.0 / 255.0))
-    return matrices, crops
+        boxes.append(tuple(float(v) for v in tracked.face.box))
+    return matrices, crops, boxes
 
 
 def _restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
@@ -236,7 +243,7 @@ def _finish(item: _Pending, restored: list[np.ndarray], config: RestoreConfig, b
         return RestoredFrame(item.index, item.frame, base, item.faces, 0)
     matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
     out = paste_faces(base, list(zip(restored, matrices)), config=blend_config, original_crops=item.crops)
-    return RestoredFrame(item.index, item.frame, out, item.faces, len(restored))
+    return RestoredFrame(item.index, item.frame, out, item.faces, len(restored), list(item.boxes))
 
 
 def _stabilize_config(config: RestoreConfig):
@@ -300,15 +307,15 @@ def restore_frames(
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
         if faces and (select is None or select(index)):
-            matrices, crops = _frame_crops(frame, faces, crop_size)
+            matrices, crops, boxes = _frame_crops(frame, faces, crop_size)
         else:
-            matrices, crops = [], []
+            matrices, crops, boxes = [], [], []
         if not crops and not pending:  # nothing to wait for: pass straight through
             yield _finish(_Pending(index, frame, faces, [], []), [], config, blend_config)
             continue
         # Track ids only when every face gave a crop (else crops and faces do not pair up).
         ids = [getattr(tf, "track_id", None) for tf in faces] if len(crops) == len(faces) else []
-        pending.append(_Pending(index, frame, faces, matrices, crops, [] if None in ids else ids))
+        pending.append(_Pending(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes))
         n_crops += len(crops)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()
@@ -512,6 +519,7 @@ def restore_video(
     restorer: Restorer | None = None,
     detector=None,
     progress: ProgressCallback | None = None,
+    on_frame: Callable[[RestoredFrame], None] | None = None,
 ) -> FileResult:
     """Restore the faces of one clip ``src`` into ``dst`` (H.264 MP4, with the source's audio).
 
@@ -524,6 +532,8 @@ def restore_video(
         detector: a ``faces.FaceDetector`` (or anything with ``detect(frame) -> [Face]``) that the
             caller owns; None opens one for this clip and closes it afterwards.
         progress: called as ``progress(frames_done, faces_restored, total_frames_or_None)``.
+        on_frame: called with each :class:`RestoredFrame` before it is encoded (measurements,
+            e.g. which faces were restored).
 
     Returns:
         A :class:`FileResult` with status "done".
@@ -551,6 +561,8 @@ def restore_video(
             stream = iter_restored(src, info, restorer, config, detector=detector)
             try:
                 for out in stream:
+                    if on_frame is not None:
+                        on_frame(out)
                     encoder.put(out.restored)
                     frames_done += 1
                     faces_done += out.restored_faces

@@ -16,7 +16,10 @@ flicker, < 1 = the restoration is smoother than the input. Pairs across a scene 
 It also reports how often a visible face was left unrestored: a face detected in an input frame is
 *unrestored* when the restored frame is, inside that face's box, no more different from the input
 than the rest of the frame is (the re-encoding noise floor) plus ``unrestored_threshold`` grey
-levels; see :func:`is_unrestored`.
+levels; see :func:`is_unrestored`. That estimate needs only the two videos, but it mistakes a face
+the model changed very little for an unrestored one; when the pipeline's own record of which faces
+it restored is at hand (``RestoredFrame.restored_boxes``), :func:`restoration_coverage` counts
+the visible faces left unrestored exactly.
 
 Frames are uint8 RGB (H, W, 3); flows are float32 (H, W, 2) displacements (x, y) in pixels.
 Everything is streamed: at most two frames of each video are held.
@@ -36,6 +39,7 @@ import cv2
 import numpy as np
 
 from .errors import FfvError
+from .faces import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +211,47 @@ def is_unrestored(face_diff: float, noise_floor: float, threshold: float) -> boo
     by several grey levels more than the background, an untouched one only by the encoder's noise.
     """
     return face_diff < noise_floor + threshold
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    """Visible faces against the faces the pipeline restored (:func:`restoration_coverage`).
+
+    Attributes:
+        face_frames: frames with at least one visible face.
+        missed_frames: those of them where a visible face had no restored face over it.
+        longest_miss: the longest run of consecutive frames with a missed face (the issue allows
+            at most 2 for a face that is detected in the frames around).
+    """
+
+    face_frames: int
+    missed_frames: int
+    longest_miss: int
+
+    @property
+    def missed_fraction(self) -> float | None:
+        return self.missed_frames / self.face_frames if self.face_frames else None
+
+
+def restoration_coverage(visible: Sequence[Sequence[Box]], restored: Sequence[Sequence[Box]],
+                         min_iou: float = 0.3) -> CoverageReport:
+    """Which visible faces were restored, frame by frame.
+
+    ``visible[t]`` are the boxes of the faces found in input frame ``t`` (by any detector),
+    ``restored[t]`` the boxes of the faces the pipeline restored in it. A visible face counts as
+    restored when a restored box overlaps it with IoU >= ``min_iou`` (the two boxes come from
+    different passes of the detector, or from the tracker, so they never match exactly).
+    """
+    if len(visible) != len(restored):
+        raise ValueError(f"{len(visible)} frames of visible faces but {len(restored)} of restored faces")
+    face_frames = missed = longest = run = 0
+    for seen, done in zip(visible, restored):
+        miss = any(max((box_iou(v, r) for r in done), default=0.0) < min_iou for v in seen)
+        face_frames += bool(seen)
+        missed += miss
+        run = run + 1 if miss else 0
+        longest = max(longest, run)
+    return CoverageReport(face_frames, missed, longest)
 
 
 # --------------------------------------------------------------------------- the report

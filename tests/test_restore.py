@@ -160,6 +160,8 @@ def test_restore_frames_batches_across_frames_and_keeps_order():
     assert [o.index for o in out] == list(range(14))
     expected = [counts[i % len(counts)] for i in range(14)]
     assert [o.restored_faces for o in out] == expected
+    assert [len(o.restored_boxes) for o in out] == expected
+    assert out[2].restored_boxes == [(20.0, 40.0, 84.0, 104.0), (120.0, 40.0, 184.0, 104.0)]
     assert sum(restorer.batches) == sum(expected)
     assert max(restorer.batches) <= 4
     # crops are gathered over several frames: fewer calls than frames with faces
@@ -288,9 +290,12 @@ def test_restore_video_keeps_format_and_restores_the_face(clips, tmp_path):
     restorer = FakeRestorer()
     calls = []
     dst = tmp_path / "out.mp4"
+    seen = []
     result = restore_video(clips["face"], dst, RestoreConfig(batch_size=4), restorer=restorer,
-                           progress=lambda *a: calls.append(a))
+                           progress=lambda *a: calls.append(a), on_frame=seen.append)
     assert result.status == "done" and result.frames == N_FRAMES
+    assert [f.index for f in seen] == list(range(N_FRAMES))
+    assert sum(len(f.restored_boxes) for f in seen) == result.faces
     assert result.faces >= N_FRAMES - 2  # the astronaut is found (nearly) everywhere
     assert calls[-1][:2] == (N_FRAMES, result.faces)
     src_info, out_info = probe(clips["face"]), probe(dst)

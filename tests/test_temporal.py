@@ -232,3 +232,18 @@ def test_measure_videos_on_real_faces(shared_videos, tmp_path):
     assert report.per_track, "no face found in the close-up"
     assert report.pairs > 0 and report.ratio == pytest.approx(1.0)
     assert report.face_frames > 0 and report.unrestored_fraction == 1.0
+
+
+def test_coverage_counts_visible_faces_left_unrestored_and_the_longest_run():
+    face, other = (10, 10, 60, 60), (100, 10, 150, 60)
+    near = (12, 11, 62, 59)  # the same face, boxed by another pass of the detector
+    visible = [[face], [face, other], [face, other], [face], [], [face], [face]]
+    restored = [[near], [near], [near], [], [], [near], [(300, 300, 350, 350)]]
+    report = temporal.restoration_coverage(visible, restored)
+    # missed: frames 1 and 2 (other), 3 (face), 6 (the restored box is elsewhere)
+    assert (report.face_frames, report.missed_frames, report.longest_miss) == (6, 4, 3)
+    assert report.missed_fraction == pytest.approx(4 / 6)
+    assert temporal.restoration_coverage([[face]] * 3, [[near]] * 3).missed_frames == 0
+    assert temporal.restoration_coverage([[]], [[]]).missed_fraction is None
+    with pytest.raises(ValueError):
+        temporal.restoration_coverage([[face]], [])
