@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", type=Path, help="default: the 720p sample and the 1080p crowd clip")
     parser.add_argument("--frames", type=int, default=60, help="frames cut from clips other than the sample (0 = all)")
-    parser.add_argument("--model", help="generator .keras (default: shipped, else untrained)")
+    parser.add_argument("--model", help="generator .tflite or .keras (default: shipped, else untrained)")
+    parser.add_argument("--speed", choices=["fast", "default", "quality"], default="default",
+                        help="ffv restore's speed preset (--fast / --quality)")
     parser.add_argument("--detect-every", type=int, default=None, help="default: RestoreConfig's")
     parser.add_argument("--batch-size", type=int, default=None, help="default: RestoreConfig's")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
@@ -145,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_logging()
     from dataclasses import replace
 
-    from framefusion_video.restore import RestoreConfig, load_default_restorer
+    from framefusion_video.restore import load_default_restorer, preset_config
 
     model, description = common.model_path(args.model)
-    config = RestoreConfig(model_path=str(model))
-    cli_extra = []
+    config = preset_config(args.speed, model_path=str(model))
+    cli_extra = [] if args.speed == "default" else [f"--{args.speed}"]
     if args.detect_every:
         config = replace(config, detect_every=args.detect_every)
         cli_extra += ["--detect-every", str(args.detect_every)]
@@ -169,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             "ratio", "cli_ratio"]
     table = common.markdown_table(header, [[r[k] for k in keys] for r in rows])
     body = (f"### End to end and per stage\n\n{common.today()}; {common.machine()}; model: {description}; "
-            f"detect_every={config.detect_every}, batch_size={config.batch_size}, preset={config.preset}, "
+            f"speed preset {args.speed}: detect_every={config.detect_every}, batch_size={config.batch_size}, "
+            f"x264 preset={config.preset}, crf={config.crf}, "
             f"temporal={getattr(config, 'temporal', 'n/a')}.\n\n{table}")
     print(body)
     if args.write:
-        common.write_section(f"pipeline-detect{config.detect_every}", body)
+        section = f"pipeline-detect{config.detect_every}" if args.speed == "default" else f"pipeline-{args.speed}"
+        common.write_section(section, body)
     return 0
 
 

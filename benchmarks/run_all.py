@@ -1,8 +1,8 @@
 """Run every speed benchmark (``make bench``) and update ``benchmarks/RESULTS.md``.
 
 Each step is a separate script run in its own process (so that one's memory and threads do not
-disturb the next), in order: generator throughput, end to end and per stage (at detect_every 1
-and 2), peak memory on a looped clip. Pass ``--quick`` for a short memory run (1 minute instead
+disturb the next), in order: generator throughput, end to end and per stage (the default
+options, then the --fast and --quality presets), peak memory on a looped clip. Pass ``--quick`` for a short memory run (1 minute instead
 of 10) and ``--no-write`` to print without touching RESULTS.md. The temporal-stability benchmark
 (``benchmarks/temporal.py``) is separate: it measures quality, not speed.
 
@@ -26,14 +26,15 @@ def steps(model: str | None, quick: bool, write: bool) -> list[list[str]]:
     return [
         ["bench_model.py", *common],
         ["bench_pipeline.py", *common],
-        ["bench_pipeline.py", "--detect-every", "2", *common],
+        ["bench_pipeline.py", "--speed", "fast", *common],
+        ["bench_pipeline.py", "--speed", "quality", *common],
         ["bench_memory.py", "--minutes", "1" if quick else "10", *common],
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="generator .keras (default: shipped, else untrained)")
+    parser.add_argument("--model", help="generator .tflite or .keras (default: shipped, else untrained)")
     parser.add_argument("--quick", action="store_true", help="1-minute memory run instead of 10")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
