@@ -35,7 +35,9 @@ class TrainConfig:
     batch_size: int = 16
     accum: int = 1  # gradient accumulation: optimiser steps every `accum` batches
     lr_g: float = 5e-4
-    lr_d: float = 1e-3
+    # Critic rate: at 1e-3 a fresh critic stayed at 2 ln 2 on restored-vs-clean UTKFace crops for
+    # 150 batches; at 2e-4 its loss fell (1.386 -> 1.335).
+    lr_d: float = 2e-4
     ssim_weight: float = 0.2
     adv_weight: float = 0.003
     adv_start: int = 4000  # batches of reconstruction only before the critic's opinion counts

@@ -133,12 +133,12 @@ def test_ffv_eval_measures_input_baseline_and_model(face_folder, tmp_path):
 
 
 def test_the_critic_learns_to_tell_clean_from_damaged():
-    # With the default critic settings, about a hundred batches separate sharp crops from blurred
+    # With the default critic settings, a few hundred batches separate sharp crops from blurred
     # ones (its loss falls below 2 ln 2, the loss of a critic that cannot tell them apart). Over
-    # seeds 0-3 the last ten batches average 1.18-1.24; at 60 batches the margin was too thin.
+    # seeds 0-3, batches 270-300 average 1.19-1.30.
     keras.utils.set_random_seed(0)
     gan = build_gan(replace(TINY, lr_g=1e-9, adv_start=0, critic_warmup=0,
                             lr_d=TrainConfig.lr_d, r1_gamma=TrainConfig.r1_gamma))
     sampler = BatchSampler(_crops(8), 4, seed=0, degrade=lambda x, rng: cv2.GaussianBlur(x, (0, 0), 2.0))
-    losses = [float(gan.train_on_batch(*sampler.batch(i), return_dict=True)["d_loss"]) for i in range(120)]
+    losses = [float(gan.train_on_batch(*sampler.batch(i), return_dict=True)["d_loss"]) for i in range(300)]
     assert np.mean(losses[-10:]) < 2 * np.log(2) - 0.05
