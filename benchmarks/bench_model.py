@@ -1,16 +1,19 @@
 """Generator throughput: crops per second at batch 1, 8 and 16 at the default crop size.
 
-Runs the generator exactly as ``ffv restore`` does (``inference.Restorer``: a ``tf.function``
-traced once for a fixed batch shape), optionally next to two alternatives that the speed issue
-asks to measure:
+Variants:
 
-- ``tflite``: the same graph converted to TensorFlow Lite (float32), run by the XNNPACK delegate;
+- ``litert``: the shipped ``.tflite`` file run exactly as ``ffv restore`` runs it
+  (``inference.LiteRestorer``: LiteRT with XNNPACK, one thread per core unless ``--litert-threads``);
+- ``keras``: the ``.keras`` file run by ``inference.Restorer`` (a ``tf.function`` traced once for a
+  fixed batch shape; what ``--model X.keras`` uses);
+- ``tflite``: the Keras graph converted here to TensorFlow Lite (float32), run by TensorFlow's own
+  interpreter with the XNNPACK delegate;
 - ``tflite-fp16`` / ``tflite-int8``: the same with fp16 weights, or dynamic-range int8 weights.
 
 Each row is the best of ``--repeats`` timed runs of ``--crops`` crops (the best run is the one
 least disturbed by other processes). Quality of a variant is not measured here: ``ffv eval``.
 
-    .venv/bin/python benchmarks/bench_model.py                       # keras only
+    .venv/bin/python benchmarks/bench_model.py                       # litert and keras
     .venv/bin/python benchmarks/bench_model.py --variants keras tflite tflite-int8 --write
 """
 
@@ -27,7 +30,7 @@ import common
 log = logging.getLogger("benchmarks.model")
 
 BATCHES = (1, 8, 16)
-VARIANTS = ("keras", "tflite", "tflite-fp16", "tflite-int8")
+VARIANTS = ("litert", "keras", "tflite", "tflite-fp16", "tflite-int8")
 
 
 def crops_per_second(run, batch: int, crop_size: int, crops: int, repeats: int) -> float:
@@ -43,6 +46,13 @@ def crops_per_second(run, batch: int, crop_size: int, crops: int, repeats: int) 
 
     best, _ = common.repeat_timing(one_pass, repeats=repeats, warmup=0)
     return calls * batch / best
+
+
+def litert_runner(path, batch: int, threads: int | None = None):
+    """The default production path: ``inference.LiteRestorer`` on the ``.tflite`` file."""
+    from framefusion_video.inference import LiteRestorer
+
+    return LiteRestorer(path, batch_size=batch, threads=threads).restore
 
 
 def keras_runner(model, batch: int):
@@ -90,17 +100,31 @@ def tflite_runner(model, batch: int, kind: str, threads: int = 1):
 
 
 def bench(model_file: str | None, variants: tuple[str, ...], batches: tuple[int, ...], crops: int,
-          repeats: int, tflite_threads: int = 1) -> tuple[list[list], str]:
-    """Rows (variant, batch, crops/s, ms per crop) and the model's description."""
-    from framefusion_video.inference import load_generator
+          repeats: int, tflite_threads: int = 1, litert_threads: int | None = None) -> tuple[list[list], str]:
+    """Rows (variant, batch, crops/s, ms per crop) and the model's description.
+
+    ``model_file`` may be the ``.tflite`` or the ``.keras`` file of a pair (same name, same folder):
+    ``litert`` runs the ``.tflite`` one, every other variant the ``.keras`` one.
+    """
+    from framefusion_video.errors import FfvError
+    from framefusion_video.inference import LiteRestorer, load_generator
 
     path, description = common.model_path(model_file)
-    model = load_generator(path)
-    size = int(model.input_shape[1])
+    lite_path, keras_path = path.with_suffix(".tflite"), path.with_suffix(".keras")
+    needed = {"litert": lite_path} if "litert" in variants else {}
+    if any(v != "litert" for v in variants):
+        needed["keras"] = keras_path
+    for kind, file in needed.items():
+        if not file.is_file():
+            raise FfvError(file, f"not found: the {kind} variant needs it beside {path.name}")
+    model = load_generator(keras_path) if "keras" in needed else None
+    size = int(model.input_shape[1]) if model is not None else LiteRestorer(lite_path).crop_size
     rows = []
     for variant in variants:
         for batch in batches:
-            if variant == "keras":
+            if variant == "litert":
+                run = litert_runner(lite_path, batch, litert_threads)
+            elif variant == "keras":
                 run = keras_runner(model, batch)
             else:
                 run = tflite_runner(model, batch, variant, tflite_threads)
@@ -112,17 +136,19 @@ def bench(model_file: str | None, variants: tuple[str, ...], batches: tuple[int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="generator .keras (default: shipped, else untrained)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["keras"])
+    parser.add_argument("--model", help="generator .tflite or .keras (default: the shipped pair)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["litert", "keras"])
     parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     parser.add_argument("--crops", type=int, default=96, help="crops per timed pass")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tflite-threads", type=int, default=1)
+    parser.add_argument("--tflite-threads", type=int, default=1, help="threads of the tflite* variants")
+    parser.add_argument("--litert-threads", type=int, default=None,
+                        help="threads of the litert variant (default: one per core, as ffv restore)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     common.setup_logging()
     rows, description = bench(args.model, tuple(args.variants), tuple(args.batches), args.crops, args.repeats,
-                              args.tflite_threads)
+                              args.tflite_threads, args.litert_threads)
     table = common.markdown_table(["variant", "batch", "crop", "crops/s", "ms/crop"], rows)
     body = (f"### Generator throughput\n\n{common.today()}; {common.machine()}; model: {description}; "
             f"best of {args.repeats} passes of {args.crops} crops.\n\n{table}")

@@ -70,7 +70,7 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
             lambda: list(track_faces(decoded, detector, R._tracking_config(config))))
     crop_size = int(restorer.crop_size)
     aligned, seconds["align"] = _timed(lambda: [R._frame_crops(f, faces, crop_size) for f, faces in tracked])
-    all_crops = [c for _, crops in aligned for c in crops]
+    all_crops = [c for _, crops, _ in aligned for c in crops]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
     restored, seconds["model"] = _timed(
         lambda: R._restore_in_batches(restorer, all_crops, config.batch_size) if all_crops else [])
@@ -78,10 +78,10 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
 
     def blend():
         out, start = [], 0
-        for index, ((frame, faces), (matrices, crops)) in enumerate(zip(tracked, aligned)):
+        for index, ((frame, faces), (matrices, crops, boxes)) in enumerate(zip(tracked, aligned)):
             mine = restored[start:start + len(crops)]
             start += len(crops)
-            item = R._Pending(index, frame, faces, matrices, crops)
+            item = R._Pending(index, frame, faces, matrices, crops, boxes=boxes)
             out.append(R._finish(item, mine, config, blend_config).restored)
         return out
 

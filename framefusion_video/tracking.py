@@ -175,7 +175,9 @@ def limit_correction(raw: np.ndarray, smoothed: np.ndarray, max_shift: float) ->
 def frame_signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colour signature of a uint8 RGB frame: normalised H-S (16x8) and V (16) histograms of a
     64x64 thumbnail. Cheap (a fraction of a millisecond) and insensitive to motion."""
-    small = cv2.resize(frame, (64, 64), interpolation=cv2.INTER_AREA)
+    # Every k-th pixel first: an area resize straight from 720p to 64x64 took 3.4 ms a frame.
+    step = max(1, min(frame.shape[0], frame.shape[1]) // 128)
+    small = cv2.resize(frame[::step, ::step], (64, 64), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     hs = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
     v = cv2.calcHist([hsv], [2], None, [16], [0, 256])

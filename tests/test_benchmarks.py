@@ -20,6 +20,18 @@ def common():
     return module
 
 
+def _load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (which imports its sibling ``common``) as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
 def test_replace_section_appends_then_replaces_only_its_own_section(common) -> None:
     text = "# Results\n\nHand-written notes.\n"
     text = common.replace_section(text, "model", "table A")
@@ -40,13 +52,23 @@ def test_markdown_table_has_one_row_per_item(common) -> None:
 
 
 def test_quarter_rss_picks_the_last_sample_before_each_quarter() -> None:
-    spec = importlib.util.spec_from_file_location("bench_memory", BENCHMARKS / "bench_memory.py")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    module = _load_benchmark("bench_memory")
     samples = [(t, 100 + t, 0) for t in range(0, 9)]  # t = 0..8 s, own RSS grows with t
     assert module.quarter_rss(samples) == [102, 104, 106, 108]
     assert module.quarter_rss([]) == []
+
+
+def test_stage_timing_runs_every_stage_on_a_face_clip(tmp_path) -> None:
+    # The stage benchmark reaches into the pipeline's parts; this keeps it in step with them.
+    from test_restore import N_FRAMES, FakeRestorer, astronaut_frames, write_clip
+
+    from framefusion_video.restore import RestoreConfig
+
+    bench_pipeline = _load_benchmark("bench_pipeline")
+    clip = write_clip(tmp_path / "face.mp4", astronaut_frames())
+    restorer = FakeRestorer()
+    seconds, frames, crops = bench_pipeline.stage_seconds(clip, restorer, RestoreConfig())
+    assert set(seconds) == set(bench_pipeline.STAGES)
+    assert all(v > 0 for v in seconds.values())
+    assert frames == N_FRAMES and crops >= N_FRAMES - 1
+    assert sum(restorer.batches) == crops + 1  # every crop once, plus the warm-up crop
