@@ -13,6 +13,8 @@ crowd clip) it measures, on the same frames:
 - the floor: ``ffmpeg -i clip -c:v libx264 -preset veryfast`` of the same clip.
 
 The stage seconds add up to more than the pipeline's wall time when the threads overlap well.
+The stages' CPU seconds (every thread, and the ffmpeg processes) divided by the cores give the
+CPU-bound ceiling: the fps a perfectly overlapped pipeline could reach on this machine.
 
     .venv/bin/python benchmarks/bench_pipeline.py                 # both default clips
     .venv/bin/python benchmarks/bench_pipeline.py CLIP.mp4 --frames 60 --detect-every 2 --write
@@ -35,17 +37,35 @@ log = logging.getLogger("benchmarks.pipeline")
 STAGES = ("decode", "detect", "align", "model", "blend", "encode")
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all its threads) and its finished children."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tuple[dict[str, float], int, int]:
-    """({stage: seconds}, frames, faces) for ``clip`` (its first ``frames`` frames if given).
+class StageClock:
+    """Wall and CPU seconds of each stage, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def run(self, stage: str, fn):
+        cpu, start = _cpu_seconds(), time.perf_counter()
+        value = fn()
+        self.wall[stage] = time.perf_counter() - start
+        self.cpu[stage] = _cpu_seconds() - cpu
+        return value
+
+
+def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tuple[StageClock, int, int]:
+    """(wall and CPU seconds per stage, frames, faces) for ``clip`` (its first ``frames`` frames if given).
 
     Each stage runs alone on the output of the previous one; frames are held in memory, so keep
-    ``frames`` to a few seconds of 1080p.
+    ``frames`` to a few seconds of 1080p. CPU seconds count every thread and the ffmpeg
+    processes: their sum over the cores bounds the fps a perfectly overlapped pipeline can reach.
     """
     import itertools
 
@@ -55,7 +75,7 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     from framefusion_video.video_io import VideoWriter, probe, read_frames
 
     info = probe(clip)
-    seconds: dict[str, float] = {}
+    clock = StageClock()
 
     def decode():
         reader = read_frames(clip, info)
@@ -64,16 +84,14 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
         finally:
             reader.close()
 
-    decoded, seconds["decode"] = _timed(decode)
+    decoded = clock.run("decode", decode)
     with FaceDetector(R._detector_config(config)) as detector:
-        tracked, seconds["detect"] = _timed(
-            lambda: list(track_faces(decoded, detector, R._tracking_config(config))))
+        tracked = clock.run("detect", lambda: list(track_faces(decoded, detector, R._tracking_config(config))))
     crop_size = int(restorer.crop_size)
-    aligned, seconds["align"] = _timed(lambda: [R._frame_crops(f, faces, crop_size) for f, faces in tracked])
+    aligned = clock.run("align", lambda: [R._frame_crops(f, faces, crop_size) for f, faces in tracked])
     all_crops = [c for _, crops, _ in aligned for c in crops]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
-    restored, seconds["model"] = _timed(
-        lambda: R._restore_in_batches(restorer, all_crops, config.batch_size) if all_crops else [])
+    restored = clock.run("model", lambda: R._restore_in_batches(restorer, all_crops, config.batch_size) if all_crops else [])
     blend_config = R._blend_config(config)
 
     def blend():
@@ -85,15 +103,15 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
             out.append(R._finish(item, mine, config, blend_config).restored)
         return out
 
-    pasted, seconds["blend"] = _timed(blend)
+    pasted = clock.run("blend", blend)
     with tempfile.TemporaryDirectory(prefix="ffv-bench-") as tmp:
         def encode():
             with VideoWriter(Path(tmp) / "encoded.mp4", info, crf=config.crf, preset=config.preset) as writer:
                 for frame in pasted:
                     writer.write(frame)
 
-        _, seconds["encode"] = _timed(encode)
-    return seconds, len(decoded), len(all_crops)
+        clock.run("encode", encode)
+    return clock, len(decoded), len(all_crops)
 
 
 def pipeline_seconds(clip: Path, out: Path, restorer, config) -> float:
@@ -114,20 +132,28 @@ def cli_seconds(clip: Path, out: Path, model: Path, extra: list[str]) -> float:
 
 
 def bench_clip(clip: Path, frames: int | None, restorer, config, model: Path, cli_extra: list[str],
-               workdir: Path) -> dict:
-    """All the figures for one clip, as a dict of the table's columns."""
+               workdir: Path, repeats: int = 1) -> dict:
+    """All the figures for one clip, as a dict of the table's columns; each figure is the best
+    of ``repeats`` runs (the run least disturbed by other processes)."""
     from framefusion_video.video_io import probe
 
     if frames:
         clip = common.cut_clip(clip, workdir / f"{clip.stem}_{frames}f.mp4", frames)
     info = probe(clip)
-    stages, n_frames, n_crops = stage_seconds(clip, restorer, config)
-    pipeline = pipeline_seconds(clip, workdir / f"{clip.stem}_restored.mp4", restorer, config)
-    cli = cli_seconds(clip, workdir / f"{clip.stem}_cli.mp4", model, cli_extra)
-    floor = common.transcode_seconds(clip, workdir / f"{clip.stem}_x264.mp4")
+    clocks = []
+    for _ in range(repeats):
+        clock, n_frames, n_crops = stage_seconds(clip, restorer, config)
+        clocks.append(clock)
+    stages = {k: min(c.wall[k] for c in clocks) for k in STAGES}
+    cpu = sum(min(c.cpu[k] for c in clocks) for k in STAGES)
+    pipeline = min(pipeline_seconds(clip, workdir / f"{clip.stem}_restored.mp4", restorer, config)
+                   for _ in range(repeats))
+    cli = min(cli_seconds(clip, workdir / f"{clip.stem}_cli.mp4", model, cli_extra) for _ in range(repeats))
+    floor = min(common.transcode_seconds(clip, workdir / f"{clip.stem}_x264.mp4") for _ in range(repeats))
     row = {"clip": f"{clip.name} ({info.width}x{info.height})", "frames": n_frames, "faces": n_crops}
-    row.update({k: stages[k] for k in STAGES})
-    row.update(stage_sum=sum(stages.values()), pipeline_fps=n_frames / pipeline, cli_s=cli,
+    row.update(stages)
+    row.update(stage_sum=sum(stages.values()), stage_cpu=cpu, ceiling_fps=n_frames * common.cores() / cpu,
+               pipeline_fps=n_frames / pipeline, cli_s=cli,
                cli_fps=n_frames / cli, x264_s=floor, ratio=pipeline / floor, cli_ratio=cli / floor)
     log.info("%s", row)
     return row
@@ -142,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="ffv restore's speed preset (--fast / --quality)")
     parser.add_argument("--detect-every", type=int, default=None, help="default: RestoreConfig's")
     parser.add_argument("--batch-size", type=int, default=None, help="default: RestoreConfig's")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement; the best is kept")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     common.setup_logging()
@@ -164,16 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ffv-bench-") as tmp:
         for clip in clips:
             frames = None if clip == common.SAMPLE or not args.frames else args.frames
-            rows.append(bench_clip(clip, frames, restorer, config, model, cli_extra, Path(tmp)))
-    header = ["clip", "frames", "faces", *(f"{s} s" for s in STAGES), "stages s", "pipeline fps",
+            rows.append(bench_clip(clip, frames, restorer, config, model, cli_extra, Path(tmp), args.repeats))
+    header = ["clip", "frames", "faces", *(f"{s} s" for s in STAGES), "stages s", "stages CPU s",
+              "CPU-bound ceiling fps", "pipeline fps",
               "`ffv restore` s", "`ffv restore` fps", "x264 veryfast s", "pipeline / x264", "`ffv restore` / x264"]
-    keys = ["clip", "frames", "faces", *STAGES, "stage_sum", "pipeline_fps", "cli_s", "cli_fps", "x264_s",
+    keys = ["clip", "frames", "faces", *STAGES, "stage_sum", "stage_cpu", "ceiling_fps", "pipeline_fps", "cli_s", "cli_fps", "x264_s",
             "ratio", "cli_ratio"]
     table = common.markdown_table(header, [[r[k] for k in keys] for r in rows])
     body = (f"### End to end and per stage\n\n{common.today()}; {common.machine()}; model: {description}; "
             f"speed preset {args.speed}: detect_every={config.detect_every}, batch_size={config.batch_size}, "
             f"x264 preset={config.preset}, crf={config.crf}, "
-            f"temporal={getattr(config, 'temporal', 'n/a')}.\n\n{table}")
+            f"temporal={getattr(config, 'temporal', 'n/a')}; best of {args.repeats} runs of each "
+            f"measurement.\n\n{table}")
     print(body)
     if args.write:
         section = f"pipeline-detect{config.detect_every}" if args.speed == "default" else f"pipeline-{args.speed}"

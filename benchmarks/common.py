@@ -39,6 +39,11 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s")
 
 
+def cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def machine() -> str:
     """One line: CPU model, cores, the ISA extensions that matter to TensorFlow, memory, load."""
     model, flags = platform.processor() or "unknown CPU", set()
