@@ -122,11 +122,15 @@ def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray
 
 
 def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and standard deviation of float32 (N, 3) values, weights summing to 1."""
-    mean = weights @ values
+    """Per-channel weighted mean and standard deviation of float32 (N, 3) values, weights summing to 1.
+
+    ``einsum``, not ``@``: a matrix product this size goes to OpenBLAS, whose threads then spin
+    against the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
+    """
+    mean = np.einsum("i,ij->j", weights, values)
     centred = values - mean
     centred *= centred
-    std = np.sqrt(np.maximum(weights @ centred, 0.0))
+    std = np.sqrt(np.maximum(np.einsum("i,ij->j", weights, centred), 0.0))
     return mean, std
 
 
