@@ -106,18 +106,12 @@ def bench(model_file: str | None, variants: tuple[str, ...], batches: tuple[int,
     ``model_file`` may be the ``.tflite`` or the ``.keras`` file of a pair (same name, same folder):
     ``litert`` runs the ``.tflite`` one, every other variant the ``.keras`` one.
     """
-    from framefusion_video.errors import FfvError
     from framefusion_video.inference import LiteRestorer, load_generator
 
     path, description = common.model_path(model_file)
     lite_path, keras_path = path.with_suffix(".tflite"), path.with_suffix(".keras")
-    needed = {"litert": lite_path} if "litert" in variants else {}
-    if any(v != "litert" for v in variants):
-        needed["keras"] = keras_path
-    for kind, file in needed.items():
-        if not file.is_file():
-            raise FfvError(file, f"not found: the {kind} variant needs it beside {path.name}")
-    model = load_generator(keras_path) if "keras" in needed else None
+    # Both loaders raise a one-line FfvError naming the file when it is missing.
+    model = load_generator(keras_path) if any(v != "litert" for v in variants) else None
     size = int(model.input_shape[1]) if model is not None else LiteRestorer(lite_path).crop_size
     rows = []
     for variant in variants:

@@ -91,7 +91,8 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     aligned = clock.run("align", lambda: [R._frame_crops(f, faces, crop_size) for f, faces in tracked])
     all_crops = [c for _, crops, _ in aligned for c in crops]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
-    restored = clock.run("model", lambda: R._restore_in_batches(restorer, all_crops, config.batch_size) if all_crops else [])
+    restored = clock.run("model", lambda: R._restore_in_batches(restorer, all_crops, config.batch_size)
+                         if all_crops else [])
     blend_config = R._blend_config(config)
 
     def blend():
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ["clip", "frames", "faces", *(f"{s} s" for s in STAGES), "stages s", "stages CPU s",
               "CPU-bound ceiling fps", "pipeline fps",
               "`ffv restore` s", "`ffv restore` fps", "x264 veryfast s", "pipeline / x264", "`ffv restore` / x264"]
-    keys = ["clip", "frames", "faces", *STAGES, "stage_sum", "stage_cpu", "ceiling_fps", "pipeline_fps", "cli_s", "cli_fps", "x264_s",
-            "ratio", "cli_ratio"]
+    keys = ["clip", "frames", "faces", *STAGES, "stage_sum", "stage_cpu", "ceiling_fps", "pipeline_fps",
+            "cli_s", "cli_fps", "x264_s", "ratio", "cli_ratio"]
     table = common.markdown_table(header, [[r[k] for k in keys] for r in rows])
     body = (f"### End to end and per stage\n\n{common.today()}; {common.machine()}; model: {description}; "
             f"speed preset {args.speed}: detect_every={config.detect_every}, batch_size={config.batch_size}, "
