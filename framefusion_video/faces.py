@@ -20,9 +20,11 @@ LEFT, which is landmark 0 in ffv.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 import sys
+import types
 from dataclasses import dataclass
 
 import cv2
@@ -176,24 +178,40 @@ def mesh_five_points(mesh_xy: np.ndarray) -> np.ndarray:
     ]).astype(np.float32)
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for a module while mediapipe loads; the real one is imported on first use."""
+
+    def __getattr__(self, name: str):
+        return getattr(importlib.import_module(self.__name__), name)
+
+
 def import_mediapipe():
-    """``import mediapipe``, without letting it import TensorFlow.
+    """``import mediapipe``, without letting it import TensorFlow or matplotlib.
 
     mediapipe 0.10.21's ``tasks`` package imports TensorFlow (when installed) only for a
     documentation decorator and falls back to a no-op without it. That import costs 3-4 s, most of
     ``ffv restore``'s start-up when the generator runs on LiteRT, so TensorFlow is hidden while
-    mediapipe loads, unless something has imported it already.
+    mediapipe loads, unless something has imported it already. Its drawing helpers import
+    ``matplotlib.pyplot`` (0.45 s, a third of what is left of the start-up) for a plotting
+    function ffv never calls: pyplot is deferred to its first use instead.
     """
     if "mediapipe" in sys.modules or "tensorflow" in sys.modules:
         import mediapipe
 
         return mediapipe
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` fail
+    hidden: dict[str, object] = {"tensorflow": None}  # None makes `import tensorflow` fail
+    if "matplotlib" not in sys.modules:
+        pyplot = _Deferred("matplotlib.pyplot")
+        parent = _Deferred("matplotlib")
+        parent.pyplot = pyplot  # `import matplotlib.pyplot as plt` takes the attribute
+        hidden.update({"matplotlib": parent, "matplotlib.pyplot": pyplot})
+    sys.modules.update(hidden)  # type: ignore[arg-type]
     try:
         import mediapipe
     finally:
-        if sys.modules.get("tensorflow", 0) is None:
-            del sys.modules["tensorflow"]
+        for name, stand_in in hidden.items():
+            if sys.modules.get(name, 0) is stand_in:
+                del sys.modules[name]
     return mediapipe
 
 

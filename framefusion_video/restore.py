@@ -3,7 +3,7 @@
 The per-clip pipeline streams frames through bounded queues, so memory does not grow with the
 clip's length::
 
-    decode (thread) -> track faces (thread) -> align + crop -> restore in batches -> paste -> encode (thread)
+    decode (thread) -> track faces (thread) -> align + crop, restore in batches (thread) -> paste -> encode (thread)
 
 Frames are uint8 RGB (H, W, 3) at the video boundary and crops float32 RGB (N, S, S, 3) in [0, 1]
 at the model boundary (``DEVELOPERS.md``). Any object with a ``crop_size`` (int) and a
@@ -283,14 +283,30 @@ def restore_frames(
         :class:`RestoredFrame` in clip order. Crops are gathered across consecutive frames until
         ``batch_size`` are waiting, so at most about ``2 * batch_size`` frames are held.
     """
-    crop_size = int(restorer.crop_size)
     blend_config = _blend_config(config)
+    for item, restored in restored_crops(tracked_frames, restorer, config, select=select):
+        yield _finish(item, restored, config, blend_config)
+
+
+def restored_crops(
+    tracked_frames: Iterable[tuple[np.ndarray, list]],
+    restorer: Restorer,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    select: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[_Pending, list[np.ndarray]]]:
+    """The first half of :func:`restore_frames`: align, restore in batches and stabilise.
+
+    Yields ``(frame with its faces and crops, restored crops)`` in clip order, ready for
+    ``_finish`` (the paste-back), so that the model and the paste-back can run in different threads.
+    """
+    crop_size = int(restorer.crop_size)
     pending: list[_Pending] = []
     n_crops = 0
     stabilize_config = _stabilize_config(config)
     tracks: dict = {}  # track id -> stabilize.TrackState of its latest restored frame
 
-    def flush() -> Iterator[RestoredFrame]:
+    def flush() -> Iterator[tuple[_Pending, list[np.ndarray]]]:
         nonlocal n_crops, tracks
         crops = [c for item in pending for c in item.crops]
         restored = _restore_in_batches(restorer, crops, config.batch_size) if crops else []
@@ -300,7 +316,7 @@ def restore_frames(
             start += len(item.crops)
             if mine and stabilize_config.active:
                 mine, tracks = _stabilize(tracks, item, mine, stabilize_config)
-            yield _finish(item, mine, config, blend_config)
+            yield item, mine
         pending.clear()
         n_crops = 0
 
@@ -311,7 +327,7 @@ def restore_frames(
         else:
             matrices, crops, boxes = [], [], []
         if not crops and not pending:  # nothing to wait for: pass straight through
-            yield _finish(_Pending(index, frame, faces, [], []), [], config, blend_config)
+            yield _Pending(index, frame, faces, [], []), []
             continue
         # Track ids only when every face gave a crop (else crops and faces do not pair up).
         ids = [getattr(tf, "track_id", None) for tf in faces] if len(crops) == len(faces) else []
@@ -600,15 +616,21 @@ def iter_restored(
 
         owned = detector = FaceDetector(_detector_config(config))
         detector.__enter__()
-    decoded = tracked = None
+    decoded = tracked = modelled = None
     try:
         length = _queue_length(3 * info.width * info.height)
         decoded = prefetch(read_frames(src, info), length, name="ffv-decode")
         tracked = prefetch(track_faces(decoded, detector, _tracking_config(config)), length, name="ffv-track")
-        yield from restore_frames(tracked, restorer, config, select=select)
+        # The model runs in its own thread, the paste-back in this one.
+        modelled = prefetch(restored_crops(tracked, restorer, config, select=select), length, name="ffv-model")
+        blend_config = _blend_config(config)
+        for item, restored in modelled:
+            yield _finish(item, restored, config, blend_config)
     finally:
+        if modelled is not None:
+            modelled.close()  # each thread is stopped before the one that feeds it
         if tracked is not None:
-            tracked.close()  # stops the tracking thread first: it is the one reading ``decoded``
+            tracked.close()
         if decoded is not None:
             decoded.close()
         if owned is not None:

@@ -92,6 +92,10 @@ def test_tflite_export_gives_the_keras_outputs(tmp_path):
     assert restorer.restore(np.zeros((0, 32, 32, 3), np.float32)).shape == (0, 32, 32, 3)
     with pytest.raises(ValueError):
         restorer.restore(np.zeros((1, 16, 16, 3), np.float32))
+    # A batched interpreter: full batches of 4, then the rest one by one (no padding); same outputs.
+    batched = LiteRestorer(path, batch_size=4)
+    np.testing.assert_allclose(batched.restore(x), expected, atol=1e-5)
+    assert batched._single is not None and batched._single is not batched._batched
 
 
 def test_load_restorer_reports_bad_tflite_files(tmp_path):
@@ -134,3 +138,18 @@ def test_restoring_with_litert_does_not_import_tensorflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_mediapipe_import_defers_matplotlib_until_used():
+    # mediapipe's drawing helpers import pyplot (0.45 s of start-up); ffv defers it to first use.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from framefusion_video.faces import import_mediapipe\n"
+            "mp = import_mediapipe()\n"
+            "print('matplotlib' in sys.modules)\n"
+            "print(callable(mp.solutions.drawing_utils.plt.figure), 'matplotlib.pyplot' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-2:] == ["False", "True True"]
