@@ -81,6 +81,9 @@ class RestoreConfig:
         min_confidence: face detector score threshold in [0, 1].
         temporal: weight in [0, 1) of the previous frame's restored face where the input did not
             change (motion-compensated, ``stabilize.py``): removes the restorer's flicker; 0 = off.
+        model_threads: LiteRT (XNNPACK) threads of the generator; 0 = half the cores, at least
+            one: the model has a thread of its own beside decoding, tracking, the paste-back and
+            x264, and a second XNNPACK thread mostly spins waiting for a busy core.
     """
 
     model_path: str | None = None
@@ -95,6 +98,7 @@ class RestoreConfig:
     colour_match: bool = True
     min_confidence: float = 0.5
     temporal: float = 0.7
+    model_threads: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -114,6 +118,8 @@ class RestoreConfig:
             problems.append(f"detect_every must be at least 1, got {self.detect_every}")
         if not 0.0 <= self.min_confidence <= 1.0:
             problems.append(f"min_confidence must be between 0 and 1, got {self.min_confidence}")
+        if self.model_threads < 0:
+            problems.append(f"model_threads must be 0 (auto) or more, got {self.model_threads}")
         if not 0.0 <= self.temporal < 1.0:
             problems.append(f"temporal must be at least 0 and below 1, got {self.temporal}")
         if problems:
@@ -520,7 +526,8 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     from .inference import load_restorer
 
     try:
-        return load_restorer(config.model_path, batch_size=config.batch_size)
+        threads = config.model_threads or max(1, (os.cpu_count() or 1) // 2)
+        return load_restorer(config.model_path, batch_size=config.batch_size, threads=threads)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:

@@ -216,12 +216,25 @@ def test_restore_frames_rejects_a_restorer_returning_the_wrong_shape():
 
 @pytest.mark.parametrize("options", [
     {"strength": 2.0}, {"strength": -0.1}, {"upscale": 3}, {"batch_size": 0}, {"crf": 60},
-    {"min_face": -1}, {"max_faces": -2}, {"detect_every": 0},
+    {"min_face": -1}, {"max_faces": -2}, {"detect_every": 0}, {"model_threads": -1},
 ])
 def test_config_rejects_impossible_options(options):
     name = next(iter(options))
     with pytest.raises(ValueError, match=name):
         RestoreConfig(**options)
+
+
+def test_default_restorer_uses_half_the_cores_unless_told():
+    import os
+
+    from framefusion_video.inference import LiteRestorer, default_model_path
+    from framefusion_video.restore import load_default_restorer
+
+    if default_model_path().suffix != ".tflite" or not default_model_path().is_file():
+        pytest.skip("shipped .tflite weights not present")
+    auto = load_default_restorer(RestoreConfig())
+    assert isinstance(auto, LiteRestorer) and auto.threads == max(1, (os.cpu_count() or 1) // 2)
+    assert load_default_restorer(RestoreConfig(model_threads=3)).threads == 3
 
 
 # --------------------------------------------------------------------------- plan_outputs
