@@ -34,11 +34,17 @@ def default_model_path() -> Path:
     return lite if lite.is_file() or not (MODELS_DIR / KERAS_MODEL_NAME).is_file() else MODELS_DIR / KERAS_MODEL_NAME
 
 
-def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run) -> np.ndarray:
-    """``run`` over ``crops`` in fixed-size batches (the last one zero-padded); same order."""
+def _as_crops(crops: np.ndarray, crop_size: int) -> np.ndarray:
+    """``crops`` as float32 (N, crop_size, crop_size, 3); ValueError for any other shape."""
     crops = np.asarray(crops, dtype=np.float32)
     if crops.ndim != 4 or crops.shape[1:] != (crop_size, crop_size, 3):
         raise ValueError(f"expected crops of shape (N, {crop_size}, {crop_size}, 3), got {crops.shape}")
+    return crops
+
+
+def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run) -> np.ndarray:
+    """``run`` over ``crops`` in fixed-size batches (the last one zero-padded); same order."""
+    crops = _as_crops(crops, crop_size)
     out = np.empty_like(crops)
     for start in range(0, len(crops), batch_size):
         chunk = crops[start:start + batch_size]
@@ -114,10 +120,7 @@ class LiteRestorer:
 
     def restore(self, crops: np.ndarray) -> np.ndarray:
         """Restore ``crops`` (float32 (N, S, S, 3), [0, 1]); N may be any size, even 0."""
-        crops = np.asarray(crops, dtype=np.float32)
-        size = self.crop_size
-        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
-            raise ValueError(f"expected crops of shape (N, {size}, {size}, 3), got {crops.shape}")
+        crops = _as_crops(crops, self.crop_size)
         out = np.empty_like(crops)
         full = len(crops) - len(crops) % self.batch_size
         for start in range(0, full, self.batch_size):

@@ -289,8 +289,15 @@ def restore_frames(
         :class:`RestoredFrame` in clip order. Crops are gathered across consecutive frames until
         ``batch_size`` are waiting, so at most about ``2 * batch_size`` frames are held.
     """
+    return paste_restored(restored_crops(tracked_frames, restorer, config, select=select), config)
+
+
+def paste_restored(pairs: Iterable[tuple[_Pending, list[np.ndarray]]],
+                   config: RestoreConfig = RestoreConfig()) -> Iterator[RestoredFrame]:
+    """The second half of :func:`restore_frames`: paste each ``(frame, restored crops)`` pair
+    of :func:`restored_crops` back into its frame."""
     blend_config = _blend_config(config)
-    for item, restored in restored_crops(tracked_frames, restorer, config, select=select):
+    for item, restored in pairs:
         yield _finish(item, restored, config, blend_config)
 
 
@@ -630,9 +637,7 @@ def iter_restored(
         tracked = prefetch(track_faces(decoded, detector, _tracking_config(config)), length, name="ffv-track")
         # The model runs in its own thread, the paste-back in this one.
         modelled = prefetch(restored_crops(tracked, restorer, config, select=select), length, name="ffv-model")
-        blend_config = _blend_config(config)
-        for item, restored in modelled:
-            yield _finish(item, restored, config, blend_config)
+        yield from paste_restored(modelled, config)
     finally:
         if modelled is not None:
             modelled.close()  # each thread is stopped before the one that feeds it
