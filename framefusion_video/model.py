@@ -21,12 +21,15 @@ class GeneratorConfig:
     # Inverted residual blocks after each downsampling (index 0 = full resolution).
     blocks: tuple[int, ...] = (0, 1, 2, 2, 3)
     expansion: int = 3
+    # Per-face strength: the residual is scaled by a learned gain >= 0 (0 leaves the face bit-exact).
+    gate: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+        data = {"gate": False, **data}  # configurations saved before the gate existed had none
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -80,6 +83,27 @@ def _separable(x, channels: int, name: str, strides: int = 1):
     return _act(name=f"{name}_relu")(x)
 
 
+def _gate(deep, fine):
+    """Per-face gain of the residual, (N, 1, 1, 1) >= 0, from the pooled deepest and final features.
+
+    Starts at exactly 1 (a gated network computes what the same network without a gate does, so
+    ungated weights can be fine-tuned with it). The ReLU lets it reach exactly 0: a face the network
+    judges undamaged then comes out bit-identical, which a residual of small values never does.
+    """
+    import keras
+    from keras import layers
+
+    pooled = layers.Concatenate(name="gate_features")([layers.GlobalAveragePooling2D(name="gate_pool_deep")(deep),
+                                                       layers.GlobalAveragePooling2D(name="gate_pool_fine")(fine)])
+    h = layers.Dense(32, kernel_initializer=_HE, name="gate_hidden")(pooled)
+    h = _act(name="gate_hidden_relu")(h)
+    # The gain may have to travel from 1 to 0 or 3 in a fine-tuning run: x4 makes it 4x as mobile.
+    z = layers.Dense(1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(0.25), name="gate_logit")(h)
+    z = layers.Rescaling(4.0, name="gate_scale")(z)
+    g = layers.ReLU(name="gate_relu")(z)
+    return layers.Reshape((1, 1, 1), name="gate")(g)
+
+
 def build_generator(config: GeneratorConfig = GeneratorConfig()):
     """The U-Net: (N, S, S, 3) float32 [0, 1] -> (N, S, S, 3) float32 [0, 1].
 
@@ -107,6 +131,7 @@ def build_generator(config: GeneratorConfig = GeneratorConfig()):
             x = _separable(x, width, f"down{level}", strides=2)  # S / 2**level
         for b in range(n_blocks):
             x = _inverted_residual(x, width, config.expansion, f"enc{level}_{b}")
+    deep = x
     for level in range(levels - 2, -1, -1):
         width = config.widths[level]
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)  # S / 2**level
@@ -115,6 +140,8 @@ def build_generator(config: GeneratorConfig = GeneratorConfig()):
         for b in range(config.blocks[level]):
             x = _inverted_residual(x, width, config.expansion, f"dec{level}_{b}")
     residual = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="residual")(x)
+    if config.gate:
+        residual = layers.Multiply(name="gated_residual")([residual, _gate(deep, x)])
     out = layers.Add(name="add_input")([inp, residual])
     out = layers.ReLU(max_value=1.0, name="clip")(out)
     return keras.Model(inp, out, name="ffv_generator")

@@ -1,6 +1,6 @@
 """``ffv train``: the generator trained as a PatchGAN GAN on synthetically damaged aligned faces.
 
-Losses: Charbonnier + (1 - SSIM) + a small non-saturating adversarial term from a PatchGAN critic
+Losses: Charbonnier + (1 - SSIM) + per-image log-MSE (the PSNR that ``ffv eval`` averages) + a small non-saturating adversarial term from a PatchGAN critic
 regularised with a lazy R1 gradient penalty. Checkpoints hold everything needed to resume exactly:
 weights and optimiser state of both networks and the step (the data stream is a pure function of
 the seed and the step, see :class:`~framefusion_video.dataset.BatchSampler`).
@@ -39,6 +39,9 @@ class TrainConfig:
     # 150 batches; at 2e-4 its loss fell (1.386 -> 1.335).
     lr_d: float = 2e-4
     ssim_weight: float = 0.2
+    # Mean per-image log10(MSE), i.e. -PSNR/10: what `ffv eval` averages. Unlike L1 it weighs an
+    # error on a nearly clean face as much as the same relative error on a ruined one.
+    psnr_weight: float = 0.05
     adv_weight: float = 0.003
     adv_start: int = 4000  # batches of reconstruction only before the critic's opinion counts
     critic_warmup: int = 300  # the critic starts training this many batches before adv_start
@@ -55,6 +58,7 @@ class TrainConfig:
     val_images: int = 64
     sample_every: int = 1000
     limit_images: int | None = None  # use only the first N training photos (quick runs, tests)
+    init_from: str | None = None  # a generator .keras file whose weights start a new run (fine-tuning)
     lr_scale: float = 1.0  # multiplies both learning rates from the start (or the resume) on: a late decay
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -65,7 +69,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        data = dict(data)
+        # Runs saved before these settings existed trained without them.
+        data = {"psnr_weight": 0.0, "init_from": None, **data}
         data["generator"] = GeneratorConfig.from_dict(data["generator"])
         data["discriminator"] = DiscriminatorConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                        for k, v in data["discriminator"].items()})
@@ -77,6 +82,51 @@ def charbonnier(x, y, eps: float = 1e-3):
     import tensorflow as tf
 
     return tf.reduce_mean(tf.sqrt(tf.square(x - y) + eps * eps))
+
+
+def log_mse(x, y, eps: float = 1e-10):
+    """Mean over the batch of each image's log10(MSE + eps): -PSNR/10 for images in [0, 1].
+
+    ``eps`` caps a perfect image at 100 dB, as ``evaluation.PSNR_CAP_DB`` does.
+    """
+    import tensorflow as tf
+
+    mse = tf.reduce_mean(tf.square(x - y), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.math.log(mse + eps)) / tf.math.log(10.0)
+
+
+def init_generator_from(generator, model_path: str | os.PathLike) -> list[str]:
+    """Copy the weights of the generator saved at ``model_path`` into ``generator``, layer by layer
+    by name; returns the names of the layers with weights that kept their initialisation.
+
+    This is how a run starts from the shipped weights (``ffv train --init-from``), including
+    when the new network has layers the old one lacks (e.g. the residual gate).
+    """
+    import keras
+
+    from .errors import FfvError
+
+    try:
+        source = keras.models.load_model(model_path, compile=False)
+    except (OSError, ValueError) as exc:
+        raise FfvError(model_path, f"cannot load a generator: {exc}") from exc
+    fresh, copied = [], 0
+    for layer in generator.layers:
+        if not layer.weights:
+            continue
+        try:
+            src = source.get_layer(layer.name)
+        except ValueError:
+            fresh.append(layer.name)
+            continue
+        shapes = [tuple(w.shape) for w in src.weights], [tuple(w.shape) for w in layer.weights]
+        if shapes[0] != shapes[1]:
+            raise FfvError(model_path, f"layer {layer.name} has weights {shapes[0]}, this network needs {shapes[1]}")
+        layer.set_weights(src.get_weights())
+        copied += 1
+    if not copied:
+        raise FfvError(model_path, "no layer of this generator matches the network being trained")
+    return fresh
 
 
 def build_gan(config: TrainConfig):
@@ -95,7 +145,7 @@ def build_gan(config: TrainConfig):
             self.discriminator = discriminator
             self.cfg = cfg
             self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches")
-            names = ("g_loss", "pixel", "ssim", "adv", "d_loss", "r1")
+            names = ("g_loss", "pixel", "ssim", "psnr", "adv", "d_loss", "r1")
             self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
         def compile(self, g_optimizer, d_optimizer):
@@ -118,9 +168,10 @@ def build_gan(config: TrainConfig):
                 restored = self.generator(damaged, training=True)
                 pixel = charbonnier(restored, clean)
                 ssim = 1.0 - tf.reduce_mean(tf.image.ssim(restored, clean, max_val=1.0))
+                lmse = log_mse(restored, clean)
                 fake_logits = self.discriminator(restored, training=True)
                 adv = tf.reduce_mean(tf.nn.softplus(-fake_logits))
-                g_loss = pixel + cfg.ssim_weight * ssim + adv_on * cfg.adv_weight * adv
+                g_loss = pixel + cfg.ssim_weight * ssim + cfg.psnr_weight * lmse + adv_on * cfg.adv_weight * adv
             g_grads = tape.gradient(g_loss, self.generator.trainable_variables)
             self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
 
@@ -147,7 +198,7 @@ def build_gan(config: TrainConfig):
                                 lambda: (tf.constant(0.0), tf.constant(0.0)))
             self.batches.assign_add(1)
 
-            for name, value in (("g_loss", g_loss), ("pixel", pixel), ("ssim", ssim), ("adv", adv),
+            for name, value in (("g_loss", g_loss), ("pixel", pixel), ("ssim", ssim), ("psnr", -10.0 * lmse), ("adv", adv),
                                 ("d_loss", d_adv), ("r1", r1)):
                 self.trackers[name].update_state(value)
             return {name: t.result() for name, t in self.trackers.items()}
@@ -311,6 +362,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
 
     gan = build_gan(config)
     step = load_checkpoint(gan, out_dir) if resume else 0
+    if config.init_from and not resume:
+        fresh = init_generator_from(gan.generator, config.init_from)
+        log.info("generator initialised from %s; new layers: %s", config.init_from, ", ".join(fresh) or "none")
     gan.g_optimizer.learning_rate.assign(config.lr_g * config.lr_scale)
     gan.d_optimizer.learning_rate.assign(config.lr_d * config.lr_scale)
     log.info("training from step %d on %d faces (%s)", step, len(train_crops), config.data_dir)

@@ -153,3 +153,34 @@ def test_mediapipe_import_defers_matplotlib_until_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-2:] == ["False", "True True"]
+
+
+def _set_gate(gen, gain: float) -> None:
+    """Make the gate output ``gain`` for every input (its final layer's kernel zero, bias gain/4)."""
+    layer = gen.get_layer("gate_logit")
+    kernel, _ = layer.get_weights()
+    layer.set_weights([np.zeros_like(kernel), np.full((1,), gain / 4.0, np.float32)])
+
+
+def test_gate_at_zero_returns_the_input_bit_exact_and_scales_the_residual(tmp_path):
+    from framefusion_video.inference import export_tflite, load_restorer
+
+    gen = _perturbed_generator()
+    x = np.random.default_rng(5).random((3, 32, 32, 3), dtype=np.float32) * 0.5 + 0.25
+    _set_gate(gen, 1.0)
+    full = gen.predict(x, verbose=0)
+    assert np.abs(full - x).mean() > 1e-3  # the residual is not trivially zero
+    _set_gate(gen, 0.5)
+    inside = (full > 0) & (full < 1)  # where the output clip did not act, the residual halves
+    np.testing.assert_allclose(gen.predict(x, verbose=0)[inside], (x + 0.5 * (full - x))[inside], atol=1e-5)
+    _set_gate(gen, -1.0)  # below zero: the ReLU makes the gain exactly 0
+    np.testing.assert_array_equal(gen.predict(x, verbose=0), x)
+    restorer = load_restorer(export_tflite(gen, tmp_path / "g.tflite"))
+    np.testing.assert_array_equal(restorer.restore(x), x)
+
+
+def test_configs_saved_before_the_gate_build_the_ungated_network():
+    old = GeneratorConfig.from_dict({"crop_size": 32, "widths": [8, 8, 16], "blocks": [0, 1, 1], "expansion": 2})
+    assert not old.gate and TINY.gate
+    names = {layer.name for layer in build_generator(old).layers}
+    assert "gated_residual" not in names and "gated_residual" in {layer.name for layer in build_generator(TINY).layers}

@@ -142,3 +142,54 @@ def test_the_critic_learns_to_tell_clean_from_damaged():
     sampler = BatchSampler(_crops(8), 4, seed=0, degrade=lambda x, rng: cv2.GaussianBlur(x, (0, 0), 2.0))
     losses = [float(gan.train_on_batch(*sampler.batch(i), return_dict=True)["d_loss"]) for i in range(300)]
     assert np.mean(losses[-10:]) < 2 * np.log(2) - 0.05
+
+
+def test_log_mse_is_minus_a_tenth_of_the_mean_psnr():
+    from framefusion_video.evaluation import psnr
+    from framefusion_video.training import log_mse
+
+    rng = np.random.default_rng(4)
+    clean = rng.random((3, 16, 16, 3)).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(0, [[[[0.01]]], [[[0.05]]], [[[0.2]]]], clean.shape), 0, 1).astype(np.float32)
+    expected = -np.mean([psnr(a, b) for a, b in zip(noisy, clean)]) / 10.0
+    assert float(log_mse(noisy, clean)) == pytest.approx(expected, abs=1e-4)
+    assert float(log_mse(clean, clean)) == pytest.approx(-10.0)  # a perfect image counts as 100 dB
+
+
+def test_init_from_copies_an_ungated_generator_into_a_gated_one(tmp_path):
+    from framefusion_video.errors import FfvError
+    from framefusion_video.model import build_generator
+    from framefusion_video.training import init_generator_from
+
+    ungated = build_generator(replace(TINY.generator, gate=False))
+    rng = np.random.default_rng(0)
+    ungated.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in ungated.get_weights()])
+    ungated.save(tmp_path / "old.keras")
+    gated = build_generator(TINY.generator)
+    assert init_generator_from(gated, tmp_path / "old.keras") == ["gate_hidden", "gate_logit"]
+    x = rng.random((2, 32, 32, 3)).astype(np.float32)
+    # The gate starts at a gain of exactly 1: the fine-tuning run starts from the old model's outputs.
+    np.testing.assert_allclose(gated.predict(x, verbose=0), ungated.predict(x, verbose=0), atol=1e-6)
+    wider = build_generator(replace(TINY.generator, widths=(8, 12, 16)))
+    with pytest.raises(FfvError, match="old.keras"):
+        init_generator_from(wider, tmp_path / "old.keras")
+
+
+def test_ffv_train_init_from_starts_a_run_from_a_generator(face_folder, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from framefusion_video.cli import main
+    from framefusion_video.model import build_generator
+
+    source = tmp_path / "start.keras"
+    build_generator().save(source)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(out), "--max-steps", "1",
+                                       "--batch-size", "2", "--init-from", str(source)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "checkpoint.json").read_text())["config"]["init_from"] == str(source)
+    bad = CliRunner().invoke(main, ["train", str(face_folder), "--out", str(tmp_path / "r2"), "--init-from",
+                                    str(tmp_path / "missing.keras")])
+    assert bad.exit_code != 0 and "missing.keras" in bad.output

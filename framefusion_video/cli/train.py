@@ -24,11 +24,13 @@ import click
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--lr-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Multiply the learning rates (e.g. 0.2 with --resume for a final, slower phase).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start a new run from this generator's weights (e.g. models/ffv_generator.keras) to fine-tune it.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
               help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
 def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
           max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float,
-          limit_images: int | None, seed: int, lr_scale: float, export_path: Path | None) -> None:
+          limit_images: int | None, seed: int, lr_scale: float, init_from: Path | None, export_path: Path | None) -> None:
     """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
     from framefusion_video.errors import FfvError
     from framefusion_video.training import TrainConfig, export_generator
@@ -37,7 +39,7 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
     config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
                          batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
                          checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
-                         lr_scale=lr_scale)
+                         lr_scale=lr_scale, init_from=str(init_from) if init_from else None)
     try:
         run_dir = run_training(config, resume=resume)
         if export_path:
