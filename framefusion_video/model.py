@@ -21,7 +21,7 @@ class GeneratorConfig:
     # Inverted residual blocks after each downsampling (index 0 = full resolution).
     blocks: tuple[int, ...] = (0, 1, 2, 2, 3)
     expansion: int = 3
-    # Per-face strength: the residual is scaled by a learned gain >= 0 (0 leaves the face bit-exact).
+    # Per-face strength: the residual is scaled by a learned gain in [0, 1] (0 leaves the face bit-exact).
     gate: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,6 +40,10 @@ class DiscriminatorConfig:
     crop_size: int = 128
     widths: tuple[int, ...] = (32, 64, 128, 192)
 
+
+#: Units of the gate's hidden layer, and the factor between its logit layer and the gain.
+GATE_HIDDEN = 32
+GATE_LOGIT_SCALE = 4.0
 
 # He initialisation keeps the activations' scale through ReLU layers; with Keras' default (Glorot)
 # the deep levels of this narrow U-Net start with activations ~1e-4 of the input's and barely learn.
@@ -84,23 +88,25 @@ def _separable(x, channels: int, name: str, strides: int = 1):
 
 
 def _gate(deep, fine):
-    """Per-face gain of the residual, (N, 1, 1, 1) >= 0, from the pooled deepest and final features.
+    """Per-face gain of the residual in [0, 1], shape (N, 1, 1, 1), from the pooled deepest and
+    final features: how much of its restoration the network applies to this face.
 
     Starts at exactly 1 (a gated network computes what the same network without a gate does, so
-    ungated weights can be fine-tuned with it). The ReLU lets it reach exactly 0: a face the network
-    judges undamaged then comes out bit-identical, which a residual of small values never does.
+    ungated weights can be fine-tuned with it). At 0 the face comes out bit-identical to the input,
+    which a residual of small values never does; ``gating.fit_gate`` fits it as a steep step:
+    "restore this face" or "leave it alone".
     """
     import keras
     from keras import layers
 
     pooled = layers.Concatenate(name="gate_features")([layers.GlobalAveragePooling2D(name="gate_pool_deep")(deep),
                                                        layers.GlobalAveragePooling2D(name="gate_pool_fine")(fine)])
-    h = layers.Dense(32, kernel_initializer=_HE, name="gate_hidden")(pooled)
+    h = layers.Dense(GATE_HIDDEN, kernel_initializer=_HE, name="gate_hidden")(pooled)
     h = _act(name="gate_hidden_relu")(h)
-    # The gain may have to travel from 1 to 0 or 3 in a fine-tuning run: x4 makes it 4x as mobile.
+    # x4 makes the gain 4x as mobile in a training run (it may have to travel from 1 to 0).
     z = layers.Dense(1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(0.25), name="gate_logit")(h)
-    z = layers.Rescaling(4.0, name="gate_scale")(z)
-    g = layers.ReLU(name="gate_relu")(z)
+    z = layers.Rescaling(GATE_LOGIT_SCALE, name="gate_scale")(z)
+    g = layers.ReLU(max_value=1.0, name="gate_relu")(z)
     return layers.Reshape((1, 1, 1), name="gate")(g)
 
 

@@ -193,3 +193,14 @@ def test_ffv_train_init_from_starts_a_run_from_a_generator(face_folder, tmp_path
     bad = CliRunner().invoke(main, ["train", str(face_folder), "--out", str(tmp_path / "r2"), "--init-from",
                                     str(tmp_path / "missing.keras")])
     assert bad.exit_code != 0 and "missing.keras" in bad.output
+
+
+def test_training_keeps_the_gate_at_a_gain_of_one():
+    # The gate is fitted by ffv fit-gate; ffv train must not move it (a shut gate stops learning).
+    gan = build_gan(TINY)
+    before = [w.numpy().copy() for w in gan.generator.get_layer("gate_logit").weights]
+    sampler = BatchSampler(_crops(4), 4, seed=0, degrade=_blur)
+    for step in range(3):
+        gan.train_on_batch(*sampler.batch(step))
+    for a, b in zip(before, gan.generator.get_layer("gate_logit").weights):
+        np.testing.assert_array_equal(a, b.numpy())

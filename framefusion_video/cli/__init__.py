@@ -23,6 +23,7 @@ COMMANDS = {
     "eval": ("eval", "Measure restoration quality (PSNR/SSIM) on degraded faces."),
     "eval-video": ("eval_video", "Measure the flicker of a restored video against its input."),
     "export": ("export", "Export a trained generator for inference."),
+    "fit-gate": ("fit_gate", "Teach a generator when to leave a face alone."),
 }
 
 
