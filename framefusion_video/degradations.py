@@ -714,11 +714,12 @@ def degrade_kind(img: np.ndarray, kind: str, rng: np.random.Generator,
     return apply_degradation(img, sample_params(rng, config, kind), rng)
 
 
-def degrade_for_training(img: np.ndarray, rng: np.random.Generator,
-                         config: DegradationConfig = DegradationConfig(), single_prob: float = 0.5,
-                         clean_prob: float = 0.0) -> np.ndarray:
-    """Training damage: the clean image with probability ``clean_prob``, one kind alone with
-    probability ``single_prob``, else the mixed pipeline.
+def training_damage(img: np.ndarray, rng: np.random.Generator,
+                    config: DegradationConfig = DegradationConfig(), single_prob: float = 0.5,
+                    clean_prob: float = 0.0) -> tuple[str, np.ndarray]:
+    """(category, damaged copy) of one training sample: "clean" (the image unchanged) with
+    probability ``clean_prob``, one kind of ``KINDS`` alone with probability ``single_prob``, else
+    "mixed" (the mixed pipeline).
 
     Footage is often damaged in one main way (only compression, only blur), or hardly at all;
     training on the mixture alone would teach the model that every input is heavily damaged, and
@@ -728,11 +729,19 @@ def degrade_for_training(img: np.ndarray, rng: np.random.Generator,
         raise ValueError(f"need 0 <= clean_prob, single_prob and their sum <= 1, got {clean_prob}, {single_prob}")
     u = rng.random()
     if u < clean_prob:
-        return np.array(img, dtype=np.float32, copy=True)
+        return "clean", np.array(img, dtype=np.float32, copy=True)
     if u < clean_prob + single_prob:
         singles = [k for k in KINDS if k != "mixed"]
-        return degrade_kind(img, singles[int(rng.integers(len(singles)))], rng, config)
-    return degrade(img, rng, config)
+        kind = singles[int(rng.integers(len(singles)))]
+        return kind, degrade_kind(img, kind, rng, config)
+    return "mixed", degrade(img, rng, config)
+
+
+def degrade_for_training(img: np.ndarray, rng: np.random.Generator,
+                         config: DegradationConfig = DegradationConfig(), single_prob: float = 0.5,
+                         clean_prob: float = 0.0) -> np.ndarray:
+    """The damaged image of :func:`training_damage` (what ``ffv train`` trains on)."""
+    return training_damage(img, rng, config, single_prob, clean_prob)[1]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,6 +43,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
+def per_image_psnr(images: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """PSNR in dB of each image of a batch (N, ...) against ``clean``, capped at ``PSNR_CAP_DB``."""
+    diff = np.asarray(images, dtype=np.float64) - np.asarray(clean, dtype=np.float64)
+    mse = np.mean(diff * diff, axis=tuple(range(1, diff.ndim)))
+    with np.errstate(divide="ignore"):
+        return np.minimum(PSNR_CAP_DB, -10.0 * np.log10(mse))
+
+
 def _ssim_plane(x: np.ndarray, y: np.ndarray) -> float:
     def blur(img: np.ndarray) -> np.ndarray:
         k = 2 * _SSIM_RADIUS + 1
@@ -232,7 +240,8 @@ def _run_model(restore_fn: Callable[[np.ndarray], np.ndarray], damaged: np.ndarr
     return np.concatenate(outs, axis=0)
 
 
-def _mean_scores(results: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+def mean_scores(results: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """Mean per-image PSNR (dB, each capped at ``PSNR_CAP_DB``) and SSIM of ``results`` against ``clean``."""
     ps = [min(psnr(r, c), PSNR_CAP_DB) for r, c in zip(results, clean)]
     ss = [ssim(r, c) for r, c in zip(results, clean)]
     return float(np.mean(ps)), float(np.mean(ss))
@@ -269,7 +278,7 @@ def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] |
             outputs["model"] = _run_model(restore_fn, damaged, batch_size)
         psnrs, ssims = {}, {}
         for method in methods:
-            psnrs[method], ssims[method] = _mean_scores(outputs[method], clean)
+            psnrs[method], ssims[method] = mean_scores(outputs[method], clean)
         rows.append(KindScores(kind, len(clean), psnrs, ssims))
         log.info("%s: PSNR %s", kind, ", ".join(f"{m} {psnrs[m]:.2f}" for m in methods))
     return EvalReport(tuple(rows), methods, int(seed), len(clean), asdict(config))

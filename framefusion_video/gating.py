@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .degradations import KINDS, DegradationConfig, degrade, degrade_kind
-from .evaluation import PSNR_CAP_DB
+from .degradations import KINDS, DegradationConfig, training_damage
+from .evaluation import per_image_psnr
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +58,6 @@ class GateData:
     psnr_restored: np.ndarray
 
 
-def draw_category(rng: np.random.Generator, single_prob: float, clean_prob: float) -> str:
-    """The damage category of one training face, with the probabilities of ``degrade_for_training``."""
-    u = rng.random()
-    if u < clean_prob:
-        return "clean"
-    if u < clean_prob + single_prob:
-        singles = [k for k in KINDS if k != "mixed"]
-        return singles[int(rng.integers(len(singles)))]
-    return "mixed"
-
-
-def training_damage(img: np.ndarray, rng: np.random.Generator, single_prob: float, clean_prob: float,
-                    degradations: DegradationConfig = DegradationConfig()) -> tuple[str, np.ndarray]:
-    """(category, damaged copy): what ``degrade_for_training`` does with the same ``rng``, plus
-    the category it drew."""
-    category = draw_category(rng, single_prob, clean_prob)
-    if category == "clean":
-        return category, np.array(img, dtype=np.float32, copy=True)
-    if category == "mixed":
-        return category, degrade(img, rng, degradations)
-    return category, degrade_kind(img, category, rng, degradations)
-
-
-def per_image_psnr(images: np.ndarray, clean: np.ndarray) -> np.ndarray:
-    """PSNR in dB of each image of a batch against ``clean``, capped like ``ffv eval``."""
-    diff = images.astype(np.float64) - clean.astype(np.float64)
-    mse = np.mean(diff * diff, axis=(1, 2, 3))
-    with np.errstate(divide="ignore"):
-        return np.minimum(PSNR_CAP_DB, -10.0 * np.log10(mse))
-
-
 def gate_data(generator, crops: np.ndarray, config: GateFitConfig = GateFitConfig(),
               degradations: DegradationConfig = DegradationConfig()) -> GateData:
     """Damage ``config.samples`` faces of ``crops`` (uint8 aligned) and score the frozen ``generator``
@@ -108,7 +77,7 @@ def gate_data(generator, crops: np.ndarray, config: GateFitConfig = GateFitConfi
         damaged = []
         for offset, img in enumerate(clean):
             face_rng = np.random.default_rng([config.seed, start + offset])
-            category, img = training_damage(img, face_rng, config.single_prob, config.clean_prob, degradations)
+            category, img = training_damage(img, face_rng, degradations, config.single_prob, config.clean_prob)
             categories.append(category)
             damaged.append(img)
         damaged = np.stack(damaged).astype(np.float32)

@@ -1,7 +1,8 @@
 """``ffv train``: the generator trained as a PatchGAN GAN on synthetically damaged aligned faces.
 
-Losses: Charbonnier + (1 - SSIM) + per-image log-MSE (the PSNR that ``ffv eval`` averages) + a small non-saturating adversarial term from a PatchGAN critic
-regularised with a lazy R1 gradient penalty. Checkpoints hold everything needed to resume exactly:
+Losses: Charbonnier + (1 - SSIM) + a small non-saturating adversarial term from a PatchGAN critic
+regularised with a lazy R1 gradient penalty (+ optionally per-image log-MSE, the PSNR that
+``ffv eval`` averages). Checkpoints hold everything needed to resume exactly:
 weights and optimiser state of both networks and the step (the data stream is a pure function of
 the seed and the step, see :class:`~framefusion_video.dataset.BatchSampler`).
 """
@@ -208,8 +209,8 @@ def build_gan(config: TrainConfig):
     # The residual gate stays at a gain of 1 here and is fitted afterwards (`ffv fit-gate`): trained
     # jointly it shut the correction off for most faces within 500 batches, and a shut gate passes
     # no gradient back to the rest of the network.
-    for name in ("gate_hidden", "gate_logit"):
-        if any(layer.name == name for layer in generator.layers):
+    if config.generator.gate:
+        for name in ("gate_hidden", "gate_logit"):
             generator.get_layer(name).trainable = False
     discriminator = build_discriminator(replace(config.discriminator, crop_size=config.generator.crop_size))
     gan = RestorationGAN(generator, discriminator, config)

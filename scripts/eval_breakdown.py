@@ -24,7 +24,7 @@ import numpy as np
 
 from framefusion_video.dataset import load_aligned_crops
 from framefusion_video.degradations import DegradationConfig, gaussian_blur
-from framefusion_video.evaluation import PSNR_CAP_DB, evaluate, psnr, ssim
+from framefusion_video.evaluation import evaluate, mean_scores
 from framefusion_video.inference import load_restorer
 
 SIGMAS = (0.3, 0.6, 1.0, 1.5, 2.5)
@@ -39,12 +39,6 @@ def mixed_variants() -> list[tuple[str, DegradationConfig]]:
         ("mixed, no shift/occlusion/lighting",
          dataclasses.replace(base, shift_prob=0.0, occlusion_prob=0.0, lighting_prob=0.0)),
     ]
-
-
-def mean_scores(outputs: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """Mean per-image PSNR (dB, capped like ``ffv eval``) and SSIM of ``outputs`` against ``clean``."""
-    return (float(np.mean([min(psnr(o, c), PSNR_CAP_DB) for o, c in zip(outputs, clean)])),
-            float(np.mean([ssim(o, c) for o, c in zip(outputs, clean)])))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framefusion_video.degradations import degrade_for_training
-from framefusion_video.evaluation import psnr
-from framefusion_video.gating import (CATEGORIES, _split, GateData, GateFitConfig, decision_weights, draw_category,
-                                      fit_gate, per_image_psnr, training_damage)
+from framefusion_video.degradations import degrade_for_training, training_damage
+from framefusion_video.evaluation import per_image_psnr, psnr
+from framefusion_video.gating import (CATEGORIES, _split, GateData, GateFitConfig, decision_weights, fit_gate)
 from framefusion_video.model import GeneratorConfig, build_generator
 
 TINY = GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)
@@ -29,14 +28,14 @@ def test_gate_data_damage_is_the_training_damage():
     img = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
     seen = set()
     for i in range(40):
-        category, damaged = training_damage(img, np.random.default_rng([5, i]), 0.5, 0.1)
+        category, damaged = training_damage(img, np.random.default_rng([5, i]), single_prob=0.5, clean_prob=0.1)
         seen.add(category)
         expected = degrade_for_training(img, np.random.default_rng([5, i]), single_prob=0.5, clean_prob=0.1)
         np.testing.assert_array_equal(damaged, expected)
         if category == "clean":
             np.testing.assert_array_equal(damaged, img)
     assert seen <= set(CATEGORIES) and {"clean", "mixed"} <= seen and len(seen) > 4
-    assert draw_category(np.random.default_rng(0), 0.0, 1.0) == "clean"
+    assert training_damage(img, np.random.default_rng(0), single_prob=0.0, clean_prob=1.0)[0] == "clean"
 
 
 def _data(n: int = 400, dim: int = 24) -> GateData:
