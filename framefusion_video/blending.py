@@ -209,7 +209,9 @@ def paste_faces(
     box only, and blended with alpha = mask * ``config.strength``; later faces are pasted over
     earlier ones where they overlap. With ``config.colour_match`` the crop is first colour-matched
     to ``original_crops`` (float32 (S, S, 3) in [0, 1], one per face) or, when those are not
-    given, to the crops cut from ``frame`` with :func:`alignment.warp_to_crop`.
+    given, to the crops cut from ``frame`` with :func:`alignment.warp_to_crop`. A restored crop
+    bit-identical to its original crop (the generator's gate left that face alone) is not pasted:
+    the paste would only resample the face, so its pixels stay exactly as they were.
 
     ``frame`` is not modified; every pixel where alpha is 0 is bit-identical to the input.
     The crop and the mask are warped as uint8 and blended with integer arithmetic (the crop is
@@ -230,6 +232,8 @@ def paste_faces(
             raise ValueError(f"restored crop must be (S, S, 3), got {crop.shape}")
         matrix = np.asarray(matrix, dtype=np.float64)
         size = crop.shape[0]
+        if original_crops is not None and np.array_equal(crop, original_crops[index]):
+            continue
         mask = face_mask(size, config)
         if config.colour_match:
             if original_crops is not None:

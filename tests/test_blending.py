@@ -114,6 +114,18 @@ def test_identity_restoration_changes_the_face_only_by_interpolation(portrait, m
     assert error < wrong_error / 3
 
 
+def test_a_face_returned_unchanged_is_not_pasted(portrait, matrix) -> None:
+    # The generator's gate returns a face it should leave alone bit-identical; pasting it would
+    # still resample it, so the frame must come back exactly as it was.
+    crop = _crop(portrait, matrix)
+    out = paste_faces(portrait, [(crop.copy(), matrix)], original_crops=[crop])
+    np.testing.assert_array_equal(out, portrait)
+    assert np.any(paste_faces(portrait, [(crop.copy(), matrix)]) != portrait)  # without the originals: resampled
+    touched = crop.copy()
+    touched[64, 64] += 0.2
+    assert np.any(paste_faces(portrait, [(touched, matrix)], original_crops=[crop]) != portrait)
+
+
 def _weighted_mean(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (crop * mask[..., None]).sum((0, 1)) / mask.sum()
 
