@@ -16,6 +16,10 @@ moved in a way the flow does not explain (mouth opening, eyes blinking, occlusio
 (lighting, a cut the tracker missed) ``w`` falls to ~0 and the fresh restoration is used, so there is
 no ghosting and no lag. Crops are aligned, so the residual motion is small and the flow is cheap.
 
+A face the restorer leaves alone (its output is the input crop, bit-identical: the generator's gate
+does this where restoring would not help) is not smoothed: its output is the input crop, so the
+paste-back keeps its pixels; only what earlier restorations of the track added fades out the same way.
+
 State is explicit: :func:`stabilize_tracks` takes the previous frame's ``{track_id: TrackState}``
 and returns the new one. A track that is absent from a frame (ended, or the frame was not
 restored) drops out, and a new ``track_id`` (the tracker issues new ids after a scene cut) starts
@@ -96,11 +100,14 @@ class TrackState:
         index: the frame index it comes from; only the very next frame uses it.
         grey: the aligned input crop in grey, float32 (S, S) in [0, 1] (flow and change).
         output: the stabilised restored crop, float32 (S, S, 3) in [0, 1].
+        excess: ``output`` minus the input crop, float32 (S, S, 3), or None where the output was
+            the input crop itself (the restorer, e.g. the generator's gate, left the face alone).
     """
 
     index: int
     grey: np.ndarray
     output: np.ndarray
+    excess: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- pure maths
@@ -112,6 +119,14 @@ def to_grey(crop: np.ndarray) -> np.ndarray:
     if crop.dtype == np.uint8:
         return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
     return cv2.cvtColor(crop.astype(np.float32, copy=False), cv2.COLOR_RGB2GRAY)
+
+
+def _as_float(crop: np.ndarray) -> np.ndarray:
+    """An RGB crop as float32 in [0, 1] (uint8 crops are scaled as ``restore`` scales them)."""
+    crop = np.asarray(crop)
+    if crop.dtype == np.uint8:
+        return crop.astype(np.float32) * np.float32(1.0 / 255.0)
+    return crop.astype(np.float32, copy=False)
 
 
 def crop_flow(prev_grey: np.ndarray, grey: np.ndarray, preset: str = "ultrafast") -> np.ndarray:
@@ -173,20 +188,32 @@ def stabilize_crop(
 
     Returns:
         ``(output float32 (S, S, 3) in [0, 1], new state)``. The output is ``restored`` itself when
-        there is no usable state or the term is off.
+        there is no usable state or the term is off. A face the restorer left alone (``restored``
+        is the input crop, bit-identical) is not blended with older inputs: its output is the
+        input crop itself, so the paste-back keeps its original pixels, except that what earlier
+        restorations of the track added fades out with the usual weight (a face that stops being
+        restored returns to the input without a jump) until it is under half a grey level.
     """
     grey = to_grey(input_crop)
     restored = np.asarray(restored, dtype=np.float32)
+    original = _as_float(input_crop)
+    left_alone = np.array_equal(restored, original)
     usable = (config.active and state is not None and state.index == index - 1
               and state.grey.shape == grey.shape and state.output.shape == restored.shape)
-    if not usable:
-        return restored, TrackState(index, grey, restored)
+    if not usable or (left_alone and state.excess is None):
+        return restored, TrackState(index, grey, restored, None if left_alone else restored - original)
     maps = _maps(crop_flow(state.grey, grey, config.flow_preset))
-    w = blend_weight(grey, _remap(state.grey, maps), config)
-    previous = _remap(state.output, maps)
-    # (1 - w) * restored + w * previous, written as restored + w * (previous - restored).
-    out = restored + w[..., None] * (previous - restored)
-    return out, TrackState(index, grey, out)
+    w = blend_weight(grey, _remap(state.grey, maps), config)[..., None]
+    if left_alone:
+        # Only what earlier restorations added fades out; the input itself is not smoothed.
+        fade = w * _remap(state.excess, maps)
+        if float(np.max(np.abs(fade))) < 0.5 / 255.0:
+            return restored, TrackState(index, grey, restored, None)
+        out = np.clip(original + fade, 0.0, 1.0)
+    else:
+        # (1 - w) * restored + w * previous, written as restored + w * (previous - restored).
+        out = restored + w * (_remap(state.output, maps) - restored)
+    return out, TrackState(index, grey, out, out - original)
 
 
 def stabilize_tracks(

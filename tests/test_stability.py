@@ -100,10 +100,11 @@ def test_moving_crop_is_followed_without_ghosting():
     for t in range(10):
         dx = int(round(1.5 * t))
         crop = np.ascontiguousarray(base[16:16 + S, 32 - dx:32 - dx + S])
-        out, state = stabilize_crop(state, t, crop, crop)
+        restored = np.clip(crop * 0.9 + 0.05, 0.0, 1.0)  # not the input itself: that is never blended
+        out, state = stabilize_crop(state, t, crop, restored)
         if prev is not None:
             inner = (slice(6, -6), slice(6, -6))
-            errors.append(np.abs(out - crop)[inner].mean())
+            errors.append(np.abs(out - restored)[inner].mean())
             steps.append(np.abs(crop - prev)[inner].mean())
         prev = crop
     assert np.mean(errors) < 0.25 * np.mean(steps)
@@ -111,9 +112,47 @@ def test_moving_crop_is_followed_without_ghosting():
 
 def test_a_changed_face_is_not_blended_with_the_old_one():
     a, b = texture(6), texture(7)
-    _, state = stabilize_crop(None, 0, a, a)
-    out, _ = stabilize_crop(state, 1, b, b)
-    assert np.abs(out - b).mean() < 0.1 * np.abs(a - b).mean()
+    _, state = stabilize_crop(None, 0, a, a * 0.9)
+    out, _ = stabilize_crop(state, 1, b, b * 0.9)
+    assert np.abs(out - b * 0.9).mean() < 0.1 * np.abs(a - b).mean() * 0.9
+
+
+def test_a_face_left_alone_keeps_its_input_crop_exactly():
+    """The restorer returns the input bit-identical (the gate left the face alone): the output is
+    the input in every frame, however noisy; smoothing it would only make the paste-back resample
+    a face that was meant to stay untouched."""
+    rng = np.random.default_rng(3)
+    clean, state = texture(12), None
+    for t in range(6):
+        crop = np.clip(clean + rng.normal(0.0, 0.02, clean.shape).astype(np.float32), 0, 1)
+        out, state = stabilize_crop(state, t, crop, crop.copy())
+        np.testing.assert_array_equal(out, crop)
+        assert state.excess is None
+    # uint8 input crops are compared as restore scales them.
+    crop8 = (clean * 255).astype(np.uint8)
+    out, state = stabilize_crop(state, 6, crop8, crop8.astype(np.float32) * np.float32(1 / 255))
+    assert state.excess is None
+
+
+def test_a_face_no_longer_restored_fades_back_to_its_input():
+    """Restored for a while, then left alone: what the restorations added fades out (no jump),
+    the input is not smoothed meanwhile, and the output ends as the input crop bit-identical."""
+    crop, state = texture(13), None
+    brighter = np.clip(crop + 0.2, 0.0, 1.0)
+    for t in range(4):
+        out, state = stabilize_crop(state, t, crop, brighter)
+    outs = []
+    for t in range(4, 40):
+        out, state = stabilize_crop(state, t, crop, crop.copy())
+        outs.append(out)
+    gaps = [float(np.abs(o - crop).max()) for o in outs]
+    assert 0.0 < gaps[0] < 0.2 and gaps[1] < gaps[0]  # fading, not jumping
+    assert all(b <= a + 1e-6 for a, b in zip(gaps, gaps[1:]))
+    np.testing.assert_array_equal(outs[-1], crop)
+    assert state.excess is None
+    # With the term off nothing is carried at all.
+    out, _ = stabilize_crop(state, 40, crop, brighter, StabilizeConfig(enable=False))
+    np.testing.assert_array_equal(out, brighter)
 
 
 def test_stabilize_tracks_keeps_state_per_track_and_forgets_ended_ones():
@@ -215,6 +254,25 @@ def test_static_face_restored_frames_differ_less_than_the_input_frames():
     ratio_off = measure(frames, [o.restored for o in off], regions).ratio
     ratio_on = measure(frames, [o.restored for o in on], regions).ratio
     assert ratio_on < 1.0 < ratio_off
+
+
+class IdentityRestorer:
+    """Returns every crop bit-identical, as the generator's gate does for a face it leaves alone."""
+
+    crop_size = S
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        return crops.copy()
+
+
+def test_faces_left_alone_keep_their_pixels_with_the_temporal_term_on():
+    n = 8
+    frames = static_face_clip(n)  # sensor noise: smoothing it would change the pixels
+    script = {i: [face_at(120.0 + i, 80.0)] for i in range(n)}
+    out = run_pipeline(frames, script, IdentityRestorer(), temporal=0.7)
+    assert [o.restored_faces for o in out] == [1] * n
+    for o, frame in zip(out, frames):
+        np.testing.assert_array_equal(o.restored, frame)
 
 
 def test_scene_cut_resets_the_temporal_state():
