@@ -56,6 +56,10 @@ class TrainConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
+    # Every N batches keep the generator's weights in snapshots/ (0 = never), so that
+    # `ffv export --average K` can ship the mean of the last K: late in a run the weights wander
+    # around a basin, and their mean sits nearer its centre than any one of them.
+    snapshot_every: int = 0
     val_every: int = 250
     val_images: int = 64
     sample_every: int = 1000
@@ -269,18 +273,64 @@ def load_checkpoint(gan, out_dir: str | os.PathLike) -> int:
     return int(meta["step"])
 
 
+def save_snapshot(generator, out_dir: str | os.PathLike, step: int) -> Path:
+    """Write the generator's weights alone to ``out_dir/snapshots/step_NNNNNNN.npz`` (atomically)."""
+    folder = Path(out_dir) / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{step:07d}.npz"
+    tmp = folder / f"step_{step:07d}.tmp.npz"
+    np.savez(tmp, **{f"g/{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(generator.weights)})
+    os.replace(tmp, path)
+    return path
+
+
+def snapshot_paths(out_dir: str | os.PathLike) -> list[Path]:
+    """The snapshots of a run, oldest first."""
+    return sorted(p for p in (Path(out_dir) / "snapshots").glob("step_*.npz") if not p.name.endswith(".tmp.npz"))
+
+
+def average_snapshots(generator, paths: list[Path]) -> None:
+    """Set ``generator``'s weights to the mean of the snapshots at ``paths`` (float64 sums)."""
+    from .errors import FfvError
+
+    total = [np.zeros(v.shape, np.float64) for v in generator.weights]
+    for path in paths:
+        with np.load(path) as data:
+            if len(data.files) != len(total):
+                raise FfvError(path, f"holds {len(data.files)} weights, the generator has {len(total)}")
+            for i, acc in enumerate(total):
+                array = data[f"g/{i:04d}"]
+                if array.shape != acc.shape:
+                    raise FfvError(path, f"weight {i} has shape {array.shape}, the generator's is {acc.shape}")
+                acc += array
+    for v, acc in zip(generator.weights, total):
+        v.assign((acc / len(paths)).astype(np.asarray(v.numpy()).dtype))
+
+
 def read_checkpoint_config(out_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(json.loads((Path(out_dir) / "checkpoint.json").read_text())["config"])
 
 
-def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True) -> Path:
+def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True,
+                     average: int = 0) -> Path:
     """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file and, with
-    ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs)."""
+    ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs).
+
+    With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
+    (``snapshot_every``) instead of the checkpoint's."""
+    from .errors import FfvError
     from .inference import export_tflite
 
     config = read_checkpoint_config(out_dir)
     gan = build_gan(config)
     load_checkpoint(gan, out_dir)
+    if average > 0:
+        paths = snapshot_paths(out_dir)
+        if len(paths) < average:
+            raise FfvError(out_dir, f"{len(paths)} snapshots to average, {average} asked "
+                                    "(train with --snapshot-every N to keep them)")
+        average_snapshots(gan.generator, paths[-average:])
+        log.info("averaged %d snapshots: %s .. %s", average, paths[-average].name, paths[-1].name)
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_name(model_path.stem + ".tmp.keras")
@@ -351,7 +401,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
         saved = read_checkpoint_config(out_dir)
         # Run-length settings may change on resume; the model and data may not.
         config = replace(saved, max_steps=config.max_steps, max_minutes=config.max_minutes,
-                         checkpoint_minutes=config.checkpoint_minutes, lr_scale=config.lr_scale)
+                         checkpoint_minutes=config.checkpoint_minutes, lr_scale=config.lr_scale,
+                         snapshot_every=config.snapshot_every)
     crop = config.generator.crop_size
     deg_cfg = DegradationConfig()
 
@@ -408,6 +459,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                 tf.summary.scalar("val/ssim", figures["ssim"])
             log.info("validation at step %d: PSNR %.2f dB (input %.2f), SSIM %.4f",
                      step, figures["psnr"], figures["psnr_input"], figures["ssim"])
+        if config.snapshot_every and step % config.snapshot_every == 0:
+            save_snapshot(gan.generator, out_dir, step)
         if step % config.sample_every == 0:
             restored = gan.generator.predict(damaged[:6], verbose=0)
             _write_sample_grid(out_dir / "samples" / f"step_{step:07d}.png", damaged, restored, clean)

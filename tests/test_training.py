@@ -12,7 +12,7 @@ import pytest
 from framefusion_video.dataset import BatchSampler
 from framefusion_video.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.training import (TrainConfig, build_gan, export_generator, load_checkpoint,
-                                        save_checkpoint)
+                                        save_checkpoint, save_snapshot, snapshot_paths)
 
 TINY = TrainConfig(batch_size=4, adv_start=0, lr_g=2e-3,
                    generator=GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2),
@@ -80,6 +80,29 @@ def test_export_then_load_gives_the_same_outputs(tmp_path):
                                atol=1e-5)
 
 
+def test_export_average_is_the_mean_of_the_last_snapshots(tmp_path):
+    from framefusion_video.errors import FfvError
+
+    gan = build_gan(TINY)
+    sampler = BatchSampler(_crops(), 4, seed=0, degrade=_blur)
+    kept = []
+    for step in range(3):
+        gan.train_on_batch(*sampler.batch(step))
+        save_snapshot(gan.generator, tmp_path / "run", step + 1)
+        kept.append([v.numpy().copy() for v in gan.generator.weights])
+    save_checkpoint(gan, tmp_path / "run", step=3)
+    assert [p.name for p in snapshot_paths(tmp_path / "run")] == [f"step_000000{i}.npz" for i in (1, 2, 3)]
+
+    path = export_generator(tmp_path / "run", tmp_path / "g.keras", tflite=False, average=2)
+    exported = keras.models.load_model(path, compile=False).weights
+    assert len(exported) == len(kept[0])
+    for i, v in enumerate(exported):
+        np.testing.assert_allclose(v.numpy(), (kept[1][i] + kept[2][i]) / 2, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(kept[1][i], kept[2][i]) for i in range(len(exported)))  # a real mean
+    with pytest.raises(FfvError, match="3 snapshots to average, 4 asked"):
+        export_generator(tmp_path / "run", tmp_path / "h.keras", tflite=False, average=4)
+
+
 def test_ffv_train_two_steps_then_export(face_folder, tmp_path):
     from click.testing import CliRunner
 
@@ -88,9 +111,17 @@ def test_ffv_train_two_steps_then_export(face_folder, tmp_path):
     out = tmp_path / "run"
     model = tmp_path / "model.keras"
     result = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(out), "--max-steps", "2",
-                                       "--batch-size", "2", "--export", str(model)])
+                                       "--batch-size", "2", "--snapshot-every", "1", "--export", str(model)])
     assert result.exit_code == 0, result.output
     assert (out / "checkpoint.json").is_file() and model.is_file()
+    assert len(list((out / "snapshots").glob("step_*.npz"))) == 2
+    averaged = CliRunner().invoke(main, ["-q", "export", str(out), "--average", "2", "--no-tflite",
+                                         "-o", str(tmp_path / "avg.keras")])
+    assert averaged.exit_code == 0, averaged.output
+    assert (tmp_path / "avg.keras").is_file()
+    too_many = CliRunner().invoke(main, ["-q", "export", str(out), "--average", "3", "-o", str(tmp_path / "x.keras")])
+    assert too_many.exit_code != 0 and "2 snapshots to average, 3 asked" in too_many.output
+    assert not (tmp_path / "x.keras").exists()
     resumed = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(out), "--resume",
                                         "--max-steps", "3", "--lr-scale", "0.5"])
     assert resumed.exit_code == 0, resumed.output

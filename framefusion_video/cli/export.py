@@ -13,10 +13,17 @@ import click
               type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tflite/--no-tflite", default=True, show_default=True,
               help="Also write OUTPUT's LiteRT conversion (.tflite beside it), the file ffv restore runs.")
-def export(run_dir: Path, output: Path, tflite: bool) -> None:
+@click.option("--average", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Export the mean of the run's last N weight snapshots (ffv train --snapshot-every) "
+                   "instead of its latest checkpoint; 0 = the checkpoint.")
+def export(run_dir: Path, output: Path, tflite: bool, average: int) -> None:
     """Write RUN_DIR's latest checkpoint generator to OUTPUT (.keras) and OUTPUT's .tflite twin."""
+    from framefusion_video.errors import FfvError
     from framefusion_video.training import export_generator
 
     if not (run_dir / "checkpoint.json").is_file():
         raise click.ClickException(f"{run_dir}: no checkpoint.json (not an ffv training run)")
-    click.echo(f"exported {export_generator(run_dir, output, tflite=tflite)}")
+    try:
+        click.echo(f"exported {export_generator(run_dir, output, tflite=tflite, average=average)}")
+    except FfvError as exc:
+        raise click.ClickException(str(exc)) from exc
