@@ -232,6 +232,11 @@ def build_gan(config: TrainConfig):
 
 # --- checkpoints -------------------------------------------------------------------------------
 
+def _named_arrays(group: str, variables) -> dict[str, np.ndarray]:
+    """``{"<group>/0000": array, ...}``: the key format of checkpoints and snapshots."""
+    return {f"{group}/{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+
+
 def _state_arrays(gan) -> dict[str, np.ndarray]:
     groups = {
         "g": gan.generator.weights,
@@ -239,7 +244,7 @@ def _state_arrays(gan) -> dict[str, np.ndarray]:
         "og": gan.g_optimizer.variables,
         "od": gan.d_optimizer.variables,
     }
-    arrays = {f"{g}/{i:04d}": np.asarray(v.numpy()) for g, vs in groups.items() for i, v in enumerate(vs)}
+    arrays = {k: a for g, vs in groups.items() for k, a in _named_arrays(g, vs).items()}
     arrays["batches"] = np.asarray(int(gan.batches.numpy()))
     return arrays
 
@@ -279,7 +284,7 @@ def save_snapshot(generator, out_dir: str | os.PathLike, step: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:07d}.npz"
     tmp = folder / f"step_{step:07d}.tmp.npz"
-    np.savez(tmp, **{f"g/{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(generator.weights)})
+    np.savez(tmp, **_named_arrays("g", generator.weights))
     os.replace(tmp, path)
     return path
 
@@ -304,7 +309,7 @@ def average_snapshots(generator, paths: list[Path]) -> None:
                     raise FfvError(path, f"weight {i} has shape {array.shape}, the generator's is {acc.shape}")
                 acc += array
     for v, acc in zip(generator.weights, total):
-        v.assign((acc / len(paths)).astype(np.asarray(v.numpy()).dtype))
+        v.assign((acc / len(paths)).astype(v.dtype))
 
 
 def read_checkpoint_config(out_dir: str | os.PathLike) -> TrainConfig:
