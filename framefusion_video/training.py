@@ -327,15 +327,16 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     from .inference import export_tflite
 
     config = read_checkpoint_config(out_dir)
+    paths = snapshot_paths(out_dir)[-average:] if average > 0 else []
+    if len(paths) < average:
+        raise FfvError(out_dir, f"{len(paths)} snapshots to average, {average} asked "
+                                "(train with --snapshot-every N to keep them)")
     gan = build_gan(config)
-    load_checkpoint(gan, out_dir)
-    if average > 0:
-        paths = snapshot_paths(out_dir)
-        if len(paths) < average:
-            raise FfvError(out_dir, f"{len(paths)} snapshots to average, {average} asked "
-                                    "(train with --snapshot-every N to keep them)")
-        average_snapshots(gan.generator, paths[-average:])
-        log.info("averaged %d snapshots: %s .. %s", average, paths[-average].name, paths[-1].name)
+    if paths:  # the snapshots replace every generator weight: the checkpoint's are not needed
+        average_snapshots(gan.generator, paths)
+        log.info("averaged %d snapshots: %s .. %s", average, paths[0].name, paths[-1].name)
+    else:
+        load_checkpoint(gan, out_dir)
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_name(model_path.stem + ".tmp.keras")
