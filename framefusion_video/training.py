@@ -17,13 +17,17 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
 from .model import DiscriminatorConfig, GeneratorConfig
 
 log = logging.getLogger(__name__)
+
+
+#: What a resume may change; the model, data and losses stay as saved.
+RUN_LENGTH_SETTINGS = ("max_steps", "max_minutes", "checkpoint_minutes", "lr_scale", "snapshot_every")
 
 
 @dataclass(frozen=True)
@@ -391,8 +395,12 @@ def validation_set(val_crops: np.ndarray, n: int, seed: int, degrade) -> tuple[n
     return damaged.astype(np.float32), clean
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> Path:
-    """Train (or resume) until ``max_steps`` or ``max_minutes``; returns the checkpoint folder."""
+def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[str] = ()) -> Path:
+    """Train (or resume) until ``max_steps`` or ``max_minutes``; returns the checkpoint folder.
+
+    On resume the saved configuration wins, except for the run-length settings, which come from
+    ``config`` unless named in ``keep_saved`` (the CLI names those the user did not give, so a
+    plain ``--resume`` continues with the run's own rate and snapshot interval)."""
     import tensorflow as tf
 
     from .dataset import BatchSampler, load_aligned_crops
@@ -406,9 +414,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
             raise FfvError(out_dir, "no checkpoint to resume from")
         saved = read_checkpoint_config(out_dir)
         # Run-length settings may change on resume; the model and data may not.
-        config = replace(saved, max_steps=config.max_steps, max_minutes=config.max_minutes,
-                         checkpoint_minutes=config.checkpoint_minutes, lr_scale=config.lr_scale,
-                         snapshot_every=config.snapshot_every)
+        changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
+        config = replace(saved, **changes)
     crop = config.generator.crop_size
     deg_cfg = DegradationConfig()
 

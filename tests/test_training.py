@@ -129,6 +129,14 @@ def test_ffv_train_two_steps_then_export(face_folder, tmp_path):
 
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["step"] == 3 and meta["config"]["lr_scale"] == 0.5
+    # Options not given on a resume keep the run's own: the snapshot interval set by the first run here,
+    # and the rate set by the previous resume next.
+    assert meta["config"]["snapshot_every"] == 1
+    assert len(list((out / "snapshots").glob("step_*.npz"))) == 3
+    again = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(out), "--resume", "--max-steps", "4"])
+    assert again.exit_code == 0, again.output
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 4 and meta["config"]["lr_scale"] == 0.5 and meta["config"]["snapshot_every"] == 1
 
 
 def test_ffv_train_reports_a_missing_folder(tmp_path):

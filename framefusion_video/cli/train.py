@@ -20,20 +20,21 @@ import click
 @click.option("--accum", default=1, show_default=True, type=click.IntRange(min=1),
               help="Gradient accumulation: optimiser steps every N batches.")
 @click.option("--checkpoint-minutes", default=5.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--snapshot-every", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Keep the generator's weights every N batches in OUT/snapshots (0 = never), "
-                   "for ffv export --average.")
+@click.option("--snapshot-every", type=click.IntRange(min=0),
+              help="Keep the generator's weights every N batches in OUT/snapshots (0 = never, the default), "
+                   "for ffv export --average. A resume keeps the run's own unless given.")
 @click.option("--limit", "limit_images", type=click.IntRange(min=1), help="Use only the first N photos.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--lr-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Multiply the learning rates (e.g. 0.2 with --resume for a final, slower phase).")
+@click.option("--lr-scale", type=click.FloatRange(min=0, min_open=True),
+              help="Multiply the learning rates (default 1; e.g. 0.2 with --resume for a final, slower phase). "
+                   "A resume keeps the run's own unless given.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start a new run from this generator's weights (e.g. models/ffv_generator.keras) to fine-tune it.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
               help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
 def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
-          max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float, snapshot_every: int,
-          limit_images: int | None, seed: int, lr_scale: float, init_from: Path | None, export_path: Path | None) -> None:
+          max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float, snapshot_every: int | None,
+          limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None, export_path: Path | None) -> None:
     """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
     from framefusion_video.errors import FfvError
     from framefusion_video.training import TrainConfig, export_generator
@@ -41,10 +42,12 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
 
     config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
                          batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
-                         checkpoint_minutes=checkpoint_minutes, snapshot_every=snapshot_every, limit_images=limit_images, seed=seed,
-                         lr_scale=lr_scale, init_from=str(init_from) if init_from else None)
+                         checkpoint_minutes=checkpoint_minutes, snapshot_every=snapshot_every or 0,
+                         limit_images=limit_images, seed=seed, lr_scale=lr_scale or 1.0,
+                         init_from=str(init_from) if init_from else None)
+    not_given = [name for name, value in (("lr_scale", lr_scale), ("snapshot_every", snapshot_every)) if value is None]
     try:
-        run_dir = run_training(config, resume=resume)
+        run_dir = run_training(config, resume=resume, keep_saved=not_given)
         if export_path:
             click.echo(f"exported {export_generator(run_dir, export_path)}")
     except FfvError as exc:
