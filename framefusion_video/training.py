@@ -413,7 +413,6 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
 
             raise FfvError(out_dir, "no checkpoint to resume from")
         saved = read_checkpoint_config(out_dir)
-        # Run-length settings may change on resume; the model and data may not.
         changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
         config = replace(saved, **changes)
     crop = config.generator.crop_size

@@ -40,14 +40,14 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
     from framefusion_video.training import TrainConfig, export_generator
     from framefusion_video.training import train as run_training
 
+    optional = {"lr_scale": lr_scale, "snapshot_every": snapshot_every}
+    given = {name: value for name, value in optional.items() if value is not None}
     config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
                          batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
-                         checkpoint_minutes=checkpoint_minutes, snapshot_every=snapshot_every or 0,
-                         limit_images=limit_images, seed=seed, lr_scale=lr_scale or 1.0,
-                         init_from=str(init_from) if init_from else None)
-    not_given = [name for name, value in (("lr_scale", lr_scale), ("snapshot_every", snapshot_every)) if value is None]
+                         checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
+                         init_from=str(init_from) if init_from else None, **given)
     try:
-        run_dir = run_training(config, resume=resume, keep_saved=not_given)
+        run_dir = run_training(config, resume=resume, keep_saved=optional.keys() - given.keys())
         if export_path:
             click.echo(f"exported {export_generator(run_dir, export_path)}")
     except FfvError as exc:
