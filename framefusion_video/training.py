@@ -111,7 +111,9 @@ def init_generator_from(generator, model_path: str | os.PathLike) -> list[str]:
     by name; returns the names of the layers with weights that kept their initialisation.
 
     This is how a run starts from the shipped weights (``ffv train --init-from``), including
-    when the new network has layers the old one lacks (e.g. the residual gate).
+    when the new network has layers the old one lacks: a gate, or more inverted residual blocks
+    (``--blocks``), which start as the identity (their projection is zero-initialised), so the
+    larger network starts from the old one's outputs. The gate is never copied.
     """
     import keras
 
@@ -124,6 +126,11 @@ def init_generator_from(generator, model_path: str | os.PathLike) -> list[str]:
     fresh, copied = [], 0
     for layer in generator.layers:
         if not layer.weights:
+            continue
+        # A fitted gate shuts some faces off; training holds the gain at 1 (``build_gan``), so the
+        # new run's gate keeps its initial weights and ``ffv fit-gate`` fits it again afterwards.
+        if layer.name.startswith("gate_"):
+            fresh.append(layer.name)
             continue
         try:
             src = source.get_layer(layer.name)

@@ -214,6 +214,48 @@ def test_init_from_copies_an_ungated_generator_into_a_gated_one(tmp_path):
         init_generator_from(wider, tmp_path / "old.keras")
 
 
+def test_init_from_grows_a_deeper_network_and_leaves_the_gate_at_one(tmp_path):
+    from framefusion_video.model import build_generator
+    from framefusion_video.training import init_generator_from
+
+    rng = np.random.default_rng(1)
+    old = build_generator(TINY.generator)
+    old.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in old.get_weights()])
+    # A gate fitted to shut faces off: a run started from this file must not train behind it.
+    old.get_layer("gate_logit").set_weights([np.zeros((32, 1), np.float32), np.array([-1.0], np.float32)])
+    old.save(tmp_path / "old.keras")
+    deeper = build_generator(replace(TINY.generator, blocks=(0, 2, 3)))
+    fresh = init_generator_from(deeper, tmp_path / "old.keras")
+    assert set(fresh) == {"gate_hidden", "gate_logit", "enc1_1_expand", "enc1_1_dw", "enc1_1_project",
+                          "enc2_1_expand", "enc2_1_dw", "enc2_1_project", "enc2_2_expand", "enc2_2_dw",
+                          "enc2_2_project", "dec1_1_expand", "dec1_1_dw", "dec1_1_project"}
+    x = rng.random((2, 32, 32, 3)).astype(np.float32)
+    ungated = build_generator(replace(TINY.generator, gate=False))
+    init_generator_from(ungated, tmp_path / "old.keras")
+    out = deeper.predict(x, verbose=0)
+    assert np.abs(out - x).max() > 1e-3  # the old residual is applied, not shut off by the old gate
+    np.testing.assert_allclose(out, ungated.predict(x, verbose=0), atol=1e-5)
+
+
+def test_ffv_train_blocks_and_widths_shape_a_new_run(face_folder, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from framefusion_video.cli import main
+
+    out = tmp_path / "run"
+    args = ["-q", "train", str(face_folder), "--out", str(out), "--max-steps", "1", "--batch-size", "2"]
+    result = CliRunner().invoke(main, args + ["--widths", "8,16,24", "--blocks", "0,1,3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "checkpoint.json").read_text())["config"]["generator"]
+    assert saved["widths"] == [8, 16, 24] and saved["blocks"] == [0, 1, 3]
+    for bad, message in ((["--blocks", "0,1"], "levels"), (["--blocks", "0,x,1"], "comma-separated"),
+                         (["--resume", "--blocks", "0,1,2,2,3"], "new run")):
+        result = CliRunner().invoke(main, args + bad)
+        assert result.exit_code != 0 and message in result.output, result.output
+
+
 def test_ffv_train_init_from_starts_a_run_from_a_generator(face_folder, tmp_path):
     import json
 

@@ -7,6 +7,19 @@ from pathlib import Path
 import click
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """'0,1,2,4,6' -> (0, 1, 2, 4, 6)."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers") from None
+    if any(n < 0 for n in numbers):
+        raise click.BadParameter(f"{value!r} has a negative number")
+    return numbers
+
+
 @click.command("train")
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -30,22 +43,37 @@ import click
                    "A resume keeps the run's own unless given.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start a new run from this generator's weights (e.g. models/ffv_generator.keras) to fine-tune it.")
+@click.option("--widths", callback=_int_list,
+              help="Channels per resolution level of a new run's U-Net, full resolution first "
+                   "(default 16,32,48,96,128).")
+@click.option("--blocks", callback=_int_list,
+              help="Inverted residual blocks per level of a new run's U-Net (default 0,1,2,2,3). With "
+                   "--init-from, extra blocks start as the identity, so a deeper network starts from the old one.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
               help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
 def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
           max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float, snapshot_every: int | None,
-          limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None, export_path: Path | None) -> None:
+          limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None,
+          widths: tuple[int, ...] | None, blocks: tuple[int, ...] | None, export_path: Path | None) -> None:
     """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
     from framefusion_video.errors import FfvError
+    from framefusion_video.model import GeneratorConfig
     from framefusion_video.training import TrainConfig, export_generator
     from framefusion_video.training import train as run_training
 
     optional = {"lr_scale": lr_scale, "snapshot_every": snapshot_every}
     given = {name: value for name, value in optional.items() if value is not None}
+    shape = {name: value for name, value in (("widths", widths), ("blocks", blocks)) if value is not None}
+    if shape and resume:
+        raise click.UsageError("--widths and --blocks shape a new run; a resumed run keeps its own network")
+    generator = GeneratorConfig(**shape)
+    if len(generator.widths) != len(generator.blocks):
+        raise click.UsageError(f"--widths has {len(generator.widths)} levels and --blocks {len(generator.blocks)}: "
+                               "give one number per level to each")
     config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
                          batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
                          checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
-                         init_from=str(init_from) if init_from else None, **given)
+                         init_from=str(init_from) if init_from else None, generator=generator, **given)
     try:
         run_dir = run_training(config, resume=resume, keep_saved=optional.keys() - given.keys())
         if export_path:
