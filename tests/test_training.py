@@ -251,7 +251,8 @@ def test_ffv_train_blocks_and_widths_shape_a_new_run(face_folder, tmp_path):
     saved = json.loads((out / "checkpoint.json").read_text())["config"]["generator"]
     assert saved["widths"] == [8, 16, 24] and saved["blocks"] == [0, 1, 3]
     for bad, message in ((["--blocks", "0,1"], "levels"), (["--blocks", "0,x,1"], "comma-separated"),
-                         (["--resume", "--blocks", "0,1,2,2,3"], "new run")):
+                         (["--resume", "--blocks", "0,1,2,2,3"], "new run"), (["--widths", "0,8,8,8,8"], "channel"),
+                         (["--widths", "8,8,8,8,8,8,8,8,8", "--blocks", "0,0,0,0,0,0,0,0,0"], "at most 8")):
         result = CliRunner().invoke(main, args + bad)
         assert result.exit_code != 0 and message in result.output, result.output
 

@@ -70,6 +70,11 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
     if len(generator.widths) != len(generator.blocks):
         raise click.UsageError(f"--widths has {len(generator.widths)} levels and --blocks {len(generator.blocks)}: "
                                "give one number per level to each")
+    if 0 in generator.widths:
+        raise click.UsageError("--widths: every level needs at least one channel")
+    if generator.crop_size % 2 ** (len(generator.widths) - 1):
+        raise click.UsageError(f"{len(generator.widths)} levels halve a {generator.crop_size} px crop too often: "
+                               f"give at most {generator.crop_size.bit_length()}")
     config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
                          batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
                          checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
