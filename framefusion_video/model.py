@@ -24,6 +24,16 @@ class GeneratorConfig:
     # Per-face strength: the residual is scaled by a learned gain in [0, 1] (0 leaves the face bit-exact).
     gate: bool = True
 
+    def __post_init__(self) -> None:
+        levels = len(self.widths)
+        if levels != len(self.blocks):
+            raise ValueError(f"widths has {levels} levels and blocks {len(self.blocks)}: give one number per level to each")
+        if min(self.widths) < 1 or min(self.blocks) < 0:
+            raise ValueError("every level needs at least one channel and no negative number of blocks")
+        most = (self.crop_size & -self.crop_size).bit_length()  # halvings of the crop, plus the full-size level
+        if levels > most:
+            raise ValueError(f"{levels} levels halve a {self.crop_size} px crop too often: give at most {most}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -120,11 +130,7 @@ def build_generator(config: GeneratorConfig = GeneratorConfig()):
     import keras
     from keras import layers
 
-    if len(config.widths) != len(config.blocks):
-        raise ValueError("widths and blocks must have one entry per resolution level")
-    levels = len(config.widths)
-    if config.crop_size % (2 ** (levels - 1)):
-        raise ValueError(f"crop size {config.crop_size} must be divisible by {2 ** (levels - 1)}")
+    levels = len(config.widths)  # GeneratorConfig has checked the shape
 
     inp = keras.Input((config.crop_size, config.crop_size, 3), name="damaged")
     x = layers.Rescaling(2.0, offset=-1.0, name="centre")(inp)
