@@ -123,28 +123,42 @@ class BatchSampler:
 
     Each epoch is a seeded permutation of the crops, and every sample's degradation draws from its
     own generator seeded by (seed, epoch, index). So resuming at a step reproduces the data stream
-    exactly, with no generator state to save.
+    exactly, with no generator state to save. With ``repeats`` (one count per crop), crop ``j``
+    appears ``repeats[j]`` times per epoch, each time with damage of its own.
     """
 
     crops: np.ndarray  # uint8 (N, S, S, 3)
     batch_size: int
     seed: int
     degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+    repeats: np.ndarray | None = None  # int (N,) >= 1, or None for once each
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.repeats is None:
+            return rng.permutation(len(self.crops))
+        return rng.permutation(np.repeat(np.arange(len(self.crops)), self.repeats))
+
+    def _epoch_length(self) -> int:
+        return len(self.crops) if self.repeats is None else int(np.sum(self.repeats))
 
     def indices(self, step: int) -> tuple[int, np.ndarray]:
         """(epoch, crop indices) of batch ``step``; an epoch drops its last partial batch."""
-        per_epoch = max(1, len(self.crops) // self.batch_size)
+        per_epoch = max(1, self._epoch_length() // self.batch_size)
         epoch, pos = divmod(step, per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.crops))
-        return epoch, order[pos * self.batch_size:(pos + 1) * self.batch_size]
+        return epoch, self._epoch_order(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(damaged, clean), both float32 (B, S, S, 3) in [0, 1]."""
         epoch, idx = self.indices(step)
+        per_epoch = max(1, self._epoch_length() // self.batch_size)
+        first = (step % per_epoch) * self.batch_size
         clean = np.empty((len(idx), *self.crops.shape[1:]), np.float32)
         damaged = np.empty_like(clean)
         for i, j in enumerate(idx):
-            rng = np.random.default_rng([self.seed, epoch, int(j)])
+            # A repeated crop is told apart by its place in the epoch.
+            key = [self.seed, epoch, int(j)] if self.repeats is None else [self.seed, epoch, int(j), first + i]
+            rng = np.random.default_rng(key)
             img = self.crops[j].astype(np.float32) / 255.0
             if rng.random() < 0.5:
                 img = img[:, ::-1]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -161,15 +161,22 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     """``ffv fit-gate``: load the generator at ``model_path`` (gated or not), fit its gate on the
     faces of ``data_dir`` and write the gated generator to ``output`` (+ ``.tflite``); ``output``
     may be ``model_path`` itself: it is replaced only once the new file is complete."""
+    import keras
+
     from .dataset import load_aligned_crops
     from .errors import FfvError
     from .inference import export_tflite
-    from .model import GeneratorConfig, build_generator
+    from .model import build_generator, generator_config_of
     from .training import init_generator_from
 
-    generator = build_generator(GeneratorConfig())
+    try:
+        shape = generator_config_of(keras.models.load_model(model_path, compile=False))
+    except (OSError, ValueError) as exc:
+        raise FfvError(model_path, f"cannot load a generator: {exc}") from exc
+    # The network keeps its own shape (widths, blocks); it gains a gate if it had none.
+    generator = build_generator(replace(shape, gate=True))
     init_generator_from(generator, model_path)
-    crops = load_aligned_crops(data_dir, GeneratorConfig().crop_size, progress=True)
+    crops = load_aligned_crops(data_dir, shape.crop_size, progress=True)
     if len(crops) == 0:
         raise FfvError(data_dir, "no faces found to fit the gate on")
     log.info("scoring the generator on %d damaged faces from %s", config.samples, data_dir)

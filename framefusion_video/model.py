@@ -159,6 +159,26 @@ def build_generator(config: GeneratorConfig = GeneratorConfig()):
     return keras.Model(inp, out, name="ffv_generator")
 
 
+def generator_config_of(model) -> GeneratorConfig:
+    """The :class:`GeneratorConfig` a generator built by :func:`build_generator` was built with,
+    read from its layers (a ``.keras`` file holds the layers, not our configuration)."""
+    names = {layer.name for layer in model.layers}
+    crop_size = int(model.input_shape[1])
+    widths = [int(model.get_layer("stem").filters)]
+    while f"down{len(widths)}_pw" in names:
+        widths.append(int(model.get_layer(f"down{len(widths)}_pw").filters))
+    blocks = []
+    for level in range(len(widths)):
+        count = 0
+        while f"enc{level}_{count}_expand" in names:
+            count += 1
+        blocks.append(count)
+    expansions = [model.get_layer(f"enc{lv}_0_expand").filters // widths[lv] for lv in range(len(widths)) if blocks[lv]]
+    return GeneratorConfig(crop_size=crop_size, widths=tuple(widths), blocks=tuple(blocks),
+                           expansion=int(expansions[0]) if expansions else GeneratorConfig.expansion,
+                           gate="gate_logit" in names)
+
+
 def build_discriminator(config: DiscriminatorConfig = DiscriminatorConfig()):
     """PatchGAN: (N, S, S, 3) float32 [0, 1] -> (N, S/8, S/8, 1) real/fake logits.
 

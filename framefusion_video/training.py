@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from .checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint, save_snapshot
+from .dataset import BatchSampler
 from .model import DiscriminatorConfig, GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ class TrainConfig:
     """Everything a training run depends on; stored in each checkpoint."""
 
     data_dir: str = ""
+    # More folders of faces, each crop of them seen `extra_repeat` times per epoch: a small set of
+    # sharp, varied faces beside a large one of a single look.
+    extra_dirs: tuple[str, ...] = ()
+    extra_repeat: int = 1
     val_dir: str | None = None
     out_dir: str = "runs/ffv"
     batch_size: int = 16
@@ -82,6 +88,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         # Runs saved before these settings existed trained without them.
         data = {"psnr_weight": 0.0, "init_from": None, **data}
+        data["extra_dirs"] = tuple(data.get("extra_dirs", ()))
         data["generator"] = GeneratorConfig.from_dict(data["generator"])
         data["discriminator"] = DiscriminatorConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                        for k, v in data["discriminator"].items()})
@@ -90,8 +97,6 @@ class TrainConfig:
 
 def charbonnier(x, y, eps: float = 1e-3):
     """Mean robust L1 distance."""
-    import tensorflow as tf
-
     return tf.reduce_mean(tf.sqrt(tf.square(x - y) + eps * eps))
 
 
@@ -100,8 +105,6 @@ def log_mse(x, y, eps: float = 1e-10):
 
     ``eps`` caps a perfect image at 100 dB, as ``evaluation.PSNR_CAP_DB`` does.
     """
-    import tensorflow as tf
-
     mse = tf.reduce_mean(tf.square(x - y), axis=[1, 2, 3])
     return tf.reduce_mean(tf.math.log(mse + eps)) / tf.math.log(10.0)
 
@@ -115,8 +118,6 @@ def init_generator_from(generator, model_path: str | os.PathLike) -> list[str]:
     (``--blocks``), which start as the identity (their projection is zero-initialised), so the
     larger network starts from the old one's outputs. The gate is never copied.
     """
-    import keras
-
     from .errors import FfvError
 
     try:
@@ -147,79 +148,139 @@ def init_generator_from(generator, model_path: str | os.PathLike) -> list[str]:
     return fresh
 
 
-def build_gan(config: TrainConfig):
-    """The compiled :class:`RestorationGAN` (generator, critic and both optimisers)."""
-    import keras
-    import tensorflow as tf
+def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    taps = np.exp(-0.5 * (x / sigma) ** 2)
+    return (taps / taps.sum()).astype(np.float32)
 
-    from .model import build_discriminator, build_generator
 
-    class RestorationGAN(keras.Model):
-        """Generator + PatchGAN critic; ``train_step`` on (damaged, clean) returns named losses."""
+def ssim(x, y, max_val: float = 1.0):
+    """Per-image SSIM of two (N, H, W, C) batches: what ``tf.image.ssim`` gives (11-tap gaussian,
+    sigma 1.5, K1 0.01, K2 0.03, valid window), computed with two 1-D passes over the five local
+    statistics stacked along the channels rather than 11x11 depthwise filters, whose gradients
+    are slow on a CPU."""
+    channels = x.shape[-1]
+    taps = tf.constant(_gaussian_taps())
+    stats = tf.concat([x, y, x * x, y * y, x * y], axis=-1)
+    width = 5 * channels
+    vertical = tf.tile(tf.reshape(taps, (-1, 1, 1, 1)), (1, 1, width, 1))
+    horizontal = tf.tile(tf.reshape(taps, (1, -1, 1, 1)), (1, 1, width, 1))
+    blurred = tf.nn.depthwise_conv2d(stats, vertical, (1, 1, 1, 1), "VALID")
+    blurred = tf.nn.depthwise_conv2d(blurred, horizontal, (1, 1, 1, 1), "VALID")
+    mx, my, mxx, myy, mxy = tf.split(blurred, 5, axis=-1)
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    vx, vy, cxy = mxx - mx * mx, myy - my * my, mxy - mx * my
+    luminance = (2 * mx * my + c1) / (mx * mx + my * my + c1)
+    contrast = (2 * cxy + c2) / (vx + vy + c2)
+    return tf.reduce_mean(luminance * contrast, axis=[1, 2, 3])
 
-        def __init__(self, generator, discriminator, cfg: TrainConfig):
-            super().__init__()
-            self.generator = generator
-            self.discriminator = discriminator
-            self.cfg = cfg
-            self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches")
-            names = ("g_loss", "pixel", "ssim", "psnr", "adv", "d_loss", "r1")
-            self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
-        def compile(self, g_optimizer, d_optimizer):
-            super().compile()
-            self.g_optimizer = g_optimizer
-            self.d_optimizer = d_optimizer
+class RestorationGAN(keras.Model):
+    """Generator + PatchGAN critic; ``train_step`` on (damaged, clean) returns named losses.
 
-        @property
-        def metrics(self):
-            return list(self.trackers.values())
+    Two phases, fixed when the step function is traced (:meth:`set_critic`): before the critic
+    starts, only the reconstruction losses are computed; after, the critic is trained too and its
+    opinion enters the generator's loss from ``adv_start`` on. A phase that skips the critic
+    entirely (rather than a ``tf.cond`` inside one graph) is what lets TensorFlow spread the
+    generator's step over every core.
+    """
 
-        def call(self, inputs, training=False):
-            return self.generator(inputs, training=training)
+    LOSSES = ("g_loss", "pixel", "ssim", "psnr", "adv", "d_loss", "r1")
 
-        def train_step(self, data):
-            damaged, clean, _ = keras.utils.unpack_x_y_sample_weight(data)
-            cfg = self.cfg
-            adv_on = tf.cast(self.batches >= cfg.adv_start, tf.float32)
-            with tf.GradientTape() as tape:
-                restored = self.generator(damaged, training=True)
-                pixel = charbonnier(restored, clean)
-                ssim = 1.0 - tf.reduce_mean(tf.image.ssim(restored, clean, max_val=1.0))
-                lmse = log_mse(restored, clean)
+    def __init__(self, generator, discriminator, cfg: TrainConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.cfg = cfg
+        self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches")
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in self.LOSSES}
+        self.critic_on = False
+
+    def compile(self, g_optimizer, d_optimizer):  # noqa: D102 (keras' own)
+        # XLA (jit_compile="auto" may pick it) was 25x slower on a CPU for this network.
+        super().compile(jit_compile=False)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    def set_critic(self, on: bool) -> None:
+        """Switch between the phases; the next step traces the new phase's graph."""
+        if on != self.critic_on:
+            self.critic_on = on
+            self.train_function = None
+            self.make_train_function(force=True)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def _generator_losses(self, restored, clean):
+        cfg = self.cfg
+        pixel = charbonnier(restored, clean)
+        ssim_loss = 1.0 - tf.reduce_mean(ssim(restored, clean))
+        lmse = log_mse(restored, clean)
+        loss = pixel + cfg.ssim_weight * ssim_loss + cfg.psnr_weight * lmse
+        return loss, {"pixel": pixel, "ssim": ssim_loss, "psnr": -10.0 * lmse}
+
+    def _critic_step(self, restored, clean):
+        cfg = self.cfg
+        do_r1 = tf.cast(tf.equal(self.batches % cfg.r1_every, 0), tf.float32)
+        with tf.GradientTape() as tape:
+            with tf.GradientTape() as r1_tape:
+                r1_tape.watch(clean)
+                real_logits = self.discriminator(clean, training=True)
+                real_sum = tf.reduce_sum(real_logits)
+            real_grads = r1_tape.gradient(real_sum, clean)
+            r1 = tf.reduce_mean(tf.reduce_sum(tf.square(real_grads), axis=[1, 2, 3]))
+            fake_logits = self.discriminator(tf.stop_gradient(restored), training=True)
+            d_adv = tf.reduce_mean(tf.nn.softplus(fake_logits)) + tf.reduce_mean(tf.nn.softplus(-real_logits))
+            d_loss = d_adv + do_r1 * cfg.r1_every * 0.5 * cfg.r1_gamma * r1
+        d_grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
+        return d_adv, r1
+
+    def train_step(self, data):
+        damaged, clean, _ = keras.utils.unpack_x_y_sample_weight(data)
+        cfg = self.cfg
+        zero = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            restored = self.generator(damaged, training=True)
+            g_loss, parts = self._generator_losses(restored, clean)
+            adv = zero
+            if self.critic_on:
                 fake_logits = self.discriminator(restored, training=True)
                 adv = tf.reduce_mean(tf.nn.softplus(-fake_logits))
-                g_loss = pixel + cfg.ssim_weight * ssim + cfg.psnr_weight * lmse + adv_on * cfg.adv_weight * adv
-            g_grads = tape.gradient(g_loss, self.generator.trainable_variables)
-            self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
+                adv_on = tf.cast(self.batches >= cfg.adv_start, tf.float32)
+                g_loss = g_loss + adv_on * cfg.adv_weight * adv
+        g_grads = tape.gradient(g_loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
+        d_adv, r1 = self._critic_step(restored, clean) if self.critic_on else (zero, zero)
+        self.batches.assign_add(1)
+        values = {"g_loss": g_loss, **parts, "adv": adv, "d_loss": d_adv, "r1": r1}
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
 
-            do_r1 = tf.cast(tf.equal(self.batches % cfg.r1_every, 0), tf.float32)
+    def test_step(self, data):
+        damaged, clean, _ = keras.utils.unpack_x_y_sample_weight(data)
+        restored = self.generator(damaged, training=False)
+        g_loss, parts = self._generator_losses(restored, clean)
+        for name, value in {"g_loss": g_loss, **parts}.items():
+            self.trackers[name].update_state(value)
+        return {name: self.trackers[name].result() for name in ("g_loss", "pixel", "ssim", "psnr")}
 
-            def critic_step():
-                with tf.GradientTape() as tape:
-                    with tf.GradientTape() as r1_tape:
-                        r1_tape.watch(clean)
-                        real_logits = self.discriminator(clean, training=True)
-                        real_sum = tf.reduce_sum(real_logits)
-                    real_grads = r1_tape.gradient(real_sum, clean)
-                    r1 = tf.reduce_mean(tf.reduce_sum(tf.square(real_grads), axis=[1, 2, 3]))
-                    fake_logits = self.discriminator(tf.stop_gradient(restored), training=True)
-                    d_adv = (tf.reduce_mean(tf.nn.softplus(fake_logits))
-                             + tf.reduce_mean(tf.nn.softplus(-real_logits)))
-                    d_loss = d_adv + do_r1 * cfg.r1_every * 0.5 * cfg.r1_gamma * r1
-                d_grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
-                self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
-                return d_adv, r1
 
-            # Before the critic matters it is not trained: that halves the cost of early batches.
-            d_adv, r1 = tf.cond(self.batches >= cfg.adv_start - cfg.critic_warmup, critic_step,
-                                lambda: (tf.constant(0.0), tf.constant(0.0)))
-            self.batches.assign_add(1)
+def critic_starts(config: TrainConfig) -> int:
+    """The batch from which the critic is trained (``critic_warmup`` batches before ``adv_start``)."""
+    return max(0, config.adv_start - config.critic_warmup)
 
-            for name, value in (("g_loss", g_loss), ("pixel", pixel), ("ssim", ssim), ("psnr", -10.0 * lmse), ("adv", adv),
-                                ("d_loss", d_adv), ("r1", r1)):
-                self.trackers[name].update_state(value)
-            return {name: t.result() for name, t in self.trackers.items()}
+
+def build_gan(config: TrainConfig) -> RestorationGAN:
+    """The compiled :class:`RestorationGAN` (generator, critic and both optimisers), in the phase of
+    batch 0 (call ``set_critic`` for another)."""
+    from .model import build_discriminator, build_generator
 
     generator = build_generator(replace(config.generator))
     # The residual gate stays at a gain of 1 here and is fitted afterwards (`ffv fit-gate`): trained
@@ -239,153 +300,50 @@ def build_gan(config: TrainConfig):
     )
     gan.g_optimizer.build(generator.trainable_variables)
     gan.d_optimizer.build(discriminator.trainable_variables)
+    gan.critic_on = critic_starts(config) <= 0
     return gan
 
 
-# --- checkpoints -------------------------------------------------------------------------------
+# --- data --------------------------------------------------------------------------------------
 
-def _named_arrays(group: str, variables) -> dict[str, np.ndarray]:
-    """``{"<group>/0000": array, ...}``: the key format of checkpoints and snapshots."""
-    return {f"{group}/{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+class TrainingBatches(keras.utils.PyDataset):
+    """Batches ``start .. stop-1`` of a :class:`BatchSampler` for ``fit``, made by two threads
+    (OpenCV releases the GIL) while the step runs."""
 
+    def __init__(self, sampler: BatchSampler, start: int, stop: int, workers: int = 2):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
+        self.sampler, self.start, self.stop = sampler, start, stop
 
-def _state_arrays(gan) -> dict[str, np.ndarray]:
-    groups = {
-        "g": gan.generator.weights,
-        "d": gan.discriminator.weights,
-        "og": gan.g_optimizer.variables,
-        "od": gan.d_optimizer.variables,
-    }
-    arrays = {k: a for g, vs in groups.items() for k, a in _named_arrays(g, vs).items()}
-    arrays["batches"] = np.asarray(int(gan.batches.numpy()))
-    return arrays
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int):
+        return self.sampler.batch(self.start + index)
 
 
-def save_checkpoint(gan, out_dir: str | os.PathLike, step: int, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``checkpoint.npz`` + ``checkpoint.json`` atomically into ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "checkpoint.npz"
-    tmp = out_dir / "checkpoint.tmp.npz"
-    np.savez(tmp, **_state_arrays(gan))
-    meta = {"step": int(step), "config": gan.cfg.to_dict(), "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
-            **(extra or {})}
-    (out_dir / "checkpoint.tmp.json").write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path)
-    os.replace(out_dir / "checkpoint.tmp.json", out_dir / "checkpoint.json")
-    return path
+def validation_set(val_crops: np.ndarray, n: int, seed: int, degrade) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, seeded (damaged, clean) set from the first ``n`` validation crops."""
+    clean = val_crops[:n].astype(np.float32) / 255.0
+    damaged = np.stack([degrade(c, np.random.default_rng([seed, 99991, i])) for i, c in enumerate(clean)])
+    return damaged.astype(np.float32), clean
 
 
-def load_checkpoint(gan, out_dir: str | os.PathLike) -> int:
-    """Restore weights, optimiser state and the batch counter from ``out_dir``; returns the step."""
-    out_dir = Path(out_dir)
-    meta = json.loads((out_dir / "checkpoint.json").read_text())
-    with np.load(out_dir / "checkpoint.npz") as data:
-        groups = {"g": gan.generator.weights, "d": gan.discriminator.weights,
-                  "og": gan.g_optimizer.variables, "od": gan.d_optimizer.variables}
-        for g, variables in groups.items():
-            for i, v in enumerate(variables):
-                v.assign(data[f"{g}/{i:04d}"])
-        gan.batches.assign(int(data["batches"]))
-    return int(meta["step"])
+def training_crops(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 crops of every training folder, how many times each appears per epoch)."""
+    from .dataset import load_aligned_crops
+
+    crop = config.generator.crop_size
+    folders = [(config.data_dir, 1), *[(d, config.extra_repeat) for d in config.extra_dirs]]
+    crops, repeats = [], []
+    for folder, repeat in folders:
+        found = load_aligned_crops(folder, crop, limit=config.limit_images, progress=True)
+        crops.append(found)
+        repeats.append(np.full(len(found), repeat, np.int64))
+        log.info("%d faces from %s (x%d per epoch)", len(found), folder, repeat)
+    return np.concatenate(crops), np.concatenate(repeats)
 
 
-def save_snapshot(generator, out_dir: str | os.PathLike, step: int) -> Path:
-    """Write the generator's weights alone to ``out_dir/snapshots/step_NNNNNNN.npz`` (atomically)."""
-    folder = Path(out_dir) / "snapshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step_{step:07d}.npz"
-    tmp = folder / f"step_{step:07d}.tmp.npz"
-    np.savez(tmp, **_named_arrays("g", generator.weights))
-    os.replace(tmp, path)
-    return path
-
-
-def snapshot_paths(out_dir: str | os.PathLike) -> list[Path]:
-    """The snapshots of a run, oldest first."""
-    return sorted(p for p in (Path(out_dir) / "snapshots").glob("step_*.npz") if not p.name.endswith(".tmp.npz"))
-
-
-def average_snapshots(generator, paths: list[Path]) -> None:
-    """Set ``generator``'s weights to the mean of the snapshots at ``paths`` (float64 sums)."""
-    from .errors import FfvError
-
-    total = [np.zeros(v.shape, np.float64) for v in generator.weights]
-    for path in paths:
-        with np.load(path) as data:
-            if len(data.files) != len(total):
-                raise FfvError(path, f"holds {len(data.files)} weights, the generator has {len(total)}")
-            for i, acc in enumerate(total):
-                array = data[f"g/{i:04d}"]
-                if array.shape != acc.shape:
-                    raise FfvError(path, f"weight {i} has shape {array.shape}, the generator's is {acc.shape}")
-                acc += array
-    for v, acc in zip(generator.weights, total):
-        v.assign((acc / len(paths)).astype(v.dtype))
-
-
-def read_checkpoint_config(out_dir: str | os.PathLike) -> TrainConfig:
-    return TrainConfig.from_dict(json.loads((Path(out_dir) / "checkpoint.json").read_text())["config"])
-
-
-def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True,
-                     average: int = 0) -> Path:
-    """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file and, with
-    ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs).
-
-    With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
-    (``snapshot_every``) instead of the checkpoint's."""
-    from .errors import FfvError
-    from .inference import export_tflite
-
-    config = read_checkpoint_config(out_dir)
-    paths = snapshot_paths(out_dir)[-average:] if average > 0 else []
-    if len(paths) < average:
-        raise FfvError(out_dir, f"{len(paths)} snapshots to average, {average} asked "
-                                "(train with --snapshot-every N to keep them)")
-    gan = build_gan(config)
-    if paths:  # the snapshots replace every generator weight: the checkpoint's are not needed
-        average_snapshots(gan.generator, paths)
-        log.info("averaged %d snapshots: %s .. %s", average, paths[0].name, paths[-1].name)
-    else:
-        load_checkpoint(gan, out_dir)
-    model_path = Path(model_path)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = model_path.with_name(model_path.stem + ".tmp.keras")
-    gan.generator.save(tmp)
-    os.replace(tmp, model_path)
-    if tflite:
-        export_tflite(gan.generator, model_path.with_suffix(".tflite"))
-    return model_path
-
-
-# --- the loop ----------------------------------------------------------------------------------
-
-def _prefetch(sampler, start: int, stop: int, depth: int = 3):
-    """Batches ``start..stop-1`` made in a background thread (OpenCV releases the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    halt = threading.Event()
-
-    def work():
-        for step in range(start, stop):
-            if halt.is_set():
-                return
-            q.put((step, sampler.batch(step)))
-        q.put(None)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not None:
-            yield item
-    finally:
-        halt.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
-
+# --- callbacks ---------------------------------------------------------------------------------
 
 def _write_sample_grid(path: Path, damaged: np.ndarray, restored: np.ndarray, clean: np.ndarray, n: int = 6) -> None:
     import cv2
@@ -396,12 +354,101 @@ def _write_sample_grid(path: Path, damaged: np.ndarray, restored: np.ndarray, cl
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
-def validation_set(val_crops: np.ndarray, n: int, seed: int, degrade) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed, seeded (damaged, clean) set from the first ``n`` validation crops."""
-    clean = val_crops[:n].astype(np.float32) / 255.0
-    damaged = np.stack([degrade(c, np.random.default_rng([seed, 99991, i])) for i, c in enumerate(clean)])
-    return damaged.astype(np.float32), clean
+class _StepCallback(keras.callbacks.Callback):
+    """A callback that knows the run's batch count (the model's ``batches``, which resumes)."""
 
+    def step(self) -> int:
+        return int(self.model.batches.numpy())
+
+
+class ScalarLog(_StepCallback):
+    """Every ``every`` batches: the mean losses since the last write, to TensorBoard and the log."""
+
+    def __init__(self, writer, every: int = 50):
+        super().__init__()
+        self.writer, self.every = writer, every
+        self.latest: dict[str, float] = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step()
+        if step % self.every:
+            return
+        self.latest = {k: float(v) for k, v in (logs or {}).items()}
+        with self.writer.as_default(step=step):
+            for k, v in self.latest.items():
+                tf.summary.scalar(f"train/{k}", v)
+        log.info("step %d %s", step, " ".join(f"{k}={v:.4f}" for k, v in self.latest.items()))
+        self.model.reset_metrics()
+
+
+class Validation(_StepCallback):
+    """Every ``every`` batches: PSNR/SSIM on the fixed validation set, to ``curve.jsonl`` and
+    TensorBoard; every ``sample_every`` batches a grid of (damaged | restored | clean) crops."""
+
+    def __init__(self, val: tuple[np.ndarray, np.ndarray], out_dir: Path, writer, every: int, sample_every: int,
+                 scalars: ScalarLog, started: float):
+        super().__init__()
+        self.val, self.out_dir, self.writer = val, out_dir, writer
+        self.every, self.sample_every, self.scalars, self.started = every, sample_every, scalars, started
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step()
+        if self.every and step % self.every == 0:
+            restored = self.model.generator.predict(self.val[0], batch_size=16, verbose=0)
+            figures = {"step": step, "psnr": float(tf.reduce_mean(tf.image.psnr(restored, self.val[1], 1.0))),
+                       "ssim": float(tf.reduce_mean(tf.image.ssim(restored, self.val[1], 1.0))),
+                       "psnr_input": float(tf.reduce_mean(tf.image.psnr(self.val[0], self.val[1], 1.0))),
+                       "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.val[0], self.val[1], 1.0))),
+                       "minutes": round((time.monotonic() - self.started) / 60, 2),
+                       **{f"train_{k}": v for k, v in self.scalars.latest.items()}}
+            with (self.out_dir / "curve.jsonl").open("a") as fh:
+                fh.write(json.dumps(figures) + "\n")
+            with self.writer.as_default(step=step):
+                tf.summary.scalar("val/psnr", figures["psnr"])
+                tf.summary.scalar("val/ssim", figures["ssim"])
+            log.info("validation at step %d: PSNR %.2f dB (input %.2f), SSIM %.4f",
+                     step, figures["psnr"], figures["psnr_input"], figures["ssim"])
+        if self.sample_every and step % self.sample_every == 0:
+            restored = self.model.generator.predict(self.val[0][:6], verbose=0)
+            _write_sample_grid(self.out_dir / "samples" / f"step_{step:07d}.png", self.val[0], restored, self.val[1])
+
+
+class Snapshots(_StepCallback):
+    """Every ``every`` batches, the generator's weights to ``snapshots/`` (``ffv export --average``)."""
+
+    def __init__(self, out_dir: Path, every: int):
+        super().__init__()
+        self.out_dir, self.every = out_dir, every
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every and self.step() % self.every == 0:
+            save_snapshot(self.model.generator, self.out_dir, self.step())
+
+
+class Checkpoints(_StepCallback):
+    """A checkpoint every ``minutes`` and when training stops; stops training after
+    ``max_minutes`` (counted from ``started``)."""
+
+    def __init__(self, out_dir: Path, minutes: float, max_minutes: float | None, started: float, scalars: ScalarLog):
+        super().__init__()
+        self.out_dir, self.minutes, self.max_minutes = out_dir, minutes, max_minutes
+        self.started, self.scalars = started, scalars
+        self.last = time.monotonic()
+
+    def save(self) -> None:
+        save_checkpoint(self.model, self.out_dir, self.step(), {"logs": self.scalars.latest})
+        self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.monotonic()
+        out_of_time = self.max_minutes is not None and (now - self.started) / 60 >= self.max_minutes
+        if out_of_time:
+            self.model.stop_training = True
+        if out_of_time or now - self.last >= self.minutes * 60:
+            self.save()
+
+
+# --- the run -----------------------------------------------------------------------------------
 
 def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[str] = ()) -> Path:
     """Train (or resume) until ``max_steps`` or ``max_minutes``; returns the checkpoint folder.
@@ -409,9 +456,6 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     On resume the saved configuration wins, except for the run-length settings, which come from
     ``config`` unless named in ``keep_saved`` (the CLI names those the user did not give, so a
     plain ``--resume`` continues with the run's own rate and snapshot interval)."""
-    import tensorflow as tf
-
-    from .dataset import BatchSampler, load_aligned_crops
     from .degradations import DegradationConfig, degrade, degrade_for_training
 
     out_dir = Path(config.out_dir)
@@ -423,7 +467,6 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         saved = read_checkpoint_config(out_dir)
         changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
         config = replace(saved, **changes)
-    crop = config.generator.crop_size
     deg_cfg = DegradationConfig()
 
     def train_damage(img, rng):
@@ -432,11 +475,13 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     def val_damage(img, rng):
         return degrade(img, rng, deg_cfg)
 
-    train_crops = load_aligned_crops(config.data_dir, crop, limit=config.limit_images, progress=True)
-    sampler = BatchSampler(train_crops, config.batch_size, config.seed, train_damage)
+    crops, repeats = training_crops(config)
+    sampler = BatchSampler(crops, config.batch_size, config.seed, train_damage, repeats=repeats)
     val = None
     if config.val_dir:
-        val_crops = load_aligned_crops(config.val_dir, crop, progress=True)
+        from .dataset import load_aligned_crops
+
+        val_crops = load_aligned_crops(config.val_dir, config.generator.crop_size, progress=True)
         val = validation_set(val_crops, config.val_images, config.seed, val_damage)
 
     gan = build_gan(config)
@@ -446,51 +491,28 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         log.info("generator initialised from %s; new layers: %s", config.init_from, ", ".join(fresh) or "none")
     gan.g_optimizer.learning_rate.assign(config.lr_g * config.lr_scale)
     gan.d_optimizer.learning_rate.assign(config.lr_d * config.lr_scale)
-    log.info("training from step %d on %d faces (%s)", step, len(train_crops), config.data_dir)
+    log.info("training from step %d on %d faces", step, len(crops))
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         (out_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
-    curve = out_dir / "curve.jsonl"
 
+    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
+    started = time.monotonic()
+    scalars = ScalarLog(writer)
+    checkpoints = Checkpoints(out_dir, config.checkpoint_minutes, config.max_minutes, started, scalars)
+    callbacks = [scalars, Snapshots(out_dir, config.snapshot_every), checkpoints]
+    if val is not None:
+        callbacks.insert(1, Validation(val, out_dir, writer, config.val_every, config.sample_every, scalars, started))
+    for callback in callbacks:
+        callback.set_model(gan)
     stop = config.max_steps if config.max_steps is not None else 10**9
-    started = last_ckpt = time.monotonic()
-    logs: dict[str, float] = {}
-    for step_i, (damaged, clean) in _prefetch(sampler, step, stop):
-        logs = {k: float(v) for k, v in gan.train_on_batch(damaged, clean, return_dict=True).items()}
-        step = step_i + 1
-        if step % 50 == 0:
-            with writer.as_default(step=step):
-                for k, v in logs.items():
-                    tf.summary.scalar(f"train/{k}", v)
-            log.info("step %d %s", step, " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
-        if val is not None and step % config.val_every == 0:
-            restored = gan.generator.predict(val[0], batch_size=16, verbose=0)
-            figures = {"step": step, "psnr": float(tf.reduce_mean(tf.image.psnr(restored, val[1], 1.0))),
-                       "ssim": float(tf.reduce_mean(tf.image.ssim(restored, val[1], 1.0))),
-                       "psnr_input": float(tf.reduce_mean(tf.image.psnr(val[0], val[1], 1.0))),
-                       "ssim_input": float(tf.reduce_mean(tf.image.ssim(val[0], val[1], 1.0))),
-                       "minutes": round((time.monotonic() - started) / 60, 2),
-                       **{f"train_{k}": v for k, v in logs.items()}}
-            with curve.open("a") as fh:
-                fh.write(json.dumps(figures) + "\n")
-            with writer.as_default(step=step):
-                tf.summary.scalar("val/psnr", figures["psnr"])
-                tf.summary.scalar("val/ssim", figures["ssim"])
-            log.info("validation at step %d: PSNR %.2f dB (input %.2f), SSIM %.4f",
-                     step, figures["psnr"], figures["psnr_input"], figures["ssim"])
-        if config.snapshot_every and step % config.snapshot_every == 0:
-            save_snapshot(gan.generator, out_dir, step)
-        if step % config.sample_every == 0:
-            restored = gan.generator.predict(damaged[:6], verbose=0)
-            _write_sample_grid(out_dir / "samples" / f"step_{step:07d}.png", damaged, restored, clean)
-        elapsed = (time.monotonic() - started) / 60
-        out_of_time = config.max_minutes is not None and elapsed >= config.max_minutes
-        if time.monotonic() - last_ckpt >= config.checkpoint_minutes * 60 or out_of_time:
-            save_checkpoint(gan, out_dir, step, {"logs": logs})
-            last_ckpt = time.monotonic()
-        if out_of_time:
-            break
-    save_checkpoint(gan, out_dir, step, {"logs": logs})
+    critic_from = critic_starts(config)
+    while step < stop and not gan.stop_training:
+        # One fit per phase: the critic's phase traces a graph of its own.
+        phase_end = critic_from if step < critic_from else stop
+        gan.set_critic(step >= critic_from)
+        gan.fit(TrainingBatches(sampler, step, min(phase_end, stop)), epochs=1, verbose=0, callbacks=callbacks)
+        step = int(gan.batches.numpy())
+    checkpoints.save()
     log.info("stopped at step %d; checkpoint in %s", step, out_dir)
     return out_dir

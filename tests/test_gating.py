@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,36 @@ def test_ffv_fit_gate_writes_a_gated_model_and_keeps_the_input(face_folder, tmp_
     assert "mixed" in result.output or "blur" in result.output
     bad = CliRunner().invoke(main, ["fit-gate", str(source), str(tmp_path / "nofaces"), "-o", str(out)])
     assert bad.exit_code != 0 and "nofaces" in bad.output
+
+
+def test_ffv_fit_gate_keeps_the_networks_shape(face_folder, tmp_path):
+    # fit-gate once rebuilt the default network and silently dropped a deeper one's extra blocks.
+    import keras
+    from click.testing import CliRunner
+
+    from framefusion_video.cli import main
+    from framefusion_video.model import generator_config_of
+
+    deeper = GeneratorConfig(blocks=(0, 1, 2, 3, 4), gate=False)
+    rng = np.random.default_rng(0)
+    plain = build_generator(deeper)
+    plain.set_weights([w + rng.normal(0, 0.02, w.shape).astype(w.dtype) for w in plain.get_weights()])
+    plain.save(tmp_path / "deep.keras")
+    out = tmp_path / "gated.keras"
+    result = CliRunner().invoke(main, ["-q", "fit-gate", str(tmp_path / "deep.keras"), str(face_folder), "-o", str(out),
+                                       "--samples", "16"])
+    assert result.exit_code == 0, result.output
+    gated = keras.models.load_model(out, compile=False)
+    assert generator_config_of(gated) == replace(deeper, gate=True)
+    kept = {w.path: w.numpy() for w in plain.weights}
+    for w in gated.weights:
+        if w.path in kept:
+            np.testing.assert_array_equal(w.numpy(), kept[w.path])
+
+
+def test_generator_config_of_reads_back_every_shape():
+    from framefusion_video.model import generator_config_of
+
+    for config in (GeneratorConfig(), GeneratorConfig(crop_size=64, widths=(8, 16, 24), blocks=(1, 0, 2), expansion=2,
+                                                      gate=False)):
+        assert generator_config_of(build_generator(config)) == config

@@ -9,10 +9,11 @@ import keras
 import numpy as np
 import pytest
 
+from framefusion_video.checkpoints import (export_generator, load_checkpoint, save_checkpoint, save_snapshot,
+                                           snapshot_paths)
 from framefusion_video.dataset import BatchSampler
 from framefusion_video.model import DiscriminatorConfig, GeneratorConfig
-from framefusion_video.training import (TrainConfig, build_gan, export_generator, load_checkpoint,
-                                        save_checkpoint, save_snapshot, snapshot_paths)
+from framefusion_video.training import TrainConfig, build_gan
 
 TINY = TrainConfig(batch_size=4, adv_start=0, lr_g=2e-3,
                    generator=GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2),
@@ -286,3 +287,58 @@ def test_training_keeps_the_gate_at_a_gain_of_one():
         gan.train_on_batch(*sampler.batch(step))
     for a, b in zip(before, gan.generator.get_layer("gate_logit").weights):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_ssim_equals_tensorflows():
+    import tensorflow as tf
+
+    from framefusion_video.training import ssim
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 40, 36, 3), dtype=np.float32)
+    y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
+    np.testing.assert_allclose(ssim(x, y).numpy(), tf.image.ssim(x, y, max_val=1.0).numpy(), atol=2e-5)
+    np.testing.assert_allclose(ssim(x, x).numpy(), 1.0, atol=1e-5)
+
+
+def test_repeats_show_a_crop_that_often_per_epoch_with_damage_of_its_own():
+    noisy = lambda x, rng: np.clip(x + rng.normal(0, .1, x.shape), 0, 1).astype(np.float32)  # noqa: E731
+    crops = _crops(6)
+    repeats = np.array([1, 1, 1, 1, 3, 1])
+    sampler = BatchSampler(crops, 2, seed=0, degrade=noisy, repeats=repeats)
+    seen = np.concatenate([sampler.indices(step)[1] for step in range(4)])  # one epoch: 8 samples
+    assert sorted(seen.tolist()) == [0, 1, 2, 3, 4, 4, 4, 5]
+    damaged = np.concatenate([sampler.batch(step)[0] for step in range(4)])
+    fours = damaged[seen == 4]
+    assert not np.array_equal(fours[0], fours[1]) and not np.array_equal(fours[1], fours[2])
+    np.testing.assert_array_equal(sampler.batch(3)[0], sampler.batch(3)[0])
+
+
+def test_before_the_critic_starts_it_is_neither_run_nor_trained():
+    gan = build_gan(replace(TINY, adv_start=10, critic_warmup=5))
+    assert not gan.critic_on
+    critic = [w.numpy().copy() for w in gan.discriminator.weights]
+    sampler = BatchSampler(_crops(4), 4, seed=0, degrade=_blur)
+    logs = gan.train_on_batch(*sampler.batch(0), return_dict=True)
+    assert float(logs["d_loss"]) == 0.0 and float(logs["adv"]) == 0.0
+    for a, b in zip(critic, gan.discriminator.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    gan.set_critic(True)
+    gan.train_on_batch(*sampler.batch(1))
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(critic, gan.discriminator.weights))
+
+
+def test_train_switches_phase_where_the_critic_starts_and_resumes_there(tmp_path, monkeypatch):
+    from framefusion_video import training
+
+    monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
+    config = replace(TINY, adv_start=3, critic_warmup=1, out_dir=str(tmp_path / "run"), max_steps=2, seed=1)
+    training.train(config)
+    gan = build_gan(config)
+    assert load_checkpoint(gan, tmp_path / "run") == 2
+    critic = [w.numpy().copy() for w in gan.discriminator.weights]
+    assert not np.any(gan.d_optimizer.iterations.numpy())  # the critic has not been trained yet
+    training.train(replace(config, max_steps=4), resume=True)
+    load_checkpoint(gan, tmp_path / "run")
+    assert int(gan.batches.numpy()) == 4 and int(gan.d_optimizer.iterations.numpy()) == 2
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(critic, gan.discriminator.weights))

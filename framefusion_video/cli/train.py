@@ -54,9 +54,10 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
           limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None,
           widths: tuple[int, ...] | None, blocks: tuple[int, ...] | None, export_path: Path | None) -> None:
     """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
+    from framefusion_video.checkpoints import export_generator
     from framefusion_video.errors import FfvError
     from framefusion_video.model import GeneratorConfig
-    from framefusion_video.training import TrainConfig, export_generator
+    from framefusion_video.training import TrainConfig
     from framefusion_video.training import train as run_training
 
     optional = {"lr_scale": lr_scale, "snapshot_every": snapshot_every}
