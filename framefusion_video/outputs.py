@@ -110,7 +110,7 @@ def claim_output(dst: str | os.PathLike) -> OutputClaim:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise FfvError(dst, f"cannot create its lock file {lock.name} ({_os_reason(exc)})") from exc
+            raise FfvError(dst, f"cannot create its lock file {lock.name} ({os_reason(exc)})") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -118,7 +118,7 @@ def claim_output(dst: str | os.PathLike) -> OutputClaim:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise OutputBusy(dst, f"in progress in another ffv run{_holder(lock)}; "
                                       "left to it (run again once it has finished)") from exc
-            raise FfvError(dst, f"cannot lock {lock.name} ({_os_reason(exc)})") from exc
+            raise FfvError(dst, f"cannot lock {lock.name} ({os_reason(exc)})") from exc
         # The holder before us may have removed the file between our open and our lock: then we
         # hold a lock on a file no one else can find, and must lock the new one instead.
         try:
@@ -137,11 +137,11 @@ def claim_output(dst: str | os.PathLike) -> OutputClaim:
             log.info("%s: removed %s, left by an ffv run that was killed", dst, stale.name)
     except OSError as exc:
         claim.release()
-        raise FfvError(dst, f"cannot prepare the output ({_os_reason(exc)})") from exc
+        raise FfvError(dst, f"cannot prepare the output ({os_reason(exc)})") from exc
     return claim
 
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     """A short reason for an OSError; "no space left on device" for ENOSPC."""
     if exc.errno == errno.ENOSPC:
         return "no space left on device"
