@@ -55,12 +55,16 @@ class RayConfig:
         num_cpus: CPUs of a local Ray (None = all cores); ignored when joining a cluster.
         cpus_per_clip: Ray CPUs reserved by each clip's task: workers per node = node CPUs / this.
         max_retries: how many times a clip whose worker or node died is run again.
+        worker_logs: show the workers' own output (native TFLite/MediaPipe logging included) on
+            this terminal, as Ray does by default; ``ffv -v`` sets it. Off, the workers' output
+            stays in Ray's log files, and each clip's result still reports its errors.
     """
 
     address: str | None = None
     num_cpus: int | None = None
     cpus_per_clip: float = 1.0
     max_retries: int = 3
+    worker_logs: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -210,9 +214,10 @@ def ray_session(ray_config: RayConfig = RayConfig()):
         return
     try:
         if ray_config.address is None:
-            ray.init(num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=ray_config.worker_logs)
         else:
-            ray.init(address=ray_config.address, logging_level=logging.WARNING)
+            ray.init(address=ray_config.address, logging_level=logging.WARNING, log_to_driver=ray_config.worker_logs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = ray_config.address or "local Ray"
         raise FfvError(where, f"cannot start or join the Ray cluster ({' '.join(str(exc).split())})") from exc

@@ -166,3 +166,4 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
     setup_logging(verbose, quiet)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
+    ctx.obj["verbose"] = verbose

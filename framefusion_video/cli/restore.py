@@ -93,7 +93,8 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
         else:
             from framefusion_video.distributed import RayConfig, parse_ray_address, restore_paths_ray
 
-            ray_config = RayConfig(address=parse_ray_address(ray_address))
+            ray_config = RayConfig(address=parse_ray_address(ray_address),
+                                   worker_logs=bool((ctx.obj or {}).get("verbose")))
             results = restore_paths_ray(inputs, output, config, recursive=recursive, overwrite=overwrite,
                                         report=report, quiet=quiet, ray_config=ray_config)
     except FfvError as exc:
