@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FfvError
+from .errors import FfvError, read_head
 
 log = logging.getLogger(__name__)
 
@@ -166,18 +166,10 @@ def check_model_file(model_path: str | os.PathLike | None = None) -> Path:
     """
     path = Path(model_path) if model_path is not None else default_model_path()
     hint = " (the default weights ship in models/; pass --model PATH)" if model_path is None else ""
-    if not path.exists():
-        raise FfvError(path, f"model file not found{hint}")
-    if path.is_dir():
-        raise FfvError(path, "is a folder, not a model file")
+    head = read_head(path, 8, "model file", missing=f"model file not found{hint}")
     suffix = path.suffix.lower()
     if suffix not in (".tflite", ".keras"):
         raise FfvError(path, "not a valid model: expected a .tflite or .keras file")
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except OSError as exc:
-        raise FfvError(path, f"cannot read the model file ({(exc.strerror or str(exc)).lower()})") from exc
     if suffix == ".keras" and not head.startswith(b"PK\x03\x04"):
         raise FfvError(path, "not a valid model: a .keras model is a zip archive, this file is not")
     if suffix == ".tflite" and head[4:8] != b"TFL3":

@@ -32,7 +32,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from .errors import FfvError
+from .errors import FfvError, read_head
 from .outputs import OutputClaim, claim_output, new_token, temp_path
 
 log = logging.getLogger(__name__)
@@ -127,16 +127,7 @@ def _last_error(stderr: str | bytes) -> str:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise FfvError(path, "no such file")
-    if path.is_dir():
-        raise FfvError(path, "is a folder, not a video file")
-    try:
-        with open(path, "rb") as handle:
-            first = handle.read(1)
-    except OSError as exc:
-        raise FfvError(path, f"cannot be read: {exc.strerror or exc}") from exc
-    if not first:
+    if not read_head(path, 1, "video file"):
         raise FfvError(path, "is empty (0 bytes)")
 
 
