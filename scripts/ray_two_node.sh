@@ -29,7 +29,13 @@ export RAY_AUTH_TOKEN_PATH="$WORK/ray_token"
 [ -s "$RAY_AUTH_TOKEN_PATH" ] || "$PYTHON" -c 'import secrets; print(secrets.token_hex(32))' > "$RAY_AUTH_TOKEN_PATH"
 chmod 600 "$RAY_AUTH_TOKEN_PATH"
 
-stop() { "$RAY" stop --force >/dev/null 2>&1 || true; }
+# Both nodes run in the foreground of background jobs (--block), so that stopping them stops this
+# cluster only (`ray stop` would stop every Ray on the machine).
+NODE_PIDS=()
+stop() {
+    for pid in "${NODE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
 trap stop EXIT
 
 echo "== clips ($CLIPS tiny clips with a face) in $WORK/in"
@@ -42,9 +48,13 @@ for i in range(int(sys.argv[1])):
 EOF
 
 echo "== head node (port $PORT)"
-"$RAY" start --head --port="$PORT" --num-cpus="$CPUS" --include-dashboard=false --disable-usage-stats
+"$RAY" start --head --port="$PORT" --num-cpus="$CPUS" --include-dashboard=false --disable-usage-stats --block \
+    > "$WORK/head.log" 2>&1 &
+NODE_PIDS+=($!)
+sleep 8
 echo "== second node"
-"$RAY" start --address="127.0.0.1:$PORT" --num-cpus="$CPUS" --disable-usage-stats
+"$RAY" start --address="127.0.0.1:$PORT" --num-cpus="$CPUS" --disable-usage-stats --block > "$WORK/node2.log" 2>&1 &
+NODE_PIDS+=($!)
 "$PYTHON" - "$PORT" <<'EOF'
 import sys, time, ray
 ray.init(address=f"127.0.0.1:{sys.argv[1]}", logging_level="ERROR")
