@@ -7,10 +7,12 @@ over Ray workers (a local Ray started for the run, or an existing cluster joined
   those of the serial run; each result also names the ``node`` (host name) that processed it.
 - Each clip is one Ray task that calls :func:`restore.restore_video` as the serial run does, with
   a restorer loaded once per worker process and cached there for the next clips.
-- Inputs and outputs are plain paths: every node must see them at the same place (shared storage:
-  NFS, a cluster file system, a bind mount). Workers write each clip under a hidden per-attempt
-  name beside its output and rename it onto the output when complete, so a worker killed mid-clip
-  leaves no partial output, and a cluster run and a serial run resume each other.
+- Inputs and outputs are plain paths, made absolute before they are sent (a worker's working
+  folder is not the caller's): every node must see them at the same place (shared storage: NFS,
+  a cluster file system, a bind mount). Workers claim each output and write it as a serial run
+  does (``restore.restore_output``: a hidden temporary of its own, renamed when complete), so a
+  worker killed mid-clip leaves no partial output, its retry removes what it left, and a cluster
+  run and a serial run resume each other.
 - A worker (or node) that dies mid-clip is retried by Ray up to ``RayConfig.max_retries`` times;
   a clip that fails for its own reasons (corrupt, unreadable) is reported once, never retried.
 
@@ -21,20 +23,19 @@ the functions that need it.
 from __future__ import annotations
 
 import contextlib
-import glob
+import dataclasses
 import logging
 import os
 import re
 import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import FfvError
-from .restore import FileResult, RestoreConfig, plan_outputs
+from .restore import FileResult, RestoreConfig, log_skipped, plan_outputs
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,16 @@ class RayConfig:
         num_cpus: CPUs of a local Ray (None = all cores); ignored when joining a cluster.
         cpus_per_clip: Ray CPUs reserved by each clip's task: workers per node = node CPUs / this.
         max_retries: how many times a clip whose worker or node died is run again.
+        worker_logs: show the workers' own output (native TFLite/MediaPipe logging included) on
+            this terminal, as Ray does by default; ``ffv -v`` sets it. Off, the workers' output
+            stays in Ray's log files, and each clip's result still reports its errors.
     """
 
     address: str | None = None
     num_cpus: int | None = None
     cpus_per_clip: float = 1.0
     max_retries: int = 3
+    worker_logs: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -122,20 +127,6 @@ def _worker_restorer(config: RestoreConfig):
     return _RESTORERS[key]
 
 
-def _attempt_path(dst: Path, token: str) -> Path:
-    """Hidden name beside ``dst`` that one attempt writes before renaming onto ``dst``."""
-    return dst.with_name(f".{dst.stem}.ffv-ray-{token}{dst.suffix or '.mp4'}")
-
-
-def _remove_stale_attempts(dst: Path) -> None:
-    """Delete what killed attempts at ``dst`` left (their file, and ``VideoWriter``'s temps of it)."""
-    stem = glob.escape(dst.stem)
-    for pattern in (f".{stem}.ffv-ray-*", f"..{stem}.ffv-ray-*"):
-        for path in dst.parent.glob(pattern):
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
 @dataclass
 class _Outcome:
     """What a clip task returns: a result, or ``fatal`` = (path, reason) when the run must stop."""
@@ -159,38 +150,39 @@ def _progress_reporter(board, index: int) -> Callable[[int, int, int | None], No
 
 def restore_clip(src: str, dst: str, config: RestoreConfig, overwrite: bool = False, index: int = 0,
                  board=None) -> _Outcome:
-    """One clip, as a Ray task runs it: :func:`restore.restore_video` with this worker's model.
+    """One clip, as a Ray task runs it: :func:`restore.restore_output` with this worker's model.
 
-    Writes ``dst`` atomically (a hidden per-attempt file renamed onto it). Failures of the clip
-    become a "failed" result (never an exception, so Ray does not retry them); a model that
-    cannot be loaded becomes ``fatal``. Runs without Ray too (``node`` is then this host).
+    Claims ``dst`` and writes it atomically, as a serial run does (skipped when it exists, or when
+    another run holds it). Failures of the clip become a "failed" result (never an exception, so
+    Ray does not retry them); a model that cannot be loaded becomes ``fatal``. Runs without Ray
+    too (``node`` is then this host).
     """
-    from .restore import restore_video
+    from .restore import restore_output
 
     src_path, dst_path = Path(src), Path(dst)
     node = socket.gethostname()
-    if dst_path.exists() and not overwrite:  # another run finished it since the plan was made
-        return _Outcome(RayFileResult(src_path, dst_path, status="skipped", node=node))
+    fatal: list[FfvError] = []
+
+    def get_restorer():
+        try:
+            return _worker_restorer(config)
+        except FfvError as exc:
+            fatal.append(exc)
+            raise
+
     try:
-        restorer = _worker_restorer(config)
+        res = restore_output(src_path, dst_path, config, overwrite=overwrite, get_restorer=get_restorer,
+                             progress=_progress_reporter(board, index))
     except FfvError as exc:
-        return _Outcome(fatal=(exc.path, exc.reason))
-    attempt = _attempt_path(dst_path, uuid.uuid4().hex[:12])
-    try:
-        res = restore_video(src_path, attempt, config, restorer=restorer, progress=_progress_reporter(board, index))
-        os.replace(attempt, dst_path)
-    except FfvError as exc:
-        attempt.unlink(missing_ok=True)
-        return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node,
-                                      error=str(exc).replace(str(attempt), str(dst_path))))
+        if fatal:
+            return _Outcome(fatal=(fatal[0].path, fatal[0].reason))
+        return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node, error=str(exc)))
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a folder run
-        attempt.unlink(missing_ok=True)
         log.debug("%s: unexpected error", src, exc_info=True)
         return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node,
                                       error=f"{src_path}: {type(exc).__name__}: {exc}"))
-    _remove_stale_attempts(dst_path)
-    return _Outcome(RayFileResult(src_path, dst_path, res.frames, res.faces, res.seconds, res.fps, "done",
-                                  node=node))
+    return _Outcome(RayFileResult(src_path, dst_path, res.frames, res.faces, res.seconds, res.fps, res.status,
+                                  res.error, node=node))
 
 
 class ProgressBoard:
@@ -222,9 +214,10 @@ def ray_session(ray_config: RayConfig = RayConfig()):
         return
     try:
         if ray_config.address is None:
-            ray.init(num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=ray_config.worker_logs)
         else:
-            ray.init(address=ray_config.address, logging_level=logging.WARNING)
+            ray.init(address=ray_config.address, logging_level=logging.WARNING, log_to_driver=ray_config.worker_logs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = ray_config.address or "local Ray"
         raise FfvError(where, f"cannot start or join the Ray cluster ({' '.join(str(exc).split())})") from exc
@@ -275,7 +268,7 @@ def _log_result(tag: str, result: FileResult) -> None:
         log.info("%s -> %s: %d frames, %d faces, %.1f s (%.1f fps) on %s", tag, result.output,
                  result.frames, result.faces, result.seconds, result.fps, node)
     elif result.status == "skipped":
-        log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+        log_skipped(tag, result)
     else:
         reason = result.error or ""
         prefix = f"{result.input}: "
@@ -305,13 +298,14 @@ def restore_paths_ray(
     """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .restore import check_input, summarize, write_report
+    from .restore import check_input, check_run, summarize, write_report
 
     import_ray()  # fail with the hint before planning anything
     started = time.perf_counter()
     pairs = plan_outputs(inputs, output, recursive=recursive)
     if not pairs:
         raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
+    check_run(pairs, config, report)
     results: list[RayFileResult | None] = [None] * len(pairs)
     tags = [f"[{i}/{len(pairs)}] {src}" for i, (src, _) in enumerate(pairs, 1)]
     todo = []
@@ -349,7 +343,11 @@ def _run_tasks(ray, pairs, todo: list[int], results: list, tags: list[str], conf
     board = ray.remote(num_cpus=0)(ProgressBoard).remote()
     task = ray.remote(restore_clip).options(num_cpus=ray_config.cpus_per_clip, max_retries=ray_config.max_retries,
                                             retry_exceptions=False)
-    refs = {task.remote(str(pairs[i][0]), str(pairs[i][1]), config, overwrite, i, board): i for i in todo}
+    # Workers do not run in the caller's folder: every path they get is absolute.
+    if config.model_path is not None:
+        config = dataclasses.replace(config, model_path=os.path.abspath(config.model_path))
+    refs = {task.remote(os.path.abspath(pairs[i][0]), os.path.abspath(pairs[i][1]), config, overwrite, i, board): i
+            for i in todo}
     bar = _RunBar(len(todo), disable=quiet)
     done = 0
     try:
@@ -366,6 +364,11 @@ def _run_tasks(ray, pairs, todo: list[int], results: list, tags: list[str], conf
                         f"{src}: its worker died {ray_config.max_retries + 1} times ({type(exc).__name__}: {reason})")))
                 if outcome.fatal is not None:
                     raise FfvError(*outcome.fatal)
+                # The caller's paths in the results and the report, as in a serial run.
+                outcome.result.input, outcome.result.output = src, dst
+                if outcome.result.error:
+                    outcome.result.error = outcome.result.error.replace(os.path.abspath(src), str(src)) \
+                        .replace(os.path.abspath(dst), str(dst))
                 results[i] = outcome.result
                 done += 1
                 bar.finish(i, outcome.result.frames)

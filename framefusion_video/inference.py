@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FfvError
+from .errors import FfvError, read_head
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,30 @@ def export_tflite(model, path: str | os.PathLike) -> Path:
     return path
 
 
+def check_model_file(model_path: str | os.PathLike | None = None) -> Path:
+    """The model file ``model_path`` (None = the shipped default), checked cheaply, without
+    loading it: it exists, is a readable file, and is a ``.tflite`` or ``.keras`` file by its
+    name and its first bytes.
+
+    Raises:
+        FfvError: naming the file and what is wrong with it.
+    """
+    path = Path(model_path) if model_path is not None else default_model_path()
+    hint = " (the default weights ship in models/; pass --model PATH)" if model_path is None else ""
+    head = read_head(path, 8, "model file", missing=f"model file not found{hint}")
+    suffix = path.suffix.lower()
+    if suffix not in (".tflite", ".keras"):
+        raise FfvError(path, "not a valid model: expected a .tflite or .keras file")
+    if suffix == ".keras" and not head.startswith(b"PK\x03\x04"):
+        raise FfvError(path, "not a valid model: a .keras model is a zip archive, this file is not")
+    if suffix == ".tflite" and head[4:8] != b"TFL3":
+        raise FfvError(path, "not a valid model: not a TensorFlow Lite flatbuffer")
+    return path
+
+
 def load_generator(path: str | os.PathLike | None = None):
     """The Keras generator stored at ``path`` (default: the shipped model)."""
-    path = Path(path) if path is not None else default_model_path()
-    if not path.is_file():
-        hint = " (the default weights ship in models/; pass --model PATH)" if path == default_model_path() else ""
-        raise FfvError(path, f"model file not found{hint}")
+    path = check_model_file(path)  # a .keras zip, or a clear reason why not
     import keras
 
     try:
@@ -176,11 +194,8 @@ def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int =
     :class:`LiteRestorer` for ``.tflite`` files (``threads`` XNNPACK threads, default one per
     core; it runs crops one by one, its fastest way), a :class:`Restorer` for ``.keras`` files
     (``batch_size`` crops per graph call)."""
-    path = Path(model_path) if model_path is not None else default_model_path()
+    path = check_model_file(model_path)
     if path.suffix.lower() == ".tflite":
-        if not path.is_file():
-            hint = " (the default weights ship in models/; pass --model PATH)" if model_path is None else ""
-            raise FfvError(path, f"model file not found{hint}")
         restorer = LiteRestorer(path, threads=threads)
         log.debug("loaded generator %s (%d px crops, LiteRT)", path, restorer.crop_size)
         return restorer

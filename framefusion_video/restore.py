@@ -28,6 +28,7 @@ import numpy as np
 
 from .alignment import estimate_alignment, warp_to_crop
 from .errors import FfvError
+from .outputs import OutputBusy, OutputClaim, claim_output, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -550,11 +551,14 @@ def restore_video(
     detector=None,
     progress: ProgressCallback | None = None,
     on_frame: Callable[[RestoredFrame], None] | None = None,
+    claim: OutputClaim | None = None,
 ) -> FileResult:
-    """Restore the faces of one clip ``src`` into ``dst`` (H.264 MP4, with the source's audio).
+    """Restore the faces of one clip ``src`` into ``dst`` (H.264 MP4, MOV or MKV by ``dst``'s
+    suffix, with the source's audio and subtitles).
 
-    Streams the clip (memory does not depend on its length). ``dst`` is written under a temporary
-    name and renamed when complete, so an interruption leaves no partial ``dst``; ``src`` is never
+    Streams the clip (memory does not depend on its length). ``dst`` is claimed (``claim``, or one
+    taken here: :func:`outputs.claim_output`), written under a temporary name of its own, checked
+    and renamed when complete, so an interruption leaves no partial ``dst``; ``src`` is never
     modified.
 
     Args:
@@ -564,13 +568,15 @@ def restore_video(
         progress: called as ``progress(frames_done, faces_restored, total_frames_or_None)``.
         on_frame: called with each :class:`RestoredFrame` before it is encoded (measurements,
             e.g. which faces were restored).
+        claim: the caller's claim on ``dst``, when it holds one.
 
     Returns:
         A :class:`FileResult` with status "done".
 
     Raises:
         FfvError: missing, unreadable, empty or non-video input, unwritable output, output equal
-            to the input, or a decoding/encoding failure.
+            to the input, or a decoding/encoding failure. ``outputs.OutputBusy`` (an FfvError)
+            when another run holds ``dst``.
     """
     from .video_io import VideoWriter, probe
 
@@ -586,7 +592,8 @@ def restore_video(
     size = _output_size(info, config.upscale)
     audio = src if getattr(info, "has_audio", False) else None
     out_bytes = 3 * info.width * info.height * config.upscale**2
-    with VideoWriter(dst, info, size=size, crf=config.crf, preset=config.preset, audio_from=audio) as writer:
+    with VideoWriter(dst, info, size=size, crf=config.crf, preset=config.preset, audio_from=audio,
+                     claim=claim) as writer:
         with _BackgroundWriter(writer, _queue_length(out_bytes)) as encoder:
             stream = iter_restored(src, info, restorer, config, detector=detector)
             try:
@@ -677,10 +684,17 @@ def _scan_folder(folder: Path, recursive: bool, exclude: Path | None) -> list[Pa
         # Never descend into the output folder (a previous run's results) or hidden folders.
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and not (exclude is not None and _same_file(root_path / d, exclude)))
+        stems = {Path(name).stem for name in names if is_video_file(Path(name))}
         for name in names:
             path = root_path / name
-            if is_video_file(path) and path.is_file():
-                found.append(path)
+            if not (is_video_file(path) and path.is_file()):
+                continue
+            stem = path.stem
+            if stem.endswith(RESTORED_SUFFIX) and stem[:-len(RESTORED_SUFFIX)] in stems:
+                log.info("%s: not an input, the output of an earlier run on %s*", path,
+                         root_path / stem[:-len(RESTORED_SUFFIX)])
+                continue
+            found.append(path)
     return sorted(found)
 
 
@@ -698,9 +712,12 @@ def plan_outputs(
     - A folder's video files (by extension) are mirrored under ``output`` (default
       ``<folder>_restored/``) as ``<relative path>.mp4``; sub-folders only with ``recursive``.
     - A path that does not exist is kept as a file, so that its run reports it as missing.
+    - ``<stem>_restored.*`` files beside a video ``<stem>.*`` in a scanned folder are earlier
+      single-file outputs, not inputs.
 
     Raises:
-        FfvError: an output equal to an input, or two inputs that would write the same output.
+        FfvError: an output equal to an input, two inputs that would write the same output, or an
+            output suffix ffv cannot write (see ``video_io.OUTPUT_CONTAINERS``).
     """
     raw_inputs = [os.fspath(p) for p in inputs]
     paths = [Path(p) for p in raw_inputs]
@@ -726,9 +743,12 @@ def plan_outputs(
         else:
             pairs.append((path, out_path))
 
+    from .video_io import output_container
+
     sources = [src for src, _ in pairs]
     seen: dict[str, Path] = {}
     for src, dst in pairs:
+        output_container(dst)
         for other in sources:
             if _same_file(other, dst):
                 raise FfvError(dst, "the output would overwrite an input; choose another output")
@@ -749,14 +769,51 @@ def write_report(path: Path, results: list[FileResult], config: RestoreConfig, s
         "summary": summarize(results, seconds),
         "files": [r.to_dict() for r in results],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise FfvError(path, f"cannot write the report ({exc.strerror or exc})") from exc
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise FfvError(path, f"cannot write the report ({os_reason(exc)})") from exc
+
+
+def _check_folder_can_be_made(folder: Path, what: str) -> None:
+    """Raise FfvError unless ``folder`` is, or can be created as, a writable folder."""
+    existing = folder
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link
+            raise FfvError(folder, f"cannot create the {what} ({existing} is a broken link)")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FfvError(folder, f"cannot create the {what} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FfvError(existing, f"cannot write to the {what} (permission denied)")
+
+
+def check_report_path(path: str | os.PathLike) -> None:
+    """Raise FfvError when a report could not be written at ``path`` (checked before a run)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FfvError(path, "the report path is a folder, expected a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FfvError(path, "cannot write the report (permission denied)")
+    _check_folder_can_be_made(path.parent, "report's folder")
+
+
+def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
+              report: str | os.PathLike | None = None) -> None:
+    """Every option of a run checked before any work starts: the model file, the report path and
+    the output folders. Raises FfvError naming the first problem."""
+    from .inference import check_model_file
+
+    check_model_file(config.model_path)
+    if report is not None:
+        check_report_path(report)
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        _check_folder_can_be_made(folder, "output folder")
 
 
 def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
@@ -786,21 +843,60 @@ class _Bar:
         self._bar.close()
 
 
+def restore_output(src: Path, dst: Path, config: RestoreConfig, *, overwrite: bool,
+                   get_restorer: Callable[[], Restorer], progress: ProgressCallback | None = None) -> FileResult:
+    """:func:`restore_video` of one planned pair under the claim on ``dst``.
+
+    Skipped (status "skipped") when ``dst`` exists and not ``overwrite``, checked again once the
+    claim is held, or when another run holds the claim (``error`` then says so). ``get_restorer``
+    is called only when the clip is restored.
+
+    Raises:
+        FfvError: as :func:`restore_video`; whatever ``get_restorer`` raises.
+    """
+    if dst.exists() and not overwrite:
+        return FileResult(src, dst, status="skipped")
+    check_input(src)
+    _check_output(src, dst)
+    try:
+        claim = claim_output(dst)
+    except OutputBusy as exc:
+        return FileResult(src, dst, status="skipped", error=str(exc))
+    with claim:
+        if dst.exists() and not overwrite:  # another run finished it in the meantime
+            return FileResult(src, dst, status="skipped")
+        return restore_video(src, dst, config, restorer=get_restorer(), progress=progress, claim=claim)
+
+
+def log_skipped(tag: str, result: FileResult) -> None:
+    """The log line of a skipped file: its output exists, or another run is writing it."""
+    if result.error:
+        log.warning("%s: skipped, %s", tag, result.error)
+    else:
+        log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+
+
+class _ModelError(Exception):
+    """The model could not be loaded: carries the FfvError through a file's error handling."""
+
+    def __init__(self, error: FfvError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _restore_one(src: Path, dst: Path, tag: str, config: RestoreConfig, *, overwrite: bool, quiet: bool,
                  get_restorer: Callable[[], Restorer]) -> FileResult:
     """One file of :func:`restore_paths`: skipped, done or failed, with its log line."""
     if dst.exists() and not overwrite:
-        log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, dst)
-        return FileResult(src, dst, status="skipped")
-    try:
-        check_input(src)
-    except FfvError as exc:
-        log.error("%s: failed: %s", tag, exc.reason)
-        return FileResult(src, dst, status="failed", error=str(exc))
-    restorer = get_restorer()  # raises FfvError when the model cannot be loaded: the run stops
+        result = FileResult(src, dst, status="skipped")
+        log_skipped(tag, result)
+        return result
     bar = _Bar(src.name, disable=quiet)
     try:
-        result = restore_video(src, dst, config, restorer=restorer, progress=bar)
+        # get_restorer raises FfvError when the model cannot be loaded: the run stops
+        result = restore_output(src, dst, config, overwrite=overwrite, get_restorer=get_restorer, progress=bar)
+    except _ModelError as exc:
+        raise exc.error from exc
     except FfvError as exc:
         log.error("%s: failed: %s", tag, exc if exc.path != str(src) else exc.reason)
         return FileResult(src, dst, status="failed", error=str(exc))
@@ -810,6 +906,9 @@ def _restore_one(src: Path, dst: Path, tag: str, config: RestoreConfig, *, overw
         return FileResult(src, dst, status="failed", error=f"{src}: {type(exc).__name__}: {exc}")
     finally:
         bar.close()
+    if result.status == "skipped":
+        log_skipped(tag, result)
+        return result
     log.info("%s -> %s: %d frames, %d faces, %.1f s (%.1f fps)",
              tag, dst, result.frames, result.faces, result.seconds, result.fps)
     return result
@@ -836,8 +935,9 @@ def restore_paths(
         One :class:`FileResult` per planned input, in order.
 
     Raises:
-        FfvError: the plan itself is impossible (output equal to an input), the model cannot be
-            loaded, or the report cannot be written. Failures of single files do not raise.
+        FfvError: the plan itself is impossible (output equal to an input), an option is wrong
+            (model file, report path, output folder: checked before any work), the model cannot
+            be loaded, or the report cannot be written. Failures of single files do not raise.
     """
     started = time.perf_counter()
     pairs = plan_outputs(inputs, output, recursive=recursive)
@@ -845,11 +945,15 @@ def restore_paths(
         raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    check_run(pairs, config, report)
     loaded: list[Restorer] = [] if restorer is None else [restorer]
 
     def get_restorer() -> Restorer:
         if not loaded:  # once, and only when a file needs it; failing here stops the run
-            loaded.append(load_default_restorer(config))
+            try:
+                loaded.append(load_default_restorer(config))
+            except FfvError as exc:
+                raise _ModelError(exc) from exc
         return loaded[0]
 
     results: list[FileResult] = []

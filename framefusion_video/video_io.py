@@ -8,6 +8,12 @@ of the output the source's timestamp ``i``: frames are fed to the encoder in a m
 stream (raw RGB with a timestamp per frame), so variable frame rates and late-starting video
 survive, and the source's audio is then copied beside it with the original start times.
 
+Timestamps: frames are listed on the source's own clock (``-copyts``), as the audio is copied, so
+every stream keeps its start time relative to the others exactly. The one shift is
+``VideoInfo.time_origin``, subtracted from every stream alike: the container's start time for
+MPEG transport and program streams, whose clock is a broadcast clock that can start hours in, and
+0 for the others (MP4, MOV, Matroska...), whose start times are kept as they are.
+
 Frames at this boundary are ``uint8`` RGB arrays of shape (H, W, 3), displayed orientation.
 """
 
@@ -26,7 +32,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from .errors import FfvError
+from .errors import FfvError, read_head
+from .outputs import OutputClaim, claim_output, new_token, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,9 @@ class VideoInfo:
     frame rate; ``n_frames`` the exact number of decoded frames (None when the container gives no
     reliable per-frame timestamps); ``duration`` the video's duration in seconds (first frame to
     end of last frame; the container's duration when frames are not listed). ``frame_pts`` holds
-    each decoded frame's presentation timestamp in ``time_base`` units, in display order.
+    each decoded frame's presentation timestamp in ``time_base`` units, in display order, on the
+    source's clock (as are ``video_start`` and ``audio_start``). ``time_origin`` (seconds) is
+    subtracted from every stream's times in an output (see the module docstring).
     """
 
     path: str
@@ -74,6 +83,8 @@ class VideoInfo:
     audio_start: float | None = None
     color_matrix: str | None = None
     time_base: Fraction | None = None
+    time_origin: float = 0.0
+    subtitle_codecs: tuple[str, ...] = ()
     frame_pts: tuple[int, ...] | None = field(default=None, repr=False)
     last_frame_duration: int | None = field(default=None, repr=False)
 
@@ -116,16 +127,7 @@ def _last_error(stderr: str | bytes) -> str:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise FfvError(path, "no such file")
-    if path.is_dir():
-        raise FfvError(path, "is a folder, not a video file")
-    try:
-        with open(path, "rb") as handle:
-            first = handle.read(1)
-    except OSError as exc:
-        raise FfvError(path, f"cannot be read: {exc.strerror or exc}") from exc
-    if not first:
+    if not read_head(path, 1, "video file"):
         raise FfvError(path, "is empty (0 bytes)")
 
 
@@ -137,13 +139,16 @@ _TBN_RE = re.compile(r", ([\d.]+)(k?) tbn")
 _START_RE = re.compile(r", start (-?[\d.]+)")
 _ROT_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+_FORMAT_START_RE = re.compile(r"Duration: .*?, start: (-?[\d.]+)")
+# Containers whose timestamps are a running clock (MPEG-TS/PS) rather than a timeline from 0.
+_CLOCK_CONTAINERS = frozenset({"mpegts", "mpegtsraw", "mpeg"})
 _INPUT_RE = re.compile(r"^Input #0, (.+?), from ")
 _PIXFMT_RE = re.compile(r"^[^,]*?, (\w+)(?:\(([^)]*)\))?(?=,)")
 
 
 def _parse_dump(text: str) -> dict:
     """Parse ``ffmpeg -i`` stderr into a dict of raw facts (first input only)."""
-    facts: dict = {"streams": [], "duration": None, "container": ""}
+    facts: dict = {"streams": [], "duration": None, "container": "", "start": None}
     current = None
     for line in text.splitlines():
         if m := _INPUT_RE.match(line):
@@ -151,6 +156,8 @@ def _parse_dump(text: str) -> dict:
         elif m := _DURATION_RE.search(line):
             h, mnt, s = m.groups()
             facts["duration"] = int(h) * 3600 + int(mnt) * 60 + float(s)
+            if start := _FORMAT_START_RE.search(line):
+                facts["start"] = float(start.group(1))
         elif m := _STREAM_RE.match(line):
             current = {"index": int(m.group(1)), "kind": m.group(2), "desc": m.group(3), "rotation": 0.0}
             facts["streams"].append(current)
@@ -168,11 +175,13 @@ def _rate(match: re.Match | None) -> float | None:
 def _list_frames(path: Path) -> tuple[Fraction | None, list[int] | None, int | None]:
     """Demux (no decode) the video stream: time base, sorted frame pts, last frame's duration.
 
+    The pts are those stored in the file (``-copyts``): the clock the audio is copied with.
+
     Packets the demuxer marks as discarded (MP4 edit lists) are not frames. Returns None lists when
     any timestamp is missing or repeated, as in raw elementary streams. Raises FfvError when the
     demuxer hits the end of a truncated file.
     """
-    proc = _run(["-v", "error", "-xerror", "-i", str(path), "-map", _VIDEO_MAP, "-c", "copy",
+    proc = _run(["-v", "error", "-xerror", "-copyts", "-i", str(path), "-map", _VIDEO_MAP, "-c", "copy",
                  "-f", "framecrc", "-"], path)
     if proc.returncode != 0:
         raise FfvError(path, f"truncated or corrupt video data ({_last_error(proc.stderr)})")
@@ -219,6 +228,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise FfvError(path, reason)
     videos = [s for s in facts["streams"] if s["kind"] == "Video" and "(attached pic)" not in s["desc"]]
     audios = [s for s in facts["streams"] if s["kind"] == "Audio"]
+    subtitles = [s for s in facts["streams"] if s["kind"] == "Subtitle"]
     if not videos:
         raise FfvError(path, "has no video stream" + (" (audio only)" if audios else ""))
     if facts["container"].endswith("_pipe") or facts["container"] == "image2":
@@ -262,6 +272,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if audios:
         a_start = _START_RE.search(audios[0]["desc"])
         audio_start = float(a_start.group(1)) if a_start else 0.0
+    origin = 0.0
+    if facts["container"] in _CLOCK_CONTAINERS:
+        origin = max(0.0, facts["start"] if facts["start"] is not None else min(video_start, audio_start or video_start))
     info = VideoInfo(
         path=str(path),
         width=width,
@@ -280,6 +293,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         audio_start=audio_start,
         color_matrix=matrix,
         time_base=time_base if pts is not None else None,
+        time_origin=origin,
+        subtitle_codecs=tuple(t["desc"].split(" ", 1)[0].rstrip(",") for t in subtitles),
         frame_pts=tuple(pts) if pts is not None else None,
         last_frame_duration=last_duration if pts is not None else None,
     )
@@ -402,6 +417,37 @@ def _frame_time(info: VideoInfo, index: int) -> tuple[Fraction, Fraction]:
     return Fraction(info.video_start).limit_denominator(10**6) + index / rate, 1 / rate
 
 
+#: Output file suffixes (lower case) -> the ffmpeg muxer that writes them; others are refused.
+OUTPUT_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Subtitle codecs that MP4/MOV can carry once converted to their own text format (mov_text).
+_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
+_NO_SPACE = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def output_container(path: str | os.PathLike) -> str:
+    """The ffmpeg muxer for output ``path`` by its suffix (no suffix: MP4).
+
+    Raises:
+        FfvError: a suffix ffv cannot write H.264 into, with the ones it can.
+    """
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "mp4"
+    if suffix not in OUTPUT_CONTAINERS:
+        raise FfvError(path, f"cannot write {suffix} files; name the output .mp4, .mov or .mkv")
+    return OUTPUT_CONTAINERS[suffix]
+
+
+def _failure(stderr: str | bytes, what: str) -> str:
+    """``what`` failed, and why: "no space left on device" when the disk is full."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode("utf-8", "replace")
+    for sign in _NO_SPACE:
+        if sign in stderr:
+            return f"{what}: {sign.lower()}"
+    return f"{what}: {_last_error(stderr)}"
+
+
 def output_pix_fmt(width: int, height: int) -> str:
     """``yuv420p`` for even sizes; ``yuv444p`` when a side is odd.
 
@@ -413,13 +459,18 @@ def output_pix_fmt(width: int, height: int) -> str:
 
 
 class VideoWriter:
-    """Encode RGB frames to H.264 MP4 with the source's timing and audio; atomic on success.
+    """Encode RGB frames to H.264 with the source's timing, audio and subtitles; atomic on success.
 
-    Use as a context manager. Frames go to libx264 (``crf``, ``preset``) in a hidden temporary
-    file beside ``path``; on a clean exit the source audio (``audio_from``, streams copied as they
-    are, AAC only when the codec cannot go in MP4) is muxed in and the result renamed onto ``path``
-    with :func:`os.replace`. On any exception, KeyboardInterrupt included, the temporary files are
-    removed and nothing is left under ``path``.
+    Use as a context manager. The container follows ``path``'s suffix (:data:`OUTPUT_CONTAINERS`:
+    MP4, MOV or Matroska). The writer holds ``claim`` on ``path`` (:func:`outputs.claim_output`;
+    taken here when None is given, raising ``OutputBusy`` if another run holds it). Frames go to
+    libx264 (``crf``, ``preset``) in a hidden temporary file beside ``path`` with a name of its own;
+    on a clean exit the source's audio (``audio_from``: streams copied as they are, AAC only when
+    the codec cannot go in the container) and subtitles (copied into Matroska, converted to
+    mov_text for MP4/MOV when they are text, else dropped with a warning) are muxed in, the result
+    is checked (frame count and duration) and renamed onto ``path`` with :func:`os.replace`. On any
+    exception, KeyboardInterrupt included, the temporary files are removed and nothing is left
+    under ``path``.
 
     Frame ``i`` is shown at the source's frame ``i`` time (``info.frame_pts``), so variable frame
     rates and a video that starts after its audio keep their timing. Frames are written in
@@ -436,20 +487,24 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         audio_from: str | os.PathLike | None = None,
+        claim: OutputClaim | None = None,
     ) -> None:
         self.path = Path(path)
         self.info = info
         self.size = tuple(size) if size is not None else info.size
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.frames_written = 0
+        self._container = output_container(self.path)
         parent = self.path.parent
         if not parent.is_dir():
             raise FfvError(self.path, f"output folder {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise FfvError(self.path, f"output folder {parent} is not writable")
-        stem = f".{self.path.stem}.ffv-tmp"
-        self._tmp_video = parent / f"{stem}-video.mp4"
-        self._tmp_final = parent / f"{stem}{self.path.suffix or '.mp4'}"
+        self._owned_claim = claim_output(self.path) if claim is None else None
+        self._claim = claim if claim is not None else self._owned_claim
+        token = new_token()
+        self._tmp_video = temp_path(self.path, token, "-video.mp4")
+        self._tmp_final = temp_path(self.path, token, self.path.suffix or ".mp4")
         width, height = self.size
         self._frame_bytes = width * height * 3
         if info.frame_pts and info.time_base is not None:
@@ -462,9 +517,11 @@ class VideoWriter:
         matrix = info.color_matrix if info.color_matrix in _MATRIX_SCALE_NAME else "smpte170m"
         vf = (f"scale=out_color_matrix={_MATRIX_SCALE_NAME[matrix]}:out_range=tv,format={pix_fmt},"
               f"setsar={info.sar.numerator}/{info.sar.denominator}:max=65535")
-        # Matroska timestamps are unsigned: shift a negative source start, and shift it back.
+        # Times in the output are the source's minus its time origin (MPEG-TS clocks). Matroska
+        # timestamps are unsigned: shift a negative start, and shift it back in the encoder.
+        self._origin = Fraction(info.time_origin).limit_denominator(10**6)
         first_time, _ = _frame_time(info, 0)
-        self._shift = max(Fraction(0), -first_time)
+        self._shift = max(Fraction(0), self._origin - first_time)
         cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-copyts",
                "-itsoffset", f"{-float(self._shift):.9f}", "-f", "matroska", "-i", "pipe:0",
                "-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-enc_time_base", str(self._time_base),
@@ -474,6 +531,7 @@ class VideoWriter:
         self._stderr = tempfile.TemporaryFile()
         self._proc: subprocess.Popen | None = None
         self._closed = False
+        self._expected: tuple[Fraction, Fraction] | None = None  # first and last frame's times
         try:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
@@ -492,11 +550,11 @@ class VideoWriter:
             self._proc.stdin.write(data)
         except (BrokenPipeError, OSError) as exc:
             self._proc.wait()
-            raise FfvError(self.path, f"encoder stopped: {self._error_text()}") from exc
+            raise FfvError(self.path, self._error_text("encoder stopped")) from exc
 
-    def _error_text(self) -> str:
+    def _error_text(self, what: str) -> str:
         self._stderr.seek(0)
-        return _last_error(self._stderr.read())
+        return _failure(self._stderr.read(), what)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 RGB frame of shape (height, width, 3) at ``size``."""
@@ -507,7 +565,8 @@ class VideoWriter:
             got = (getattr(frame, "shape", None), getattr(frame, "dtype", type(frame).__name__))
             raise ValueError(f"expected uint8 frame of shape {(height, width, 3)}, got {got}")
         time, duration = _frame_time(self.info, self.frames_written)
-        time += self._shift
+        time += self._shift - self._origin
+        self._expected = (self._expected[0] if self._expected else time, time)
         header = _mkv_frame_header(round(time * 10**9), round(duration * 10**9), self._frame_bytes)
         self._send(header)
         self._send(memoryview(np.ascontiguousarray(frame)).cast("B"))
@@ -516,17 +575,18 @@ class VideoWriter:
 
     # -- finishing ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Finish encoding, mux the audio and move the result onto ``path``."""
+        """Finish encoding, mux the audio, check the result and move it onto ``path``."""
         if self._closed:
             return
         self._closed = True
         try:
             self._proc.stdin.close()
             if self._proc.wait() != 0:
-                raise FfvError(self.path, f"encoding failed: {self._error_text()}")
+                raise FfvError(self.path, self._error_text("encoding failed"))
             if self.frames_written == 0:
                 raise FfvError(self.path, "no frames were written")
             self._mux()
+            self._verify()
             os.replace(self._tmp_final, self.path)
         except BaseException:
             self._cleanup()
@@ -553,30 +613,84 @@ class VideoWriter:
         self._stderr.close()
         for tmp in (self._tmp_video, self._tmp_final):
             tmp.unlink(missing_ok=True)
+        if self._owned_claim is not None:
+            self._owned_claim.release()
+
+    def _verify(self) -> None:
+        """Check the finished temporary before it is renamed: every frame is there, and it lasts
+        as long as the frames written, first to last (a file cut short by a bad disk is not)."""
+        try:
+            out = probe(self._tmp_final)
+        except FfvError as exc:
+            raise FfvError(self.path, f"the finished file is unreadable ({exc.reason}); not kept") from exc
+        if out.n_frames is not None and out.n_frames != self.frames_written:
+            raise FfvError(self.path, f"the finished file has {out.n_frames} frames, {self.frames_written} "
+                                      "were written; not kept")
+        first, last = self._expected
+        expected = float(last - first)
+        times = out.frame_times
+        span = times[-1] - times[0] if times else out.duration - out.duration / max(out.n_frames or 1, 1)
+        if abs(span - expected) > max(0.002, 0.5 * expected / max(self.frames_written - 1, 1)):
+            raise FfvError(self.path, f"the finished file's frames span {span:.3f} s, {expected:.3f} s "
+                                      "were written; not kept")
+
+    def _subtitle_args(self) -> list[str]:
+        """Maps and codecs for the source's subtitle streams that the container can carry; a
+        warning for those it cannot."""
+        codecs = self.info.subtitle_codecs if self.audio_from is not None else ()
+        args, dropped = [], []
+        for k, codec in enumerate(codecs):
+            if self._container == "matroska":
+                target = "srt" if codec == "mov_text" else "copy"
+            elif codec in _TEXT_SUBTITLES:
+                target = "mov_text"
+            else:
+                dropped.append(codec)
+                continue
+            args += ["-map", f"1:s:{k}", f"-c:s:{len(args) // 4}", target]
+        if dropped:
+            log.warning("%s: %d subtitle stream(s) (%s) dropped: %s cannot hold them (name the output "
+                        ".mkv to keep them)", self.path, len(dropped), ", ".join(dropped), self._container.upper())
+        return args
 
     def _mux(self) -> None:
-        """Copy the encoded video and the source audio, with their own start times, into MP4.
+        """Copy the encoded video and the source's audio and subtitles, with their own start times
+        (less the source's time origin), into the output container.
 
-        The audio streams are copied as they are; when MP4 cannot hold their codec, they are
-        re-encoded to AAC (with a warning).
+        The audio streams are copied as they are; when the container cannot hold their codec, they
+        are re-encoded to AAC (with a warning). A full disk is reported as such.
         """
         inputs, maps = ["-i", str(self._tmp_video)], ["-map", "0:v:0"]
-        if self.audio_from is not None:  # its audio, and its title/date tags
-            inputs += ["-i", str(self.audio_from)]
+        subtitles: list[str] = []
+        if self.audio_from is not None:  # its audio, subtitles, and title/date tags
+            inputs += ["-itsoffset", f"{-float(self._origin):.6f}", "-i", str(self.audio_from)]
             maps += ["-map", "1:a?", "-map_metadata", "1"]
+            subtitles = self._subtitle_args()
+        extra = ["-video_track_timescale", str(self._timescale), "-movflags", "+faststart"] \
+            if self._container in ("mp4", "mov") else []
 
-        def mux(audio_codec: list[str]) -> subprocess.CompletedProcess:
-            return _run(["-v", "error", "-copyts", *inputs, *maps, "-c:v", "copy", *audio_codec,
-                         "-video_track_timescale", str(self._timescale),
-                         "-movflags", "+faststart", "-y", "-f", "mp4", str(self._tmp_final)], self.path)
+        def mux(audio_codec: list[str], subs: list[str]) -> subprocess.CompletedProcess:
+            return _run(["-v", "error", "-copyts", *inputs, *maps, *subs, "-c:v", "copy", *audio_codec, *extra,
+                         "-y", "-f", self._container, str(self._tmp_final)], self.path)
 
-        proc = mux(["-c:a", "copy"])
+        def full_disk(proc: subprocess.CompletedProcess) -> None:
+            if proc.returncode != 0 and any(sign.encode() in proc.stderr for sign in _NO_SPACE):
+                raise FfvError(self.path, _failure(proc.stderr, "muxing failed"))
+
+        proc = mux(["-c:a", "copy"], subtitles)
+        full_disk(proc)
+        if proc.returncode != 0 and subtitles:
+            log.warning("%s: subtitles cannot be copied (%s); dropped", self.path, _last_error(proc.stderr))
+            subtitles = []
+            proc = mux(["-c:a", "copy"], subtitles)
+            full_disk(proc)
         if proc.returncode != 0 and self.audio_from is not None:
-            log.warning("%s: audio cannot be copied into MP4 (%s); re-encoding it to AAC",
-                        self.path, _last_error(proc.stderr))
-            proc = mux(["-c:a", "aac", "-b:a", "192k"])
+            log.warning("%s: audio cannot be copied into %s (%s); re-encoding it to AAC",
+                        self.path, self._container.upper(), _last_error(proc.stderr))
+            proc = mux(["-c:a", "aac", "-b:a", "192k"], subtitles)
+            full_disk(proc)
         if proc.returncode != 0:
-            raise FfvError(self.path, f"muxing failed: {_last_error(proc.stderr)}")
+            raise FfvError(self.path, _failure(proc.stderr, "muxing failed"))
 
     def __enter__(self) -> VideoWriter:
         return self

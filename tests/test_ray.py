@@ -212,7 +212,7 @@ def test_a_worker_killed_mid_clip_is_retried_and_leaves_complete_outputs(ray_clu
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and thread.is_alive() and time.monotonic() < deadline:
-        pid = _encoder_worker(".victim.ffv-ray-")
+        pid = _encoder_worker(".victim.mp4.ffv-tmp-")
         if pid is not None and pid != os.getpid():
             os.kill(pid, signal.SIGKILL)
             killed = pid

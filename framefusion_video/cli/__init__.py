@@ -7,8 +7,14 @@ sub-command lives in ``framefusion_video/cli/<module>.py`` as a click command of
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -47,12 +53,96 @@ class LazyGroup(click.Group):
             return command
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context):
+        """Run the command with SIGTERM and SIGHUP handled as Ctrl-C is (the same clean-up: no
+        partial output is left), and exit 128 + the signal's number (130 for Ctrl-C, 143 for
+        SIGTERM) instead of click's 1."""
+        with signals_as_interrupts():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt as exc:
+                signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+                logging.getLogger(__name__).warning(
+                    "ffv: stopped by %s; unfinished outputs were removed, finished ones kept",
+                    signal.Signals(signum).name)
+                ctx.exit(128 + signum)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List commands with their help from the dict, without importing their modules."""
         rows = [(name, help_text) for name, (_, help_text) in sorted(self.lazy_commands.items())]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread: a KeyboardInterrupt, so that everything that
+    cleans up after Ctrl-C (encoders, temporaries, claims) does so after these too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM and SIGHUP while the block runs (main thread only);
+    a second signal during the clean-up is ignored, so the clean-up finishes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = (signal.SIGTERM, signal.SIGHUP)
+
+    def handler(signum: int, frame) -> None:
+        for sig in caught:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in caught}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+#: Environment variables that quieten the native loggers of TensorFlow, LiteRT and MediaPipe
+#: (glog/absl), set (unless already set) before they are imported, unless ``-v``.
+NATIVE_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2", "GRPC_VERBOSITY": "ERROR"}
+
+
+def silence_native_logging() -> Callable[[], None]:
+    """Keep native libraries' stderr chatter (TFLite's "Created TensorFlow Lite XNNPACK delegate",
+    MediaPipe's absl "W0000 ..." lines) off the terminal; Python's own output is untouched.
+
+    Sets :data:`NATIVE_QUIET_ENV`, then moves Python's ``sys.stderr`` to a duplicate of file
+    descriptor 2 and points descriptor 2, where C++ code writes, at the null device. Returns the
+    function that undoes the redirection. Does only the first part when ``sys.stderr`` is not the
+    process's descriptor 2 (e.g. under click's CliRunner).
+    """
+    for name, value in NATIVE_QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        is_fd2 = sys.stderr is not None and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        is_fd2 = False
+    if not is_fd2:
+        return lambda: None
+    sys.stderr.flush()
+    original = sys.stderr
+    python_fd = os.dup(2)
+    sys.stderr = os.fdopen(python_fd, "w", buffering=1, encoding=original.encoding, errors="backslashreplace")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+
+    def restore() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+            os.dup2(python_fd, 2)
+        sys.stderr = original
+
+    return restore
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:
@@ -71,6 +161,9 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
     """Frame Fusion Video: restore the faces in videos, on a plain CPU."""
+    if not verbose:
+        ctx.call_on_close(silence_native_logging())
     setup_logging(verbose, quiet)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
+    ctx.obj["verbose"] = verbose

@@ -24,7 +24,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+# readable=False: an unreadable file is reported by its own run (and fails alone), not by click.
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(readable=False, path_type=str))
 @click.option("-o", "--output", type=click.Path(path_type=str),
               help="Output file (one input) or folder. Default: <name>_restored.mp4 beside each file, "
                    "<folder>_restored/ for a folder.")
@@ -63,7 +64,8 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
             preset: str, quiet: bool, ray_address: str | None = None, speed: str | None = None) -> None:
     """Restore the faces in INPUT videos (files or folders).
 
-    Exit status: 0 when every file was restored or skipped, 1 when any failed, 2 for usage errors.
+    Exit status: 0 when every file was restored or skipped, 1 when any failed, 2 for usage errors,
+    130 when stopped by Ctrl-C (SIGINT), 143 by SIGTERM, 129 by SIGHUP.
     """
     import logging
 
@@ -91,7 +93,8 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
         else:
             from framefusion_video.distributed import RayConfig, parse_ray_address, restore_paths_ray
 
-            ray_config = RayConfig(address=parse_ray_address(ray_address))
+            ray_config = RayConfig(address=parse_ray_address(ray_address),
+                                   worker_logs=bool((ctx.obj or {}).get("verbose")))
             results = restore_paths_ray(inputs, output, config, recursive=recursive, overwrite=overwrite,
                                         report=report, quiet=quiet, ray_config=ray_config)
     except FfvError as exc:

@@ -1,0 +1,41 @@
+"""``python tests/slow_ffv.py [ffv arguments]``: the real ``ffv`` command line with a stand-in pipeline.
+
+Decoding, encoding, claiming, muxing, renaming and signal handling are ffv's own; only the face
+pipeline is replaced by one that passes frames through unchanged, taking ``FFV_TEST_FRAME_DELAY``
+seconds per frame (default 0.05), without loading MediaPipe or a model. Fault tests run it as a
+subprocess so that they can signal, kill or race real runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+
+def main() -> None:
+    import framefusion_video.restore as restore
+    from framefusion_video.cli import main as ffv
+    from framefusion_video.video_io import read_frames
+
+    delay = float(os.environ.get("FFV_TEST_FRAME_DELAY", "0.05"))
+
+    class PassThrough:
+        crop_size = 64
+
+        def restore(self, crops):
+            return crops
+
+    def frames_unchanged(src, info, restorer, config, *, detector=None, select=None) -> Iterator:
+        for index, frame in enumerate(read_frames(src, info)):
+            time.sleep(delay)
+            yield restore.RestoredFrame(index, frame, frame)
+
+    restore.load_default_restorer = lambda config: PassThrough()
+    restore.iter_restored = frames_unchanged
+    ffv(args=sys.argv[1:], prog_name="ffv")
+
+
+if __name__ == "__main__":
+    main()

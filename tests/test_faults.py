@@ -1,0 +1,485 @@
+"""Fault tests: what an archivist's unattended runs meet (issue 22).
+
+Sound in sync for streams that do not start at 0; outputs claimed by one run at a time; signals
+and kill -9 mid-run; options checked before any work; a full disk; ``-q``; MKV/MOV outputs and
+subtitles; folder runs and unreadable inputs. Runs that must be signalled or raced go through
+``tests/slow_ffv.py`` (the real CLI, a pass-through pipeline) in a subprocess; the others through
+click's CliRunner with the same pass-through pipeline. Clips are tiny; each test takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from framefusion_video.cli import main
+from framefusion_video.errors import FfvError
+from framefusion_video.outputs import OutputBusy, claim_output, lock_path
+from framefusion_video.restore import RestoredFrame, plan_outputs
+from framefusion_video.video_io import VideoWriter, probe, read_frames
+
+from media import ffmpeg, make_clip, short_copy
+
+REPO = Path(__file__).resolve().parents[1]
+SLOW_FFV = Path(__file__).with_name("slow_ffv.py")
+FRAME = 1 / 10  # the clips' frame interval (10 fps)
+
+
+def hidden(folder: Path) -> list[str]:
+    """Names of the hidden files in ``folder``: temporaries and locks, which a finished or
+    stopped run must not leave."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def copy_through_writer(src: Path, dst: Path) -> None:
+    """Decode ``src`` and encode it to ``dst`` with its audio: what ``ffv restore`` does to the
+    timing of a clip."""
+    info = probe(src)
+    with VideoWriter(dst, info, audio_from=src if info.has_audio else None) as writer:
+        for frame in read_frames(src, info):
+            writer.write(frame)
+
+
+# --------------------------------------------------------------------------- start offsets
+
+def _offset_clip(tmp: Path, kind: str) -> Path:
+    """A clip whose streams start at different times, in the container ``kind`` names."""
+    base = make_clip(tmp / "base.mp4", (64, 48), 20, 10.0, vfr=kind == "vfr")
+    out = tmp / {"ts-cut": "cut.ts", "mkv-audio-late": "a.mkv", "mp4-video-late": "v.mp4",
+                 "mp4-both-late": "both.mp4", "mov-video-late": "v.mov"}.get(kind, "x.mp4")
+    if kind == "ts-cut":  # a cut of a broadcast recording: both streams start well after 0
+        ffmpeg("-ss", "0.5", "-i", str(base), "-map", "0", "-c", "copy", "-f", "mpegts", str(out))
+    elif kind == "mkv-audio-late":
+        ffmpeg("-i", str(base), "-itsoffset", "0.5", "-i", str(base), "-map", "0:v", "-map", "1:a", "-c", "copy",
+               str(out))
+    elif kind in ("mp4-video-late", "mov-video-late", "vfr"):
+        ffmpeg("-itsoffset", "0.48", "-i", str(base), "-i", str(base), "-map", "0:v", "-map", "1:a", "-c", "copy",
+               str(out))
+    elif kind == "mp4-both-late":
+        ffmpeg("-i", str(base), "-map", "0", "-c", "copy", "-output_ts_offset", "1", str(out))
+    return out
+
+
+def _audio_packet_times(path: Path, n: int = 6) -> tuple[np.ndarray, float]:
+    """Stored times (seconds, the file's own clock) of the first ``n`` audio packets, and the
+    stream's time base (its precision)."""
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-copyts", "-i", str(path), "-map", "0:a:0",
+                          "-c", "copy", "-frames:a", str(n), "-f", "framecrc", "-"], capture_output=True, text=True)
+    tb = Fraction(next(ln for ln in out.stdout.splitlines() if ln.startswith("#tb 0:")).split(":", 1)[1].strip())
+    times = [float(int(ln.split(",")[2]) * tb) for ln in out.stdout.splitlines() if ln and ln[0] != "#"]
+    return np.array(times), float(tb)
+
+
+def _assert_same_timing(src: Path, dst: Path) -> None:
+    """Every frame and every audio packet of ``dst`` is where it is in ``src`` (less the source's
+    time origin): the streams keep their start offsets exactly.
+
+    Audio is compared packet by packet rather than by its reported start: ffmpeg's MP4 muxer keeps
+    the AAC priming packet of a Matroska source but not its "skip" mark, so the reported start of
+    such a copy moves 1024 samples earlier although every packet keeps its time."""
+    inp, out = probe(src), probe(dst)
+    origin = inp.time_origin
+    assert out.video_start == pytest.approx(inp.video_start - origin, abs=2e-4)
+    np.testing.assert_allclose(out.frame_times, np.array(inp.frame_times) - origin, atol=2e-4)
+    (times_in, tb_in), (times_out, tb_out) = _audio_packet_times(src), _audio_packet_times(dst)
+    np.testing.assert_allclose(times_out, times_in - origin, rtol=0, atol=max(tb_in, tb_out, 2e-4))
+    if src.suffix != ".mkv":
+        assert out.audio_start == pytest.approx(inp.audio_start - origin, abs=2e-4)
+
+
+@pytest.mark.parametrize("kind", ["ts-cut", "mkv-audio-late", "mp4-video-late", "mp4-both-late", "mov-video-late",
+                                  "vfr"])
+def test_stream_start_offsets_are_kept_exactly(tmp_path, kind):
+    src = _offset_clip(tmp_path, kind)
+    inp = probe(src)
+    assert inp.has_audio and abs(inp.video_start - inp.audio_start) > 0.01  # the case is really offset
+    dst = tmp_path / "out.mp4"
+    copy_through_writer(src, dst)
+    _assert_same_timing(src, dst)
+
+
+def test_an_mpeg_ts_clock_is_moved_to_zero_for_every_stream_alike(tmp_path):
+    src = _offset_clip(tmp_path, "ts-cut")
+    inp = probe(src)
+    assert inp.container == "mpegts" and min(inp.video_start, inp.audio_start) > 1.0
+    copy_through_writer(src, tmp_path / "out.mp4")
+    out = probe(tmp_path / "out.mp4")
+    assert min(out.video_start, out.audio_start) == pytest.approx(0.0, abs=2e-4)
+
+
+def test_the_shared_audio_offset_clip_keeps_its_offset_exactly(shared_videos, tmp_path):
+    src = short_copy(shared_videos / "stage_multiface_profile_audio-offset_640x360.mp4", tmp_path / "s.mp4", 1.5)
+    copy_through_writer(src, tmp_path / "out.mp4")
+    _assert_same_timing(src, tmp_path / "out.mp4")
+
+
+def test_a_restore_run_keeps_the_offsets_of_a_ts_cut(tmp_path):
+    src = _offset_clip(tmp_path, "ts-cut")
+    result = _run_slow("-q", "restore", str(src), "-o", str(tmp_path / "out.mp4"), delay=0)
+    assert result.returncode == 0, result.stderr
+    _assert_same_timing(src, tmp_path / "out.mp4")
+
+
+# --------------------------------------------------------------------------- containers and subtitles
+
+@pytest.mark.parametrize("suffix, container", [(".mkv", "matroska"), (".mov", "mov")])
+def test_the_output_suffix_chooses_the_container(tmp_path, suffix, container):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    dst = tmp_path / f"out{suffix}"
+    copy_through_writer(src, dst)
+    assert probe(dst).container.split(",")[0] == container
+    assert hidden(tmp_path) == []
+
+
+def test_an_output_suffix_ffv_cannot_write_is_refused_before_any_work(tmp_path):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    result = _run_slow("restore", str(src), "-o", str(tmp_path / "out.avi"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'out.avi'}: cannot write .avi files; name the output .mp4, .mov or .mkv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
+def _subtitled(tmp: Path) -> Path:
+    base = make_clip(tmp / "base.mp4", (64, 48), 20, 10.0)
+    srt = tmp / "s.srt"
+    srt.write_text("1\n00:00:00,500 --> 00:00:01,500\nhello\n", encoding="utf-8")
+    out = tmp / "subs.mkv"
+    ffmpeg("-i", str(base), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt", str(out))
+    return out
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mkv", "subrip"), (".mp4", "mov_text")])
+def test_text_subtitles_are_kept(tmp_path, suffix, codec):
+    src = _subtitled(tmp_path)
+    assert probe(src).subtitle_codecs == ("subrip",)
+    dst = tmp_path / f"out{suffix}"
+    copy_through_writer(src, dst)
+    assert probe(dst).subtitle_codecs == (codec,)
+
+
+def test_subtitles_mp4_cannot_hold_are_dropped_with_a_warning(tmp_path, caplog):
+    import dataclasses
+
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    info = dataclasses.replace(probe(src), subtitle_codecs=("hdmv_pgs_subtitle",))
+    writer = VideoWriter(tmp_path / "out.mp4", info, audio_from=src)
+    try:
+        with caplog.at_level(logging.WARNING, logger="framefusion_video"):
+            assert writer._subtitle_args() == []
+    finally:
+        writer.abort()
+    assert "1 subtitle stream(s) (hdmv_pgs_subtitle) dropped" in caplog.text and ".mkv" in caplog.text
+    assert hidden(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- claims and concurrent runs
+
+def test_an_output_is_claimed_by_one_run_at_a_time(tmp_path):
+    dst = tmp_path / "out.mp4"
+    with claim_output(dst):
+        assert lock_path(dst).exists()
+        with pytest.raises(OutputBusy, match=f"pid {os.getpid()} on .*in progress|in progress.*pid {os.getpid()}"):
+            claim_output(dst)
+    assert hidden(tmp_path) == []  # released: the lock file is gone
+    with claim_output(dst):  # and can be taken again
+        pass
+
+
+def test_writers_of_one_output_never_share_a_temporary(tmp_path):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    info = probe(src)
+    first = VideoWriter(tmp_path / "a.mp4", info)
+    second = VideoWriter(tmp_path / "b.mp4", info)
+    try:
+        assert first._tmp_video != second._tmp_video and first._tmp_final != second._tmp_final
+        with pytest.raises(OutputBusy):
+            VideoWriter(tmp_path / "a.mp4", info)  # a second writer of the same output is refused
+    finally:
+        first.abort()
+        second.abort()
+    assert hidden(tmp_path) == []
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next_claim(tmp_path):
+    dst = tmp_path / "out.mp4"
+    stale = [tmp_path / ".out.mp4.ffv-tmp-123-abcdef01-video.mp4", tmp_path / ".out.ffv-tmp-video.mp4"]
+    other = tmp_path / ".other.mp4.ffv-tmp-123-abcdef01-video.mp4"  # another output's: kept
+    for path in (*stale, other):
+        path.write_bytes(b"partial")
+    with claim_output(dst):
+        assert not any(p.exists() for p in stale)
+        assert other.exists()
+
+
+def _run_slow(*args: str, delay: float = 0.05, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FFV_TEST_FRAME_DELAY": str(delay), "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, str(SLOW_FFV), *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=120)
+
+
+def _start_slow(*args: str, delay: float = 0.05) -> subprocess.Popen:
+    env = {**os.environ, "FFV_TEST_FRAME_DELAY": str(delay), "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.Popen([sys.executable, str(SLOW_FFV), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _writing(folder: Path, name: str) -> bool:
+    return any(p.name.startswith(f".{name}.ffv-tmp-") for p in folder.iterdir())
+
+
+def test_two_concurrent_runs_on_one_output_leave_one_complete_file(tmp_path):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 40, 10.0)
+    dst = tmp_path / "out.mp4"
+    first = _start_slow("restore", str(src), "-o", str(dst), "--report", str(tmp_path / "first.json"))
+    _wait_for(lambda: _writing(tmp_path, "out.mp4"), first)
+    second = _run_slow("restore", str(src), "-o", str(dst), "--report", str(tmp_path / "second.json"))
+    assert first.poll() is None, "the first run must still be writing while the second one is refused"
+    assert second.returncode == 0, second.stderr
+    assert "in progress in another ffv run" in second.stderr
+    assert first.wait(timeout=120) == 0, first.communicate()
+    entry = json.loads((tmp_path / "second.json").read_text())["files"][0]
+    assert entry["status"] == "skipped" and "in progress" in entry["error"]
+    assert probe(dst).n_frames == 40 and probe(dst).frame_times == probe(src).frame_times
+    assert hidden(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- signals and kill -9
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_signal_mid_run_removes_the_partial_output_and_a_rerun_completes_it(tmp_path, sig, code):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 40, 10.0)
+    dst = tmp_path / "out.mp4"
+    run = _start_slow("restore", str(src), "-o", str(dst))
+    _wait_for(lambda: _writing(tmp_path, "out.mp4"), run)
+    time.sleep(0.3)
+    run.send_signal(sig)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == code, stderr
+    assert f"stopped by {signal.Signals(sig).name}" in stderr and "Traceback" not in stderr
+    assert not dst.exists() and hidden(tmp_path) == []
+    again = _run_slow("-q", "restore", str(src), "-o", str(dst), delay=0)
+    assert again.returncode == 0 and again.stderr == ""
+    assert probe(dst).n_frames == 40 and hidden(tmp_path) == []
+
+
+def test_after_kill_9_the_next_run_removes_the_leftovers_and_completes(tmp_path):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 40, 10.0)
+    dst = tmp_path / "out.mp4"
+    run = _start_slow("restore", str(src), "-o", str(dst))
+    _wait_for(lambda: _writing(tmp_path, "out.mp4"), run)
+    run.kill()
+    run.communicate(timeout=60)
+    assert not dst.exists() and hidden(tmp_path)  # what kill -9 leaves: no output, hidden leftovers
+    again = _run_slow("restore", str(src), "-o", str(dst), delay=0)
+    assert again.returncode == 0, again.stderr
+    assert "left by an ffv run that was killed" in again.stderr
+    assert probe(dst).n_frames == 40 and hidden(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- options checked first
+
+@pytest.fixture
+def pass_through(monkeypatch):
+    """In-process runs with the pass-through pipeline of slow_ffv.py (no MediaPipe, no model)."""
+    import framefusion_video.restore as restore
+
+    class PassThrough:
+        crop_size = 64
+
+        def restore(self, crops):
+            return crops
+
+    def frames_unchanged(src, info, restorer, config, *, detector=None, select=None):
+        for index, frame in enumerate(read_frames(src, info)):
+            yield RestoredFrame(index, frame, frame)
+
+    monkeypatch.setattr(restore, "load_default_restorer", lambda config: PassThrough())
+    monkeypatch.setattr(restore, "iter_restored", frames_unchanged)
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _one_line_error(result, expected: str) -> None:
+    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("Error:")]
+    assert result.exit_code == 1 and lines == [f"Error: {expected}"], result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "a-folder-by-name-only"])
+def test_a_report_path_that_cannot_be_written_stops_the_run_before_any_work(tmp_path, pass_through, where):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    (tmp_path / "file").write_text("x")
+    report = tmp_path / "file" / "run.json"
+    if where == "a-folder-by-name-only":
+        report = tmp_path / "file" / "sub" / "run.json"
+    result = run_cli("restore", str(src), "-o", str(tmp_path / "out.mp4"), "--report", str(report))
+    _one_line_error(result, f"{report.parent}: cannot create the report's folder ({tmp_path / 'file'} is a file)")
+    assert not (tmp_path / "out.mp4").exists() and hidden(tmp_path) == []
+
+
+def test_an_output_folder_under_a_file_stops_the_run_before_any_work(tmp_path, pass_through):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    (tmp_path / "file").write_text("x")
+    other = make_clip(tmp_path / "d.mp4", (64, 48), 10, 10.0)
+    result = run_cli("restore", str(src), str(other), "-o", str(tmp_path / "file" / "out"))
+    _one_line_error(result, f"{tmp_path / 'file' / 'out'}: cannot create the output folder "
+                            f"({tmp_path / 'file'} is a file)")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"just some text\n", "not a valid model: a .keras model is a zip archive, this file is not"),
+    (None, "model file not found"),
+])
+def test_a_bad_model_file_is_named_with_what_is_wrong_before_any_work(tmp_path, content, reason):
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    model = tmp_path / "weights.keras"
+    if content is not None:
+        model.write_bytes(content)
+    result = run_cli("restore", str(src), "-o", str(tmp_path / "out.mp4"), "--model", str(model))
+    _one_line_error(result, f"{model}: {reason}")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_full_disk_is_reported_as_such_and_loses_nothing(tmp_path, pass_through, monkeypatch):
+    import framefusion_video.video_io as video_io
+
+    real = video_io.ffmpeg_exe()
+    fake = tmp_path / "ffmpeg"
+    # The final mux (the one with +faststart) fails as ffmpeg does when the disk fills up.
+    fake.write_text("#!/bin/sh\n"
+                    "case \"$*\" in *+faststart*) echo '[out#0/mp4 @ 0x55] Error writing trailer: "
+                    "No space left on device' >&2; exit 1;; esac\n"
+                    f"exec '{real}' \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(video_io, "ffmpeg_exe", lambda: str(fake))
+    src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"an earlier output")
+    result = run_cli("restore", str(src), "-o", str(dst), "--overwrite")
+    assert result.exit_code == 1
+    assert f"{dst}: muxing failed: no space left on device" in result.output
+    assert "AAC" not in result.output and "Traceback" not in result.output
+    assert dst.read_bytes() == b"an earlier output" and hidden(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- inputs
+
+def test_one_unreadable_file_among_several_fails_alone(tmp_path, pass_through, monkeypatch):
+    good = make_clip(tmp_path / "good.mp4", (64, 48), 10, 10.0)
+    locked = make_clip(tmp_path / "locked.mp4", (64, 48), 10, 10.0)
+    real_access = os.access
+    # Tests may run as root, who can read anything: deny reading this one file as a permission would.
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked and mode & os.R_OK
+                        else real_access(p, mode, **kw))
+    out = tmp_path / "out"
+    result = run_cli("restore", str(good), str(locked), "-o", str(out))
+    assert result.exit_code == 1, result.output
+    assert f"{locked}: failed: cannot read the file (permission denied)" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["good_restored.mp4"]
+
+
+def test_a_folder_run_does_not_take_earlier_restored_outputs_for_inputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "a_restored.mp4", "b_restored.mov"):  # b_restored.mov has no b.*: an input
+        (folder / name).write_bytes(b"x")
+    assert [src.name for src, _ in plan_outputs([folder], tmp_path / "out")] == ["a.mp4", "b_restored.mov"]
+
+
+# --------------------------------------------------------------------------- quiet
+
+def test_quiet_is_quiet_with_the_real_model_and_detector(tmp_path):
+    from skimage import data
+
+    src = make_clip(tmp_path / "face.mp4", (128, 128), 4, 10.0, face_image=data.astronaut())
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    run = subprocess.run([sys.executable, "-m", "framefusion_video", "-q", "restore", str(src), "-o",
+                          str(tmp_path / "out.mp4")], capture_output=True, text=True, env=env, timeout=180)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and run.stdout == ""
+    assert probe(tmp_path / "out.mp4").n_frames == 4
+
+
+def test_errors_still_show_when_quiet(tmp_path):
+    result = _run_slow("-q", "restore", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "out.mp4"))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'missing.mp4'}: failed: no such file" in result.stderr
+
+
+# --------------------------------------------------------------------------- Ray
+
+def test_ray_workers_get_absolute_paths(tmp_path, monkeypatch):
+    """Run the Ray dispatch with a stand-in for Ray whose 'workers' run in another folder, as on a
+    cluster: relative inputs, outputs and --model must reach them as absolute paths."""
+    import types
+
+    import framefusion_video.distributed as distributed
+    from framefusion_video.restore import RestoreConfig
+
+    seen: list[tuple] = []
+
+    class Ref:
+        def __init__(self, value):
+            self.value = value  # what ray.get returns
+
+    class Task:
+        def options(self, **kwargs):
+            return self
+
+        def remote(self, *args):
+            seen.append(args)
+            return Ref(distributed._Outcome(distributed.RayFileResult(
+                Path(args[0]), Path(args[1]), status="failed", error=f"{args[0]}: stand-in")))
+
+    class Board:
+        def remote(self):
+            return types.SimpleNamespace(snapshot=types.SimpleNamespace(remote=lambda: Ref({})))
+
+    fake_ray = types.SimpleNamespace(
+        remote=lambda fn=None, **kw: (lambda target: Board()) if fn is None else Task(),
+        wait=lambda refs, num_returns=1, timeout=None: (refs[:1], refs[1:]),
+        get=lambda ref, timeout=None: ref.value,
+        cancel=lambda ref, force=False: None,
+        exceptions=types.SimpleNamespace(RayError=RuntimeError),
+    )
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", (64, 48), 10, 10.0)
+    (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 stand-in")
+    monkeypatch.chdir(tmp_path)
+    pairs = plan_outputs(["in"], "out")
+    results = [None]
+    distributed._run_tasks(fake_ray, pairs, [0], results, ["[1/1] in/a.mp4"], RestoreConfig(model_path="m.keras"),
+                           False, True, distributed.RayConfig())
+    [(src, dst, config, *_)] = seen
+    assert src == str(tmp_path / "in" / "a.mp4") and dst == str(tmp_path / "out" / "a.mp4")
+    assert config.model_path == str(tmp_path / "m.keras")
+    # The caller's paths in the results and the report, as in a serial run.
+    assert (results[0].input, results[0].error) == (Path("in/a.mp4"), "in/a.mp4: stand-in")
