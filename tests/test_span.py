@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framefusion_video.model import count_conv_flops
 from framefusion_video.ncnn_format import TAG_FP16, parse_param, read_weights
 from framefusion_video.span import (
     SpanConfig,
@@ -163,6 +164,8 @@ def test_build_span_upscales_by_its_scale_into_0_1(scale: int) -> None:
     assert out.shape == (2, 8 * scale, 8 * scale, 3) and out.min() >= 0.0 and out.max() <= 1.0
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     assert len(convs) == 3 * config.blocks + 4 and convs[-1].filters == 3 * scale * scale
+    macs_per_pixel = 3 * 4 * 9 + (3 * config.blocks + 1) * 4 * 4 * 9 + 16 * 4 + 4 * 3 * scale * scale * 9
+    assert count_conv_flops(model) == 2 * 8 * 8 * macs_per_pixel
 
 
 @pytest.mark.parametrize("r", [2, 3])

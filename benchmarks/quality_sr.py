@@ -1,0 +1,126 @@
+"""Super-resolution of aligned faces: bicubic against an upscaling network (e.g. SPAN), PSNR/SSIM,
+and the network's speed per crop on LiteRT.
+
+Each face of ``--data`` is aligned to a 128 px crop as ``ffv eval`` aligns it, downscaled by area
+to 128/r px (r = the model's output/input size, 2 or 4), scaled back up by bicubic interpolation and
+by the model (``evaluation.evaluate_super_resolution``), and compared with the 128 px crop. Speed:
+the model converted to ``.tflite`` (``inference.export_tflite``), run by LiteRT (XNNPACK) one crop at
+a time with ``--threads`` threads, best of ``--repeats`` passes of ``--crops`` crops.
+
+The default models are SPAN's official weights as ``scripts/convert_span.py`` writes them:
+
+    .venv/bin/python scripts/convert_span.py
+    .venv/bin/python benchmarks/quality_sr.py [--data ../shared/data/faces/frl] [--model M.keras ...] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+log = logging.getLogger("benchmarks.quality_sr")
+
+DEFAULT_DATA = common.REPO.parent / "shared" / "data" / "faces" / "frl"
+CROP = 128
+
+
+def default_models() -> list[Path]:
+    from framefusion_video.dataset import default_cache_dir
+
+    return [default_cache_dir() / "pretrained" / f"span_x{r}.keras" for r in (2, 4)]
+
+
+def ms_per_crop(model, sample: np.ndarray, threads: int, crops: int, repeats: int) -> float:
+    """Best milliseconds per crop of ``model`` converted to ``.tflite`` and run by LiteRT at batch 1
+    on ``sample`` (float32 (1, s, s, 3)), after checking the conversion's output on it.
+
+    The check uses a real face: on uniform noise, far from any photo, SPAN's activations are large
+    and float32 rounding differences between kernels grow to 0.1-0.2 on a few pixels."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from framefusion_video.inference import export_tflite
+
+    with tempfile.TemporaryDirectory() as tmp:
+        interpreter = Interpreter(model_path=str(export_tflite(model, Path(tmp) / "model.tflite")),
+                                  num_threads=threads)
+        interpreter.allocate_tensors()
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        x = np.ascontiguousarray(sample, dtype=np.float32)
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()  # warm-up
+        if np.abs(interpreter.get_tensor(out["index"]) - model.predict_on_batch(x)).max() > 1e-4:
+            raise RuntimeError("the .tflite conversion does not give the Keras model's outputs")
+
+        def one_pass() -> None:
+            for _ in range(crops):
+                interpreter.set_tensor(inp["index"], x)
+                interpreter.invoke()
+
+        best, _ = common.repeat_timing(one_pass, repeats=repeats, warmup=0)
+    return 1000.0 * best / crops
+
+
+def bench(data: Path, models: list[Path], limit: int | None, threads: int, crops: int, repeats: int) -> list[list]:
+    """Rows: model, ×r, GFLOP per crop, faces, PSNR bicubic/model, SSIM bicubic/model, ms per crop."""
+    from framefusion_video.dataset import load_aligned_crops
+    from framefusion_video.errors import FfvError
+    from framefusion_video.evaluation import downscale_area, evaluate_super_resolution
+    from framefusion_video.inference import load_generator
+    from framefusion_video.model import count_conv_flops
+
+    clean = load_aligned_crops(data, CROP, limit=limit, progress=True).astype(np.float32) / np.float32(255.0)
+    rows = []
+    for path in models:
+        try:
+            model = load_generator(path)
+        except FfvError as exc:
+            raise SystemExit(f"{exc} (scripts/convert_span.py writes SPAN's)") from exc
+        size, out_size = int(model.input_shape[1]), int(model.output_shape[1])
+        factor = out_size // size
+        if out_size != CROP or factor * size != out_size:
+            raise SystemExit(f"{path}: {size} -> {out_size} px; expected an integer upscaling to {CROP} px")
+        scores = evaluate_super_resolution(clean, lambda batch: model.predict_on_batch(batch), factor)
+        ms = ms_per_crop(model, downscale_area(clean[:1], factor), threads, crops, repeats)
+        log.info("%s: x%d, %.2f ms per crop", path.name, factor, ms)
+        rows.append([path.name, f"x{factor} ({size} -> {out_size} px)", f"{count_conv_flops(model) / 1e9:.2f}", scores.n,
+                     f"{scores.psnr['bicubic']:.2f}", f"{scores.psnr['model']:.2f}",
+                     f"{scores.ssim['bicubic']:.4f}", f"{scores.ssim['model']:.4f}", f"{ms:.1f}"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of face photos (default: frl)")
+    parser.add_argument("--model", dest="models", type=Path, action="append",
+                        help="upscaling .keras model (repeatable; default: span_x2 and span_x4 from convert_span.py)")
+    parser.add_argument("--limit", type=int, help="use only the first N photos")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT threads for the speed column")
+    parser.add_argument("--crops", type=int, default=50, help="crops per timed pass")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    command = " ".join(["benchmarks/quality_sr.py", *(sys.argv[1:] if argv is None else argv)])
+    common.setup_logging()
+    models = args.models or default_models()
+    rows = bench(args.data, models, args.limit, args.threads, args.crops, args.repeats)
+    table = common.markdown_table(["model", "scale", "GFLOP/crop", "faces", "PSNR bicubic", "PSNR model", "SSIM bicubic",
+                                   "SSIM model", f"ms/crop (LiteRT, {args.threads} threads)"], rows)
+    body = (f"### Super-resolution of aligned faces\n\n{common.today()}; {common.machine()}; faces: "
+            f"{args.data.name}{f' (first {args.limit})' if args.limit else ''}, aligned to {CROP} px, "
+            f"area-downscaled, upscaled back; speed: best of {args.repeats} passes of {args.crops} crops, "
+            f"batch 1. Command: `{command}`.\n\n{table}")
+    print(body)
+    if args.write:
+        common.write_section("quality-sr", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
