@@ -5,7 +5,9 @@ Each face of ``--data`` is aligned to a 128 px crop as ``ffv eval`` aligns it, d
 to 128/r px (r = the model's output/input size, 2 or 4), scaled back up by bicubic interpolation and
 by the model (``evaluation.evaluate_super_resolution``), and compared with the 128 px crop. Speed:
 the model converted to ``.tflite`` (``inference.export_tflite``), run by LiteRT (XNNPACK) one crop at
-a time with ``--threads`` threads, best of ``--repeats`` passes of ``--crops`` crops.
+a time with ``--threads`` threads, the least wall and CPU time of ``--repeats`` passes of ``--crops``
+crops, next to the shipped ``ffv_generator.tflite`` timed the same way just before: on a machine
+others are using, the yardstick and the CPU times still compare where wall times do not.
 
 The default models are SPAN's official weights as ``scripts/convert_span.py`` writes them:
 
