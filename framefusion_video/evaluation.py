@@ -4,6 +4,9 @@ of synthetic damage, for the damaged input, a classical OpenCV baseline and the 
 Images are float32 RGB in [0, 1], (H, W, 3); batches (N, S, S, 3). Every method sees exactly
 the same damaged images: each kind is degraded once with a generator seeded from ``seed`` and
 the kind's name, so figures are reproducible and comparable between runs and models.
+
+``evaluate_super_resolution`` scores upscaling instead: faces downscaled ×2 or ×4 by area and
+brought back by bicubic interpolation and by any ``upscale_fn`` (SPAN, or bicubic then a restorer).
 """
 
 from __future__ import annotations
@@ -229,13 +232,17 @@ def kind_rng(seed: int, kind: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(kind.encode("utf-8"))])
 
 
-def _run_model(restore_fn: Callable[[np.ndarray], np.ndarray], damaged: np.ndarray, batch_size: int) -> np.ndarray:
+def _run_model(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int,
+               image_shape: tuple[int, ...] | None = None, name: str = "restore_fn") -> np.ndarray:
+    """``fn`` over ``inputs`` in batches, clipped to [0, 1]; each output must be ``image_shape``
+    (default: the input's)."""
     outs = []
-    for start in range(0, len(damaged), batch_size):
-        batch = damaged[start:start + batch_size]
-        out = np.asarray(restore_fn(batch), dtype=np.float32)
-        if out.shape != batch.shape:
-            raise ValueError(f"restore_fn returned shape {out.shape} for a batch of {batch.shape}")
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start:start + batch_size]
+        out = np.asarray(fn(batch), dtype=np.float32)
+        expected = batch.shape if image_shape is None else (len(batch), *image_shape)
+        if out.shape != expected:
+            raise ValueError(f"{name} returned shape {out.shape} for a batch of {batch.shape} (expected {expected})")
         outs.append(np.clip(out, 0.0, 1.0))
     return np.concatenate(outs, axis=0)
 
@@ -283,6 +290,59 @@ def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] |
         log.info("%s: PSNR %s", kind, ", ".join(f"{m} {psnrs[m]:.2f}" for m in methods))
     return EvalReport(tuple(rows), methods, int(seed), len(clean), asdict(config))
 
+
+# --------------------------------------------------------------------------------------------------
+# Super-resolution
+# --------------------------------------------------------------------------------------------------
+
+SR_METHODS = ("bicubic", "model")
+
+
+def downscale_area(images: np.ndarray, factor: int) -> np.ndarray:
+    """float32 (N, S, S, 3) in [0, 1] -> (N, S/factor, S/factor, 3) by area averaging
+    (``cv2.INTER_AREA``: the mean of each factor x factor block); S must be a multiple of factor."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] != images.shape[2] or images.shape[1] % factor:
+        raise ValueError(f"expected (N, S, S, C) images with S a multiple of {factor}, got {images.shape}")
+    size = images.shape[1] // factor
+    return np.stack([cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) for img in images])
+
+
+def upscale_bicubic(images: np.ndarray, factor: int) -> np.ndarray:
+    """float32 (N, s, s, 3) in [0, 1] -> (N, factor·s, factor·s, 3), bicubic (``cv2.INTER_CUBIC``),
+    clipped to [0, 1]: the classical upscaler."""
+    images = np.asarray(images, dtype=np.float32)
+    size = images.shape[1] * factor
+    return np.clip(np.stack([cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC) for img in images]), 0.0, 1.0)
+
+
+def evaluate_super_resolution(clean: np.ndarray, upscale_fn: Callable[[np.ndarray], np.ndarray] | None,
+                              factor: int, *, batch_size: int = 16) -> KindScores:
+    """PSNR/SSIM against ``clean`` of faces downscaled ×``factor`` by area and scaled back up, by
+    bicubic interpolation and (when ``upscale_fn`` is given) by the model.
+
+    Args:
+        clean: float32 (N, S, S, 3) RGB in [0, 1], S a multiple of ``factor`` (aligned faces).
+        upscale_fn: maps a float32 batch (n ≤ ``batch_size``, S/factor, S/factor, 3) to (n, S, S, 3)
+            (clipped to [0, 1] here), e.g. SPAN, or "bicubic, then the restorer"; ``None`` leaves
+            out the model column.
+        factor: the downscaling factor (2 or 4 in the model card).
+    Returns:
+        :class:`KindScores` of kind ``"x{factor}"``, methods ``SR_METHODS`` (``"model"`` only with
+        ``upscale_fn``); per-image PSNR capped at ``PSNR_CAP_DB`` before averaging.
+    """
+    clean = np.asarray(clean)
+    if clean.ndim != 4 or clean.shape[-1] != 3 or clean.dtype != np.float32 or len(clean) == 0:
+        raise ValueError(f"expected float32 (N, S, S, 3) images with N > 0, got {clean.dtype} {clean.shape}")
+    small = downscale_area(clean, factor)
+    outputs = {"bicubic": upscale_bicubic(small, factor)}
+    if upscale_fn is not None:
+        outputs["model"] = _run_model(upscale_fn, small, batch_size, clean.shape[1:], "upscale_fn")
+    psnrs, ssims = {}, {}
+    for method, result in outputs.items():
+        psnrs[method], ssims[method] = mean_scores(result, clean)
+    log.info("x%d: PSNR %s", factor, ", ".join(f"{m} {v:.2f}" for m, v in psnrs.items()))
+    return KindScores(f"x{factor}", len(clean), psnrs, ssims)
 
 
 def evaluate_folder(folder, model_path=None, *, limit: int | None = None, kinds: Sequence[str] = KINDS,

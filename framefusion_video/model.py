@@ -200,7 +200,12 @@ def build_discriminator(config: DiscriminatorConfig = DiscriminatorConfig()):
 
 def count_flops_per_crop(config: GeneratorConfig = GeneratorConfig()) -> float:
     """Multiply-adds x2 of one generator pass, counted from the layer shapes (for benchmarks)."""
-    model = build_generator(config)
+    return count_conv_flops(build_generator(config))
+
+
+def count_conv_flops(model) -> float:
+    """Multiply-adds x2 of the convolutions of one pass of ``model`` on one image (any Keras
+    model: the U-Net, SPAN); the cheap element-wise layers are not counted."""
     total = 0.0
     for layer in model.layers:
         cls = type(layer).__name__

@@ -15,11 +15,15 @@ from framefusion_video.degradations import KINDS, degrade_kind
 from framefusion_video.evaluation import (
     EvalReport,
     classical_baseline,
+    downscale_area,
     estimate_noise_sigma,
     evaluate,
+    evaluate_super_resolution,
     kind_rng,
+    mean_scores,
     psnr,
     ssim,
+    upscale_bicubic,
 )
 
 
@@ -136,3 +140,38 @@ def test_evaluate_checks_inputs(crops):
         evaluate(crops, None, kinds=("sepia",))
     with pytest.raises(ValueError, match="shape"):
         evaluate(crops[:2], lambda b: b[:, :10], kinds=("noise",))
+
+
+def test_downscale_area_averages_blocks_and_bicubic_restores_the_size(crops):
+    small = downscale_area(crops, 4)
+    assert small.shape == (8, 12, 12, 3) and small.dtype == np.float32
+    blocks = crops.reshape(8, 12, 4, 12, 4, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(small, blocks, atol=1e-6)
+    big = upscale_bicubic(small, 4)
+    assert big.shape == crops.shape and big.min() >= 0.0 and big.max() <= 1.0
+    with pytest.raises(ValueError, match="multiple of 5"):
+        downscale_area(crops, 5)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_evaluate_super_resolution_scores_bicubic_and_the_model(crops, factor):
+    seen = []
+
+    def oracle(batch: np.ndarray) -> np.ndarray:  # returns the clean faces: a perfect upscaler
+        seen.append(batch.shape)
+        start = sum(s[0] for s in seen[:-1])
+        return crops[start:start + len(batch)]
+
+    scores = evaluate_super_resolution(crops, oracle, factor, batch_size=3)
+    assert scores.kind == f"x{factor}" and scores.n == len(crops)
+    assert seen == [(3, 48 // factor, 48 // factor, 3)] * 2 + [(2, 48 // factor, 48 // factor, 3)]
+    assert scores.psnr["model"] == 100.0 and scores.ssim["model"] == pytest.approx(1.0)
+    bicubic = mean_scores(upscale_bicubic(downscale_area(crops, factor), factor), crops)
+    assert (scores.psnr["bicubic"], scores.ssim["bicubic"]) == pytest.approx(bicubic)
+    assert 15.0 < scores.psnr["bicubic"] < 40.0
+
+    alone = evaluate_super_resolution(crops, None, factor)
+    assert set(alone.psnr) == {"bicubic"} and alone.psnr["bicubic"] == pytest.approx(scores.psnr["bicubic"])
+    with pytest.raises(ValueError, match="upscale_fn returned shape"):
+        evaluate_super_resolution(crops, lambda batch: batch, factor)  # not upscaled
+

@@ -1,0 +1,233 @@
+"""SPAN, the efficient super-resolution network (Wan et al., "Swift Parameter-free Attention
+Network", NTIRE 2024 efficient SR), as a Keras model, and its official weights read from ncnn files.
+
+The graph (``build_span``), as SPAN's reference implementation and its ncnn export define it:
+
+- normalise: ``(x - rgb_mean) * rgb_range`` (the network expects RGB in [0, 1], works on 0-255);
+- ``conv_1``: 3x3, 3 -> C;
+- ``blocks`` blocks of three 3x3 C -> C convolutions (SiLU after the first two) with parameter-free
+  attention: ``block(x) = (c3 + x) * (sigmoid(c3) - 0.5)``;
+- ``conv_2``: 3x3 on the last block's output;
+- concat of ``conv_1``, ``conv_2``, the first block's output and the last block's first activation
+  (4·C channels), ``conv_cat`` 1x1 -> C, ``upsampler`` 3x3 -> 3·r², pixel shuffle (×r);
+- no de-normalisation: the output is RGB in [0, 1] (clipped here).
+
+Pixel shuffle: PyTorch and ncnn order the 3·r² channels as c·r² + i·r + j (colour c, sub-pixel row
+i, column j); ``tf.nn.depth_to_space`` and :func:`pixel_shuffle` here as (i·r + j)·3 + c. Weights in
+the PyTorch order go through :func:`pixel_shuffle_permutation` on the upsampler's output channels.
+
+Only built-in Keras layers: the model saves to ``.keras`` and loads with ``safe_mode=True`` and no
+custom objects, and converts with ``inference.export_tflite``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .ncnn_format import OP_MUL, OP_SUB, NcnnLayer, parse_param, read_weights
+
+#: Upscaling factors of SPAN's released weights.
+SCALES = (2, 4)
+#: SPAN's DIV2K RGB mean (the value in its official weights' ncnn export).
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+@dataclass(frozen=True)
+class SpanConfig:
+    """Shape of a SPAN network: (N, input_size, input_size, 3) -> (N, output_size, output_size, 3)."""
+
+    scale: int = 4
+    channels: int = 48
+    blocks: int = 6
+    #: Side of the (small) input crop; the output is ``scale`` times larger (32 -> 128 at ×4).
+    input_size: int = 32
+    rgb_mean: tuple[float, float, float] = DIV2K_RGB_MEAN
+    rgb_range: float = 255.0
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale {self.scale}: SPAN's weights exist for {', '.join(map(str, SCALES))}")
+        if self.channels < 1 or self.blocks < 1 or self.input_size < 1:
+            raise ValueError("channels, blocks and input_size must be at least 1")
+        if len(self.rgb_mean) != 3:
+            raise ValueError(f"rgb_mean needs one value per RGB channel, got {self.rgb_mean}")
+
+    @property
+    def output_size(self) -> int:
+        return self.scale * self.input_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SpanConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def conv_layer_names(config: SpanConfig) -> list[str]:
+    """The Keras model's convolutions in the order of SPAN's reference code and its ncnn export."""
+    names = ["conv_1"]
+    for b in range(1, config.blocks + 1):
+        names += [f"block_{b}_c1", f"block_{b}_c2", f"block_{b}_c3"]
+    return names + ["conv_2", "conv_cat", "upsampler"]
+
+
+def pixel_shuffle_permutation(channels: int, scale: int) -> np.ndarray:
+    """``perm`` such that output channel k of a depth-to-space-ordered convolution is channel
+    ``perm[k]`` of the same convolution in PyTorch's pixel-shuffle order.
+
+    Keras channel k = (i·r + j)·C + c holds PyTorch's channel c·r² + i·r + j (C = ``channels``,
+    r = ``scale``); apply it as ``kernel[..., perm]``, ``bias[perm]``.
+    """
+    r = scale
+    i, j, c = np.meshgrid(np.arange(r), np.arange(r), np.arange(channels), indexing="ij")  # k order
+    return (c * r * r + i * r + j).reshape(-1)
+
+
+def pixel_shuffle(x, scale: int, name: str = "pixel_shuffle"):
+    """(N, H, W, r²·C) -> (N, r·H, r·W, C), channel (i·r + j)·C + c to pixel (r·h + i, r·w + j)
+    (``tf.nn.depth_to_space``'s order), with Reshape and Permute layers only."""
+    from keras import layers
+
+    _, h, w, depth = x.shape
+    c = depth // (scale * scale)
+    x = layers.Reshape((h, w, scale, scale * c), name=f"{name}_rows")(x)  # (H, W, i, j·C + c)
+    x = layers.Permute((1, 3, 2, 4), name=f"{name}_interleave")(x)  # (H, i, W, j·C + c)
+    return layers.Reshape((h * scale, w * scale, c), name=name)(x)  # (r·H, r·W, C)
+
+
+def build_span(config: SpanConfig = SpanConfig()):
+    """SPAN: float32 RGB [0, 1] (N, s, s, 3) -> (N, r·s, r·s, 3) in [0, 1] (s = ``input_size``)."""
+    import keras
+    from keras import layers
+
+    c = config.channels
+
+    def conv(x, filters: int, name: str, kernel: int = 3):
+        return layers.Conv2D(filters, kernel, padding="same", name=name)(x)
+
+    inp = keras.Input((config.input_size, config.input_size, 3), name="small")
+    x = layers.Rescaling(config.rgb_range, offset=[-config.rgb_range * m for m in config.rgb_mean],
+                         name="normalise")(inp)
+    feature = conv(x, c, "conv_1")
+    out, first, last_act = feature, None, None
+    for b in range(1, config.blocks + 1):
+        act1 = layers.Activation("silu", name=f"block_{b}_act1")(conv(out, c, f"block_{b}_c1"))
+        act2 = layers.Activation("silu", name=f"block_{b}_act2")(conv(act1, c, f"block_{b}_c2"))
+        c3 = conv(act2, c, f"block_{b}_c3")
+        attention = layers.Activation("sigmoid", name=f"block_{b}_sigmoid")(c3)
+        attention = layers.Rescaling(1.0, offset=-0.5, name=f"block_{b}_attention")(attention)
+        out = layers.Multiply(name=f"block_{b}")([layers.Add(name=f"block_{b}_skip")([c3, out]), attention])
+        first = out if b == 1 else first
+        last_act = act1
+    out = conv(out, c, "conv_2")
+    out = layers.Concatenate(name="concat")([feature, out, first, last_act])  # 4·C channels
+    out = conv(out, c, "conv_cat", kernel=1)
+    out = conv(out, 3 * config.scale ** 2, "upsampler")  # (s, s, 3·r²)
+    out = pixel_shuffle(out, config.scale)  # (r·s, r·s, 3)
+    out = layers.ReLU(max_value=1.0, name="clip")(out)
+    return keras.Model(inp, out, name=f"span_x{config.scale}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Official weights from ncnn files
+# --------------------------------------------------------------------------------------------------
+
+
+def _single(layers: Sequence[NcnnLayer], kind: str) -> NcnnLayer:
+    found = [layer for layer in layers if layer.type == kind]
+    if len(found) != 1:
+        raise ValueError(f"expected one {kind} layer in a SPAN graph, found {len(found)}")
+    return found[0]
+
+
+def _source(layers: Sequence[NcnnLayer], blob: str) -> NcnnLayer:
+    """The layer that computes ``blob``, looking through ``Split`` copies."""
+    for layer in layers:
+        if blob in layer.tops:
+            return _source(layers, layer.bottoms[0]) if layer.type == "Split" else layer
+    raise ValueError(f"no layer produces blob {blob!r}")
+
+
+def span_config_from_ncnn(layers: Sequence[NcnnLayer], weights: Mapping[str, tuple[np.ndarray, ...]],
+                          input_size: int) -> SpanConfig:
+    """The :class:`SpanConfig` of an ncnn SPAN graph, after checking that the graph is SPAN's:
+    input normalisation, the convolution shapes, the block structure and the concat's inputs."""
+    convs = [layer for layer in layers if layer.type == "Convolution"]
+    blocks = sum(layer.type == "Sigmoid" for layer in layers)
+    scale = int(_single(layers, "PixelShuffle").param(0))
+    if _single(layers, "PixelShuffle").param(1, 0) != 0:
+        raise ValueError("only PixelShuffle mode 0 (PyTorch's channel order) is handled")
+    channels = int(convs[0].param(0)) if convs else 0
+    mean = weights[_single(layers, "MemoryData").name][0].reshape(-1)
+    scalars = [layer for layer in layers if layer.type == "BinaryOp" and layer.param(1, 0) == 1]
+    if not scalars or scalars[0].param(0) != OP_MUL:
+        raise ValueError("expected the input normalisation (x - mean) * range first in the graph")
+    subs = [layer for layer in layers if layer.type == "BinaryOp" and layer.param(0) == OP_SUB
+            and layer.param(1, 0) == 0]
+    if len(subs) != 1 or _source(layers, subs[0].bottoms[0]).type != "Input" \
+            or _source(layers, subs[0].bottoms[1]).type != "MemoryData":
+        raise ValueError("expected one subtraction of a MemoryData mean from the input")
+    config = SpanConfig(scale=scale, channels=channels, blocks=blocks, input_size=input_size,
+                        rgb_mean=tuple(float(m) for m in mean), rgb_range=float(scalars[0].param(2)))
+
+    expected = [(channels, 3, 3)] + [(channels, channels, 3)] * (3 * blocks + 1) + \
+               [(channels, 4 * channels, 1), (3 * scale * scale, channels, 3)]
+    found = [tuple(weights[layer.name][0].shape[:3]) for layer in convs]
+    if found != expected:
+        raise ValueError(f"convolution shapes (out, in, k) {found} are not SPAN's {expected}")
+    for layer in convs:
+        k = int(layer.param(1))
+        if (layer.param(2, 1), layer.param(3, 1), layer.param(4, 0), layer.param(5, 0)) != (1, 1, (k - 1) // 2, 1):
+            raise ValueError(f"{layer.name}: expected stride 1, dilation 1, 'same' padding and a bias")
+    if sum(layer.type == "Swish" for layer in layers) != 2 * blocks:
+        raise ValueError(f"expected two SiLU (Swish) layers in each of the {blocks} blocks")
+    products = [layer for layer in layers if layer.type == "BinaryOp" and layer.param(0) == OP_MUL
+                and layer.param(1, 0) == 0]  # each block's (c3 + x) * attention
+    swishes = [layer for layer in layers if layer.type == "Swish"]
+    concat = _single(layers, "Concat")
+    sources = [_source(layers, blob).name for blob in concat.bottoms]
+    want = [convs[0].name, convs[3 * blocks + 1].name, products[0].name, swishes[2 * (blocks - 1)].name]
+    if sources != want:
+        raise ValueError(f"the concat takes {sources}, SPAN's takes {want}")
+    return config
+
+
+def assign_ncnn_weights(model, config: SpanConfig, layers: Sequence[NcnnLayer],
+                        weights: Mapping[str, tuple[np.ndarray, ...]]) -> None:
+    """Copy the ncnn convolutions (in graph order) into ``model`` (built by :func:`build_span`
+    from ``config``): (out, in, kh, kw) kernels to Keras' (kh, kw, in, out), and the upsampler's
+    output channels from pixel-shuffle to depth-to-space order."""
+    convs = [layer for layer in layers if layer.type == "Convolution"]
+    names = conv_layer_names(config)
+    if len(convs) != len(names):
+        raise ValueError(f"{len(convs)} ncnn convolutions for {len(names)} Keras ones")
+    for layer, name in zip(convs, names):
+        kernel, bias = weights[layer.name]
+        kernel = kernel.transpose(2, 3, 1, 0)
+        if name == "upsampler":
+            perm = pixel_shuffle_permutation(3, config.scale)
+            kernel, bias = kernel[..., perm], bias[perm]
+        model.get_layer(name).set_weights([np.ascontiguousarray(kernel), np.ascontiguousarray(bias)])
+
+
+def span_from_ncnn(param_text: str, bin_data: bytes, input_size: int):
+    """(Keras model, config) of the SPAN network in an ncnn ``.param`` text and ``.bin`` bytes,
+    for ``input_size`` px inputs. Every byte of ``bin_data`` must be read (ValueError otherwise)."""
+    layers = parse_param(param_text)
+    weights = read_weights(layers, bin_data)
+    config = span_config_from_ncnn(layers, weights, input_size)
+    model = build_span(config)
+    assign_ncnn_weights(model, config, layers, weights)
+    return model, config
+
+
+def resize_span(model, config: SpanConfig, input_size: int):
+    """The same network and weights for ``input_size`` px inputs (the graph's shapes are fixed)."""
+    resized = build_span(replace(config, input_size=input_size))
+    resized.set_weights(model.get_weights())
+    return resized
