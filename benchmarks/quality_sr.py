@@ -95,12 +95,23 @@ def shipped_ms_per_crop(crop: np.ndarray, threads: int, crops: int, repeats: int
     return timed(lambda: restorer.restore(crop), crops, repeats)
 
 
+RESTORER_FACTORS = (2, 4)
+
+
+def _row(name: str, scale: str, flops: float, scores, ms, shipped) -> list:
+    def pair(t):
+        return ("-", "-") if t is None else (f"{t[0]:.1f}", f"{t[1]:.1f}")
+
+    return [name, scale, f"{flops / 1e9:.2f}", scores.n, f"{scores.psnr['bicubic']:.2f}", f"{scores.psnr['model']:.2f}",
+            f"{scores.ssim['bicubic']:.4f}", f"{scores.ssim['model']:.4f}", *pair(ms), *pair(shipped)]
+
+
 def bench(data: Path, models: list[Path], limit: int | None, threads: int, crops: int, repeats: int) -> list[list]:
     """Rows: model, ×r, GFLOP per crop, faces, PSNR bicubic/model, SSIM bicubic/model, wall and CPU
     ms per crop, and the shipped generator's two timed just before (:func:`shipped_ms_per_crop`)."""
     from framefusion_video.dataset import load_aligned_crops
     from framefusion_video.errors import FfvError
-    from framefusion_video.evaluation import downscale_area, evaluate_super_resolution
+    from framefusion_video.evaluation import downscale_area, evaluate_super_resolution, upscale_bicubic
     from framefusion_video.inference import load_generator
     from framefusion_video.model import count_conv_flops
 
@@ -112,6 +123,13 @@ def bench(data: Path, models: list[Path], limit: int | None, threads: int, crops
         except FfvError as exc:
             raise SystemExit(f"{exc} (scripts/convert_span.py writes SPAN's)") from exc
         size, out_size = int(model.input_shape[1]), int(model.output_shape[1])
+        if size == out_size == CROP:  # a restorer (the U-Net): bicubic first, then the network
+            for factor in RESTORER_FACTORS:
+                scores = evaluate_super_resolution(
+                    clean, lambda batch, f=factor: model.predict_on_batch(upscale_bicubic(batch, f)), factor)
+                rows.append(_row(f"{path.name} after bicubic", f"x{factor} ({CROP // factor} -> {CROP} px)",
+                                 count_conv_flops(model), scores, None, None))
+            continue
         factor = out_size // size
         if out_size != CROP or factor * size != out_size:
             raise SystemExit(f"{path}: {size} -> {out_size} px; expected an integer upscaling to {CROP} px")
@@ -119,11 +137,7 @@ def bench(data: Path, models: list[Path], limit: int | None, threads: int, crops
         shipped = shipped_ms_per_crop(clean[:1], threads, crops, repeats)
         ms = ms_per_crop(model, downscale_area(clean[:1], factor), threads, crops, repeats)
         log.info("%s: x%d, %.2f ms per crop (%.2f CPU)", path.name, factor, *ms)
-        rows.append([path.name, f"x{factor} ({size} -> {out_size} px)", f"{count_conv_flops(model) / 1e9:.2f}",
-                     scores.n,
-                     f"{scores.psnr['bicubic']:.2f}", f"{scores.psnr['model']:.2f}",
-                     f"{scores.ssim['bicubic']:.4f}", f"{scores.ssim['model']:.4f}", f"{ms[0]:.1f}", f"{ms[1]:.1f}",
-                     "-" if shipped is None else f"{shipped[0]:.1f}", "-" if shipped is None else f"{shipped[1]:.1f}"])
+        rows.append(_row(path.name, f"x{factor} ({size} -> {out_size} px)", count_conv_flops(model), scores, ms, shipped))
     return rows
 
 
@@ -131,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of face photos (default: frl)")
     parser.add_argument("--model", dest="models", type=Path, action="append",
-                        help="upscaling .keras model (repeatable; default: span_x2 and span_x4 from convert_span.py)")
+                        help="upscaling .keras model, or a same-size restorer measured after bicubic at x2 and x4 "
+                             "(repeatable; default: span_x2 and span_x4 from convert_span.py)")
     parser.add_argument("--limit", type=int, help="use only the first N photos")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads for the speed column")
     parser.add_argument("--crops", type=int, default=50, help="crops per timed pass")

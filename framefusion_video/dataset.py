@@ -154,7 +154,7 @@ class BatchSampler:
         per_epoch = max(1, self._epoch_length() // self.batch_size)
         first = (step % per_epoch) * self.batch_size
         clean = np.empty((len(idx), *self.crops.shape[1:]), np.float32)
-        damaged = np.empty_like(clean)
+        damaged = []  # the damage may change the size (super-resolution inputs)
         for i, j in enumerate(idx):
             # A repeated crop is told apart by its place in the epoch.
             key = [self.seed, epoch, int(j)] if self.repeats is None else [self.seed, epoch, int(j), first + i]
@@ -163,5 +163,5 @@ class BatchSampler:
             if rng.random() < 0.5:
                 img = img[:, ::-1]
             clean[i] = img
-            damaged[i] = self.degrade(np.ascontiguousarray(img), rng)
-        return damaged, clean
+            damaged.append(self.degrade(np.ascontiguousarray(img), rng))
+        return np.stack(damaged).astype(np.float32, copy=False), clean

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,7 @@ import tensorflow as tf
 from .checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint, save_snapshot
 from .dataset import BatchSampler
 from .model import DiscriminatorConfig, GeneratorConfig
+from .span import SpanConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,17 @@ class TrainConfig:
     lr_scale: float = 1.0  # multiplies both learning rates from the start (or the resume) on: a late decay
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    # A SPAN super-resolution generator instead of the U-Net: damaged crops are shrunk to
+    # crop_size / scale px and it restores them to crop_size (``span.input_size`` follows).
+    span: SpanConfig | None = None
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.clean_prob and 0.0 <= self.single_prob and self.clean_prob + self.single_prob <= 1.0):
+            raise ValueError(f"clean_prob + single_prob must be at most 1, got {self.clean_prob} + {self.single_prob}")
+        if self.span is not None and self.span.output_size != self.generator.crop_size:
+            raise ValueError(f"SPAN x{self.span.scale} from {self.span.input_size} px gives "
+                             f"{self.span.output_size} px crops, training uses {self.generator.crop_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +101,7 @@ class TrainConfig:
         # Runs saved before these settings existed trained without them.
         data = {"psnr_weight": 0.0, "init_from": None, **data}
         data["extra_dirs"] = tuple(data.get("extra_dirs", ()))
+        data["span"] = SpanConfig.from_dict(data["span"]) if data.get("span") else None
         data["generator"] = GeneratorConfig.from_dict(data["generator"])
         data["discriminator"] = DiscriminatorConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                        for k, v in data["discriminator"].items()})
@@ -281,12 +294,13 @@ def build_gan(config: TrainConfig) -> RestorationGAN:
     """The compiled :class:`RestorationGAN` (generator, critic and both optimisers), in the phase of
     batch 0 (call ``set_critic`` for another)."""
     from .model import build_discriminator, build_generator
+    from .span import build_span
 
-    generator = build_generator(replace(config.generator))
+    generator = build_span(config.span) if config.span else build_generator(replace(config.generator))
     # The residual gate stays at a gain of 1 here and is fitted afterwards (`ffv fit-gate`): trained
     # jointly it shut the correction off for most faces within 500 batches, and a shut gate passes
     # no gradient back to the rest of the network.
-    if config.generator.gate:
+    if config.generator.gate and not config.span:
         for name in ("gate_hidden", "gate_logit"):
             generator.get_layer(name).trainable = False
     discriminator = build_discriminator(replace(config.discriminator, crop_size=config.generator.crop_size))
@@ -319,6 +333,16 @@ class TrainingBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         return self.sampler.batch(self.start + index)
+
+
+def as_output_size(damaged: np.ndarray, size: int) -> np.ndarray:
+    """``damaged`` crops at the generator's output size: super-resolution inputs scaled up by
+    bicubic interpolation (the baseline a restorer must beat), other crops as they are."""
+    if damaged.shape[1] == size:
+        return damaged
+    from .evaluation import upscale_bicubic
+
+    return upscale_bicubic(damaged, size // damaged.shape[1])
 
 
 def validation_set(val_crops: np.ndarray, n: int, seed: int, degrade) -> tuple[np.ndarray, np.ndarray]:
@@ -390,6 +414,7 @@ class Validation(_StepCallback):
         super().__init__()
         self.val, self.out_dir, self.writer = val, out_dir, writer
         self.every, self.sample_every, self.scalars, self.started = every, sample_every, scalars, started
+        self.baseline = as_output_size(val[0], val[1].shape[1])
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step()
@@ -397,8 +422,8 @@ class Validation(_StepCallback):
             restored = self.model.generator.predict(self.val[0], batch_size=16, verbose=0)
             figures = {"step": step, "psnr": float(tf.reduce_mean(tf.image.psnr(restored, self.val[1], 1.0))),
                        "ssim": float(tf.reduce_mean(tf.image.ssim(restored, self.val[1], 1.0))),
-                       "psnr_input": float(tf.reduce_mean(tf.image.psnr(self.val[0], self.val[1], 1.0))),
-                       "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.val[0], self.val[1], 1.0))),
+                       "psnr_input": float(tf.reduce_mean(tf.image.psnr(self.baseline, self.val[1], 1.0))),
+                       "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.baseline, self.val[1], 1.0))),
                        "minutes": round((time.monotonic() - self.started) / 60, 2),
                        **{f"train_{k}": v for k, v in self.scalars.latest.items()}}
             with (self.out_dir / "curve.jsonl").open("a") as fh:
@@ -410,7 +435,7 @@ class Validation(_StepCallback):
                      step, figures["psnr"], figures["psnr_input"], figures["ssim"])
         if self.sample_every and step % self.sample_every == 0:
             restored = self.model.generator.predict(self.val[0][:6], verbose=0)
-            _write_sample_grid(self.out_dir / "samples" / f"step_{step:07d}.png", self.val[0], restored, self.val[1])
+            _write_sample_grid(self.out_dir / "samples" / f"step_{step:07d}.png", self.baseline, restored, self.val[1])
 
 
 class Snapshots(_StepCallback):
@@ -468,12 +493,17 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
         config = replace(saved, **changes)
     deg_cfg = DegradationConfig()
+    shrink = config.span.input_size if config.span else None
+
+    def small(img):
+        # Super-resolution input: the damaged crop reduced by area to the network's input size.
+        return img if shrink is None else cv2.resize(img, (shrink, shrink), interpolation=cv2.INTER_AREA)
 
     def train_damage(img, rng):
-        return degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob)
+        return small(degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob))
 
     def val_damage(img, rng):
-        return degrade(img, rng, deg_cfg)
+        return small(degrade(img, rng, deg_cfg))
 
     crops, repeats = training_crops(config)
     sampler = BatchSampler(crops, config.batch_size, config.seed, train_damage, repeats=repeats)

@@ -342,3 +342,32 @@ def test_train_switches_phase_where_the_critic_starts_and_resumes_there(tmp_path
     load_checkpoint(gan, tmp_path / "run")
     assert int(gan.batches.numpy()) == 4 and int(gan.d_optimizer.iterations.numpy()) == 2
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(critic, gan.discriminator.weights))
+
+
+def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypatch):
+    from framefusion_video import training
+    from framefusion_video.inference import export_tflite  # noqa: F401 (export writes the .tflite with it)
+    from framefusion_video.span import SpanConfig
+
+    monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
+    config = replace(TINY, span=SpanConfig(scale=2, channels=8, blocks=1, input_size=16), adv_start=1,
+                     critic_warmup=0, out_dir=str(tmp_path / "run"), max_steps=2)
+    training.train(config)
+    path = export_generator(tmp_path / "run", tmp_path / "sr.keras", tflite=False)
+    model = keras.models.load_model(path, compile=False)
+    assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 32, 32, 3)
+    with pytest.raises(ValueError, match="gives 64 px crops, training uses 32"):
+        replace(TINY, span=SpanConfig(scale=4, channels=8, blocks=1, input_size=16))
+
+
+def test_ffv_train_rejects_what_a_resume_cannot_change(face_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from framefusion_video.cli import main
+
+    for extra in (["--span", "4"], ["--extra", str(face_folder)], ["--clean-prob", "0.3"]):
+        result = CliRunner().invoke(main, ["train", str(face_folder), "--out", str(tmp_path), "--resume", *extra])
+        assert result.exit_code == 2 and "a resumed run keeps its own" in result.output
+    both = CliRunner().invoke(main, ["train", str(face_folder), "--out", str(tmp_path), "--clean-prob", "0.6",
+                                     "--single-prob", "0.6"])
+    assert both.exit_code == 2 and "at most 1" in both.output

@@ -47,32 +47,62 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--blocks", callback=_int_list,
               help="Inverted residual blocks per level of a new run's U-Net (default 0,1,2,2,3). With "
                    "--init-from, extra blocks start as the identity, so a deeper network starts from the old one.")
+@click.option("--extra", "extra_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Another folder of face photos to train on (repeatable), e.g. sharper or more varied faces.")
+@click.option("--extra-repeat", type=click.IntRange(min=1),
+              help="How many times each --extra face is seen per epoch (default 1): weighs a small set up.")
+@click.option("--span", "span_scale", type=click.Choice(["2", "4"]),
+              help="Train a SPAN super-resolution generator (x2 or x4) instead of the U-Net: crops are damaged, "
+                   "shrunk by that factor and restored to full size. Start it from converted weights with --init-from.")
+@click.option("--clean-prob", type=click.FloatRange(0, 1), help="Share of undamaged training pairs (default 0.1).")
+@click.option("--single-prob", type=click.FloatRange(0, 1),
+              help="Share of pairs with one kind of damage alone (default 0.5); the rest get mixed damage.")
+@click.option("--adv-start", type=click.IntRange(min=0),
+              help="Batch from which the critic's opinion counts (default 4000); the batches before train "
+                   "the generator on fidelity losses alone, and cost less.")
+@click.option("--adv-weight", type=click.FloatRange(min=0), help="Weight of the adversarial term (default 0.003).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
               help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
 def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
           max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float, snapshot_every: int | None,
           limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None,
-          widths: tuple[int, ...] | None, blocks: tuple[int, ...] | None, export_path: Path | None) -> None:
-    """Train the U-Net generator against a PatchGAN critic on DATA_DIR's faces."""
+          widths: tuple[int, ...] | None, blocks: tuple[int, ...] | None, extra_dirs: tuple[Path, ...],
+          extra_repeat: int | None, span_scale: str | None, clean_prob: float | None, single_prob: float | None,
+          adv_start: int | None, adv_weight: float | None, export_path: Path | None) -> None:
+    """Train the generator (a U-Net, or SPAN with --span) against a PatchGAN critic on DATA_DIR's faces."""
     from framefusion_video.checkpoints import export_generator
     from framefusion_video.errors import FfvError
     from framefusion_video.model import GeneratorConfig
+    from framefusion_video.span import SpanConfig
     from framefusion_video.training import TrainConfig
     from framefusion_video.training import train as run_training
 
     optional = {"lr_scale": lr_scale, "snapshot_every": snapshot_every}
     given = {name: value for name, value in optional.items() if value is not None}
     shape = {name: value for name, value in (("widths", widths), ("blocks", blocks)) if value is not None}
-    if shape and resume:
-        raise click.UsageError("--widths and --blocks shape a new run; a resumed run keeps its own network")
+    recipe = {name: value for name, value in (("extra_repeat", extra_repeat), ("clean_prob", clean_prob),
+                                              ("single_prob", single_prob), ("adv_start", adv_start),
+                                              ("adv_weight", adv_weight)) if value is not None}
+    if (shape or recipe or extra_dirs or span_scale) and resume:
+        raise click.UsageError("the network and data options shape a new run; a resumed run keeps its own")
+    if span_scale and shape:
+        raise click.UsageError("--widths/--blocks shape the U-Net; --span trains a SPAN network")
     try:
         generator = GeneratorConfig(**shape)
     except ValueError as exc:
         raise click.UsageError(f"--widths/--blocks: {exc}") from None
-    config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
-                         batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
-                         checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
-                         init_from=str(init_from) if init_from else None, generator=generator, **given)
+    if span_scale:
+        scale = int(span_scale)
+        recipe["span"] = SpanConfig(scale=scale, input_size=generator.crop_size // scale)
+    if extra_dirs:
+        recipe["extra_dirs"] = tuple(str(d) for d in extra_dirs)
+    try:
+        config = TrainConfig(data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None, out_dir=str(out_dir),
+                             batch_size=batch_size, accum=accum, max_steps=max_steps, max_minutes=max_minutes,
+                             checkpoint_minutes=checkpoint_minutes, limit_images=limit_images, seed=seed,
+                             init_from=str(init_from) if init_from else None, generator=generator, **given, **recipe)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         run_dir = run_training(config, resume=resume, keep_saved=optional.keys() - given.keys())
         if export_path:
