@@ -334,7 +334,7 @@ def _damage_params(kind: str, size: float, rng: np.random.Generator) -> dict:
     if kind == "noise":
         return {"sigma": round(float(rng.uniform(0.03, 0.07)), 4), "seed": int(rng.integers(2**31))}
     if kind == "dark":
-        return {"gain": round(float(rng.uniform(0.35, 0.55)), 3), "gamma": round(float(rng.uniform(1.1, 1.5)), 3)}
+        return {"gain": round(float(rng.uniform(0.45, 0.7)), 3), "gamma": round(float(rng.uniform(1.0, 1.3)), 3)}
     if kind == "cast":
         hue, amount = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.35)
         gains = [1 + amount * math.cos(hue - k * 2 * math.pi / 3) for k in range(3)]
