@@ -178,6 +178,22 @@ def test_colour_tags_range_and_matrix_are_carried(tmp_path, params, expected):
     assert np.abs(_player_frame(tmp_path / "out.mp4").astype(int) - (192, 48, 32)).max() <= 2
 
 
+@pytest.mark.parametrize("pix_fmt, tags, expected", [
+    ("yuv420p", "tv, bt709, progressive", ("bt709", "tv", "bt709", "bt709", 8)),
+    ("yuv420p", "tv, bt470bg, progressive", ("bt470bg", "tv", "bt470bg", "bt470bg", 8)),
+    ("yuv420p10le", "tv, bt2020nc/bt2020/smpte2084", ("bt2020nc", "tv", "bt2020", "smpte2084", 10)),
+    ("yuvj420p", "pc, bt709/unknown/unknown, progressive", ("bt709", "pc", None, None, 8)),
+    ("yuvj420p", "progressive", (None, "pc", None, None, 8)),
+    ("yuv420p", "", (None, None, None, None, 8)),
+    ("yuv422p12le", "unknown/bt709/bt709", (None, None, "bt709", "bt709", 12)),
+])
+def test_colour_facts_are_read_from_the_stream_dump(pix_fmt, tags, expected):
+    from framefusion_video.video_io import _parse_colour
+
+    facts = _parse_colour(pix_fmt, tags)
+    assert tuple(facts[k] for k in (*COLOUR_FIELDS, "bits")) == expected
+
+
 def test_full_range_keeps_its_levels(tmp_path):
     # Black and white in full range are Y = 0 and 255; squeezed to limited range they would be 16/235.
     src = _yuv_clip(tmp_path / "src.mp4", "range=pc:colorspace=bt709",
