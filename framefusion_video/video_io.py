@@ -379,9 +379,12 @@ def decode_filter(info: VideoInfo) -> str:
 def encode_filter(info: VideoInfo, pix_fmt: str) -> str:
     """ffmpeg ``-vf`` of :class:`VideoWriter`: RGB back to YUV with the matrix and range the frames
     were decoded with, tagged with the source's matrix, primaries, transfer and range (untagged
-    stays untagged)."""
-    rng = _range(info)
-    values = {"colorspace": info.color_matrix, "color_primaries": info.color_primaries,
+    stays untagged). An RGB-coded source has no YUV matrix: it becomes BT.601 limited range,
+    tagged as such, with its primaries and transfer."""
+    rgb_source = _is_rgb(info)
+    rng = "tv" if rgb_source else _range(info)
+    values = {"colorspace": "smpte170m" if rgb_source else info.color_matrix,
+              "color_primaries": info.color_primaries,
               "color_trc": _SETPARAMS_TRC.get(info.color_transfer or "", info.color_transfer)}
     tags = ":".join(f"{key}={value if value in _SETPARAMS[key] else 'unknown'}" for key, value in values.items())
     return (f"scale=out_color_matrix={conversion_matrix(info)}:out_range={rng}:flags={SWS_FLAGS},"

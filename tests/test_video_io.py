@@ -194,6 +194,17 @@ def test_colour_facts_are_read_from_the_stream_dump(pix_fmt, tags, expected):
     assert tuple(facts[k] for k in (*COLOUR_FIELDS, "bits")) == expected
 
 
+def test_rgb_coded_source_becomes_tagged_bt601(tmp_path):
+    # A PNG-in-MOV clip has no YUV matrix to carry: the output says which one it was given.
+    src = tmp_path / "rgb.mov"
+    ffmpeg("-f", "lavfi", "-i", "color=c=0xc03020:s=64x48:r=10", "-frames:v", "3", "-c:v", "png", str(src))
+    assert probe(src).color_matrix == "gbr"
+    frames, _ = round_trip(src, tmp_path / "out.mp4", crf=0)
+    out = probe(tmp_path / "out.mp4")
+    assert (out.color_matrix, out.color_range) == ("smpte170m", "tv")
+    assert np.abs(_player_frame(tmp_path / "out.mp4").astype(int) - frames[0]).max() <= 2
+
+
 def test_full_range_keeps_its_levels(tmp_path):
     # Black and white in full range are Y = 0 and 255; squeezed to limited range they would be 16/235.
     src = _yuv_clip(tmp_path / "src.mp4", "range=pc:colorspace=bt709",
