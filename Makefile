@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := samples/astronaut.mp4
 
-.PHONY: install demo test bench sample clean
+.PHONY: install demo test bench sample check-wheel clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ bench: $(STAMP)
 
 sample: $(STAMP)
 	$(PY) scripts/make_sample.py $(SAMPLE)
+
+# The built wheel, installed with its dependencies (from PyPI) into a fresh environment, restores
+# the sample from outside the checkout. Minutes and about 1 GB of downloads: not part of `test`.
+check-wheel:
+	scripts/check_wheel.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -12,8 +12,8 @@ worker.
     .venv/bin/python benchmarks/bench_ray.py                         # shared clips, 1 and 2 workers
     .venv/bin/python benchmarks/bench_ray.py --workers 1 2 4 --model run/generator.keras DIR_OR_CLIPS...
 
-Without trained weights (no ``--model``, no ``models/ffv_generator.keras``), an untrained generator
-of the default architecture is saved to a temporary file: same cost, not the same faces.
+Without trained weights (no ``--model``, no shipped ``framefusion_video/weights/ffv_generator.keras``), an
+untrained generator of the default architecture is saved to a temporary file: same cost, not the same faces.
 """
 
 from __future__ import annotations

@@ -85,9 +85,9 @@ def shipped_ms_per_crop(crop: np.ndarray, threads: int, crops: int, repeats: int
     """:func:`timed` of the shipped ``.tflite`` generator on ``crop`` (float32 (1, 128, 128, 3))
     as ``ffv restore`` runs it with ``threads`` threads: a yardstick timed under the same load, for
     a machine others use too. None when it is not there."""
-    from framefusion_video.inference import DEFAULT_MODEL_NAME, MODELS_DIR, LiteRestorer
+    from framefusion_video.inference import DEFAULT_MODEL_NAME, LiteRestorer, shipped_weights_dir
 
-    path = MODELS_DIR / DEFAULT_MODEL_NAME
+    path = shipped_weights_dir() / DEFAULT_MODEL_NAME
     if not path.is_file():
         return None
     restorer = LiteRestorer(path, batch_size=1, threads=threads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +20,25 @@ from .errors import FfvError, read_head
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "ffv_generator.tflite"
 KERAS_MODEL_NAME = "ffv_generator.keras"
 
 
+def shipped_weights_dir() -> Path:
+    """The folder of the shipped generator files: the package data ``framefusion_video/weights``,
+    wherever the package is installed (a wheel, an editable checkout)."""
+    return Path(os.fspath(resources.files("framefusion_video.weights")))
+
+
 def default_model_path() -> Path:
-    """The shipped generator: ``$FFV_MODEL`` if set, else ``models/ffv_generator.tflite``, or the
-    ``.keras`` file when no ``.tflite`` conversion is there."""
+    """The shipped generator: ``$FFV_MODEL`` if set, else ``ffv_generator.tflite`` in
+    :func:`shipped_weights_dir`, or the ``.keras`` file when no ``.tflite`` conversion is there."""
     env = os.environ.get("FFV_MODEL")
     if env:
         return Path(env)
-    lite = MODELS_DIR / DEFAULT_MODEL_NAME
-    return lite if lite.is_file() or not (MODELS_DIR / KERAS_MODEL_NAME).is_file() else MODELS_DIR / KERAS_MODEL_NAME
+    folder = shipped_weights_dir()
+    lite, full = folder / DEFAULT_MODEL_NAME, folder / KERAS_MODEL_NAME
+    return lite if lite.is_file() or not full.is_file() else full
 
 
 def _as_crops(crops: np.ndarray, crop_size: int) -> np.ndarray:
@@ -165,7 +172,7 @@ def check_model_file(model_path: str | os.PathLike | None = None) -> Path:
         FfvError: naming the file and what is wrong with it.
     """
     path = Path(model_path) if model_path is not None else default_model_path()
-    hint = " (the default weights ship in models/; pass --model PATH)" if model_path is None else ""
+    hint = " (the default weights ship in framefusion_video/weights/; pass --model PATH)" if model_path is None else ""
     head = read_head(path, 8, "model file", missing=f"model file not found{hint}")
     suffix = path.suffix.lower()
     if suffix not in (".tflite", ".keras"):

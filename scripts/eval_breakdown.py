@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="validation photos (e.g. ../shared/data/faces/val)")
     parser.add_argument("--model", help="generator .tflite or .keras (default: the shipped one)")
-    parser.add_argument("--ceiling", metavar="KERAS", nargs="?", const="models/ffv_generator.keras",
+    parser.add_argument("--ceiling", metavar="KERAS", nargs="?", const="framefusion_video/weights/ffv_generator.keras",
                         help="also section 5, with this .keras generator (default: the shipped one)")
     args = parser.parse_args(argv)
     restorer = load_restorer(args.model)

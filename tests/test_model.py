@@ -116,9 +116,9 @@ def test_load_restorer_reports_bad_tflite_files(tmp_path):
 
 def test_shipped_tflite_matches_shipped_keras():
     # ffv restore runs the .tflite file and ffv train/eval the .keras one: they must be one model.
-    from framefusion_video.inference import MODELS_DIR, load_restorer
+    from framefusion_video.inference import DEFAULT_MODEL_NAME, KERAS_MODEL_NAME, load_restorer, shipped_weights_dir
 
-    lite, full = MODELS_DIR / "ffv_generator.tflite", MODELS_DIR / "ffv_generator.keras"
+    lite, full = shipped_weights_dir() / DEFAULT_MODEL_NAME, shipped_weights_dir() / KERAS_MODEL_NAME
     if not (lite.is_file() and full.is_file()):
         pytest.skip("shipped weights not present")
     x = np.random.default_rng(3).random((5, 128, 128, 3), dtype=np.float32)

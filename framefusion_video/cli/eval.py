@@ -13,7 +13,8 @@ from framefusion_video.cli.degrade import KIND_CHOICES
 @click.command("eval")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Generator to measure (.tflite or .keras; default: the shipped models/ffv_generator.tflite).")
+              help="Generator to measure (.tflite or .keras; default: the shipped generator, "
+                   "ffv_generator.tflite in the package's weights/ folder).")
 @click.option("--no-model", is_flag=True, help="Measure only the damaged input and the classical baseline.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images (sorted by name).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KIND_CHOICES),

@@ -9,7 +9,7 @@ import click
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", default="models/ffv_generator.keras", show_default=True,
+@click.option("-o", "--output", default="framefusion_video/weights/ffv_generator.keras", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tflite/--no-tflite", default=True, show_default=True,
               help="Also write OUTPUT's LiteRT conversion (.tflite beside it), the file ffv restore runs.")

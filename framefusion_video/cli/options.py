@@ -8,7 +8,8 @@ import click
 
 RESTORATION_OPTIONS = (
     click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
-                 help="Generator weights (.tflite or .keras). Default: the shipped models/ffv_generator.tflite."),
+                 help="Generator weights (.tflite or .keras). Default: the shipped generator "
+                      "(ffv_generator.tflite in the package's weights/ folder)."),
     click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
                  help="0 keeps the original faces, 1 pastes the restored faces fully."),
     click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,

@@ -40,7 +40,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Multiply the learning rates (default 1; e.g. 0.2 with --resume for a final, slower phase). "
                    "A resume keeps the run's own unless given.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start a new run from this generator's weights (e.g. models/ffv_generator.keras) to fine-tune it.")
+              help="Start a new run from this generator's weights (e.g. the shipped "
+                   "framefusion_video/weights/ffv_generator.keras) to fine-tune it.")
 @click.option("--widths", callback=_int_list,
               help="Channels per resolution level of a new run's U-Net, full resolution first "
                    "(default 16,32,48,96,128).")
@@ -62,7 +63,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
                    "the generator on fidelity losses alone, and cost less.")
 @click.option("--adv-weight", type=click.FloatRange(min=0), help="Weight of the adversarial term (default 0.003).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="When training stops, write the inference model here (e.g. models/ffv_generator.keras).")
+              help="When training stops, write the inference model here "
+                   "(e.g. framefusion_video/weights/ffv_generator.keras).")
 def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max_steps: int | None,
           max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float, snapshot_every: int | None,
           limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None,
