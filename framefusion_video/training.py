@@ -54,8 +54,7 @@ class TrainConfig:
     ssim_weight: float = 0.2
     # Mean per-image log10(MSE), i.e. -PSNR/10: what `ffv eval` averages. Unlike L1 it weighs an
     # error on a nearly clean face as much as the same relative error on a ruined one. Off by
-    # default: at 0.05 it helped single kinds but made mixed damage worse (models/README.md,
-    # "Phase 10").
+    # default: at 0.05 it helped single kinds of damage but made mixed damage worse.
     psnr_weight: float = 0.0
     adv_weight: float = 0.003
     adv_start: int = 4000  # batches of reconstruction only before the critic's opinion counts
