@@ -236,8 +236,11 @@ def _run_slow(*args: str, delay: float = 0.05, cwd: Path | None = None) -> subpr
 def _start_slow(*args: str, delay: float = 0.05) -> subprocess.Popen:
     env = {**os.environ, "FFV_TEST_FRAME_DELAY": str(delay), "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # A job started in the background by a non-interactive shell ignores SIGINT, and so would the
+    # run started here: give it the default disposition a terminal's ffv has.
     return subprocess.Popen([sys.executable, str(SLOW_FFV), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60.0) -> None:
