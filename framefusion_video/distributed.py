@@ -214,7 +214,9 @@ def ray_session(ray_config: RayConfig = RayConfig()):
         return
     try:
         if ray_config.address is None:
-            ray.init(num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+            # "local": a Ray of this run's own, even where `ray start` left a cluster (or only its
+            # address file) on this machine; plain ray.init() would try to join that one.
+            ray.init(address="local", num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=ray_config.worker_logs)
         else:
             ray.init(address=ray_config.address, logging_level=logging.WARNING, log_to_driver=ray_config.worker_logs)

@@ -41,7 +41,7 @@ def ray_cluster():
         import ray
     except ImportError:
         pytest.skip("Ray is not installed (pip install -e '.[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
 
