@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FfvError
-from .restore import FileResult, RestoreConfig, plan_outputs
+from .restore import FileResult, RestoreConfig, faces_line, plan_outputs
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ def restore_clip(src: str, dst: str, config: RestoreConfig, overwrite: bool = Fa
                                       error=f"{src_path}: {type(exc).__name__}: {exc}"))
     _remove_stale_attempts(dst_path)
     return _Outcome(RayFileResult(src_path, dst_path, res.frames, res.faces, res.seconds, res.fps, "done",
+                                  faces_left_alone=res.faces_left_alone, faces_refused=res.faces_refused,
                                   node=node))
 
 
@@ -272,8 +273,9 @@ def _log_result(tag: str, result: FileResult) -> None:
     """The per-file log line of the serial run (plus the node)."""
     node = getattr(result, "node", None)
     if result.status == "done":
-        log.info("%s -> %s: %d frames, %d faces, %.1f s (%.1f fps) on %s", tag, result.output,
-                 result.frames, result.faces, result.seconds, result.fps, node)
+        log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps) on %s", tag, result.output, result.frames,
+                 faces_line(result.faces, result.faces_left_alone, result.faces_refused),
+                 result.seconds, result.fps, node)
     elif result.status == "skipped":
         log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
     else:
@@ -336,8 +338,9 @@ def restore_paths_ray(
     seconds = time.perf_counter() - started
     final = [r for r in results if r is not None]
     s = summarize(final, seconds)
-    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %d faces in %.1f s",
-             s["files"], s["done"], s["skipped"], s["failed"], s["frames"], s["faces"], seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
+             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
     if report is not None:
         write_report(Path(report), final, config, seconds)
     return final

@@ -1,7 +1,8 @@
 """Tests of restore.py: the per-frame pipeline, output planning, one clip and folder runs.
 
 A fake restorer (it inverts the crops, which colour matching cannot undo) stands in for the model,
-so these tests need no TensorFlow; faces are found by the real MediaPipe detector on a tiny clip
+so these tests need no TensorFlow; the tests of the pipeline's mechanics turn the safety checks off
+(``safety=False``), which would rightly refuse such a face; faces are found by the real MediaPipe detector on a tiny clip
 of ``skimage.data.astronaut()`` moving a little.
 """
 
@@ -156,7 +157,7 @@ def _stream(n_frames: int, faces_per_frame: list[int]):
 def test_restore_frames_batches_across_frames_and_keeps_order():
     restorer = FakeRestorer()
     counts = [1, 0, 2, 1, 0, 0, 3]
-    out = list(restore_frames(_stream(14, counts), restorer, RestoreConfig(batch_size=4)))
+    out = list(restore_frames(_stream(14, counts), restorer, RestoreConfig(batch_size=4, safety=False)))
     assert [o.index for o in out] == list(range(14))
     expected = [counts[i % len(counts)] for i in range(14)]
     assert [o.restored_faces for o in out] == expected
@@ -170,7 +171,7 @@ def test_restore_frames_batches_across_frames_and_keeps_order():
 
 def test_restore_frames_changes_faces_only_and_passes_faceless_frames_through():
     restorer = FakeRestorer()
-    out = list(restore_frames(_stream(4, [1, 0]), restorer, RestoreConfig(colour_match=False)))
+    out = list(restore_frames(_stream(4, [1, 0]), restorer, RestoreConfig(colour_match=False, safety=False)))
     with_face, without = out[0], out[1]
     assert without.restored is without.original
     x0, y0 = 20, 40
@@ -182,7 +183,7 @@ def test_restore_frames_changes_faces_only_and_passes_faceless_frames_through():
 
 def test_restore_frames_select_skips_the_restorer():
     restorer = FakeRestorer()
-    out = list(restore_frames(_stream(6, [1]), restorer, RestoreConfig(), select=lambda i: i == 3))
+    out = list(restore_frames(_stream(6, [1]), restorer, RestoreConfig(safety=False), select=lambda i: i == 3))
     assert [o.restored_faces for o in out] == [0, 0, 0, 1, 0, 0]
     assert restorer.batches == [1]
     assert all(o.restored is o.original for o in out if o.index != 3)
@@ -191,7 +192,7 @@ def test_restore_frames_select_skips_the_restorer():
 @pytest.mark.parametrize("factor", [2, 4])
 def test_restore_frames_upscale_pastes_at_high_resolution(factor):
     restorer = FakeRestorer()
-    out = list(restore_frames(_stream(2, [1, 0]), restorer, RestoreConfig(upscale=factor, colour_match=False)))
+    out = list(restore_frames(_stream(2, [1, 0]), restorer, RestoreConfig(upscale=factor, colour_match=False, safety=False)))
     for o in out:
         assert o.restored.shape == (160 * factor, 240 * factor, 3)
     # the face centre (crop from the original, pasted through scale_matrix) moved with the frame
@@ -304,7 +305,7 @@ def test_restore_video_keeps_format_and_restores_the_face(clips, tmp_path):
     calls = []
     dst = tmp_path / "out.mp4"
     seen = []
-    result = restore_video(clips["face"], dst, RestoreConfig(batch_size=4), restorer=restorer,
+    result = restore_video(clips["face"], dst, RestoreConfig(batch_size=4, safety=False), restorer=restorer,
                            progress=lambda *a: calls.append(a), on_frame=seen.append)
     assert result.status == "done" and result.frames == N_FRAMES
     assert [f.index for f in seen] == list(range(N_FRAMES))

@@ -229,9 +229,9 @@ def static_face_clip(n: int, noise: float = 3.0, seed: int = 1, tint=(1.0, 1.0, 
             for i in range(n)]
 
 
-def run_pipeline(frames, script, restorer, temporal: float, **tracking):
+def run_pipeline(frames, script, restorer, temporal: float, safety: bool = True, **tracking):
     tracked = track_faces(frames, ScriptedDetector(script), TrackingConfig(**tracking))
-    config = RestoreConfig(batch_size=4, colour_match=False, temporal=temporal)
+    config = RestoreConfig(batch_size=4, colour_match=False, temporal=temporal, safety=safety)
     return list(restore_frames(tracked, restorer, config))
 
 
@@ -270,7 +270,8 @@ def test_faces_left_alone_keep_their_pixels_with_the_temporal_term_on():
     frames = static_face_clip(n)  # sensor noise: smoothing it would change the pixels
     script = {i: [face_at(120.0 + i, 80.0)] for i in range(n)}
     out = run_pipeline(frames, script, IdentityRestorer(), temporal=0.7)
-    assert [o.restored_faces for o in out] == [1] * n
+    assert [o.restored_faces for o in out] == [0] * n
+    assert [[f.status for f in o.outcomes] for o in out] == [["left alone"]] * n
     for o, frame in zip(out, frames):
         np.testing.assert_array_equal(o.restored, frame)
 
@@ -295,7 +296,8 @@ def test_face_missed_by_the_detector_in_one_frame_is_still_restored():
     frames = static_face_clip(n, noise=0.0)
     truth = {i: face_at(100.0 + 2 * i, 80.0) for i in range(n)}
     script = {i: [f] for i, f in truth.items() if i != missing}
-    out = run_pipeline(frames, script, InvertingRestorer(), temporal=0.6)
+    # An inverted face is what the safety check refuses; here it marks where a face was pasted.
+    out = run_pipeline(frames, script, InvertingRestorer(), temporal=0.6, safety=False)
     assert [o.restored_faces for o in out] == [1] * n
     gap = out[missing]
     assert gap.faces[0].source != "detected"
