@@ -19,6 +19,7 @@ levels (0-255).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -33,9 +34,13 @@ REFUSED = "refused"
 STATUSES = (RESTORED, LEFT_ALONE, REFUSED)
 
 # Immerkaer's noise-estimation kernel (the difference of two Laplacians): zero on any plane,
-# so that it sees noise rather than shading; sigma = sqrt(pi / 2) / 6 * mean |response|.
+# so that it sees noise rather than shading.
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
-_NOISE_SCALE = float(np.sqrt(np.pi / 2.0) / 6.0)
+# From the median |response|: the kernel's response to white noise of sigma s has sigma 6 s, and
+# the median of |N(0, 1)| is 0.6745.
+_NOISE_SCALE = float(1.0 / (6.0 * 0.6745))
+# The restored/original gain a lighting repair may have, per channel (see change_size).
+_GAIN_LIMITS = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,14 @@ class SafetyConfig:
 
     Attributes:
         enable: False pastes every restored face and aligns every face (the checks are off).
-        tolerance: change (grey levels, RMS over the face, its mean colour shift excluded) that a
-            face with no visible damage may still receive.
+        tolerance: change (grey levels, RMS over the face, beyond a lighting repair: see
+            :func:`change_size`) that a face with no visible damage may still receive.
         damage_factor: further change allowed per grey level of estimated damage.
         detail_ratio: fine detail (luma above a 1 px Gaussian) a sharp face has, as a share of its
             medium detail (1 to 3 px); less is counted as missing detail (blur, low resolution).
             0.6 is the 5th percentile of 244 sharp unseen faces.
+        detail_weight: weight of the missing detail in the damage (a deblurred face changes by
+            about twice the detail its input lacks).
         max_fit_error: RMS distance of the landmarks from the alignment template after the best
             similarity fit, as a share of the template's eye-to-mouth distance; more is not a face's
             geometry (a point far off, eyes below the mouth).
@@ -58,17 +65,18 @@ class SafetyConfig:
     """
 
     enable: bool = True
-    tolerance: float = 2.0
+    tolerance: float = 1.5
     damage_factor: float = 2.0
     detail_ratio: float = 0.6
+    detail_weight: float = 2.0
     max_fit_error: float = 0.2
     eyes_to_box: tuple[float, float] = (0.15, 0.8)
     box_margin: float = 0.25
 
     def __post_init__(self) -> None:
         problems = []
-        if self.tolerance < 0 or self.damage_factor < 0 or self.detail_ratio < 0:
-            problems.append("tolerance, damage_factor and detail_ratio must be 0 or more")
+        if min(self.tolerance, self.damage_factor, self.detail_ratio, self.detail_weight) < 0:
+            problems.append("tolerance, damage_factor, detail_ratio and detail_weight must be 0 or more")
         if self.max_fit_error <= 0:
             problems.append(f"max_fit_error must be positive, got {self.max_fit_error}")
         low, high = self.eyes_to_box
@@ -143,34 +151,67 @@ def _weighted_rms(values: np.ndarray, weights: np.ndarray) -> float:
 def estimate_damage(crop: np.ndarray, weights: np.ndarray, colour_distance: float = 0.0,
                     config: SafetyConfig = SafetyConfig()) -> float:
     """How damaged ``crop`` looks, in grey levels: the root sum of squares of its noise, its
-    missing fine detail and ``colour_distance`` (how far its colours are from a face's, grey levels).
+    missing fine detail (times ``config.detail_weight``) and ``colour_distance`` (how far its
+    colours lie from a face's, grey levels).
 
-    ``weights``: float32 (S, S), summing to 1 (the face mask). Noise is Immerkaer's estimate on luma;
-    missing detail is how much less fine detail (luma minus a 1 px Gaussian blur) the face has than
-    ``config.detail_ratio`` times its medium detail (1 px blur minus 3 px blur).
+    ``crop``: float32 RGB (S, S, 3) in [0, 1]; ``weights``: float32 (S, S) summing to 1 (the face
+    mask). Noise: Immerkaer's estimate on luma, from the median response over the face (the mean
+    takes skin texture and edges for noise). Missing detail: how much less fine detail (luma minus
+    a 1 px Gaussian blur) the face has than ``config.detail_ratio`` times its medium detail (1 px
+    blur minus 3 px blur): blur, low resolution and heavy compression remove the first before
+    the second.
     """
     luma = _luma(crop)
-    noise = _NOISE_SCALE * float(np.einsum("ij,ij->", weights, np.abs(cv2.filter2D(luma, -1, _NOISE_KERNEL))))
+    response = np.abs(cv2.filter2D(luma, -1, _NOISE_KERNEL))
+    noise = float(np.median(response[np.asarray(weights) > 0.5 * float(np.max(weights))])) * _NOISE_SCALE
     fine_blur = cv2.GaussianBlur(luma, (0, 0), 1.0)
     fine = _weighted_rms(luma - fine_blur, weights)
     medium = _weighted_rms(fine_blur - cv2.GaussianBlur(luma, (0, 0), 3.0), weights)
-    missing = max(0.0, config.detail_ratio * medium - fine)
+    missing = config.detail_weight * max(0.0, config.detail_ratio * medium - fine)
     return float(np.sqrt(noise * noise + missing * missing + colour_distance * colour_distance))
 
 
-def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray) -> float:
-    """RMS (grey levels) over the face of what the restorer changed, less its mean colour shift.
+@functools.lru_cache(maxsize=8)
+def _ramps(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y across a ``size`` crop, float32 (size * size,) each, from -0.5 to 0.5 (read-only)."""
+    ramp = (np.arange(size, dtype=np.float32) + np.float32(0.5)) / np.float32(size) - np.float32(0.5)
+    x = np.ascontiguousarray(np.broadcast_to(ramp[None, :], (size, size))).reshape(-1)
+    y = np.ascontiguousarray(np.broadcast_to(ramp[:, None], (size, size))).reshape(-1)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
-    ``restored``, ``original``: float32 RGB crops (S, S, 3) in [0, 1]; ``weights`` float32 (S, S)
-    summing to 1. The mean shift (a lighting or colour repair) is judged by the colour matching.
+
+def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray) -> float:
+    """RMS (grey levels) over the face of what the restorer changed beyond a lighting repair.
+
+    Per RGB channel, the restored crop is fitted (weighted least squares over the face) as
+    ``gain * original + offset + a * x + b * y``: a change of exposure, contrast, colour balance
+    or a light falling off across the face (what lighting and colour-cast repairs do, and what the
+    colour matching judges). What the fit leaves is the change of the face itself (detail, shape,
+    texture). The gain is held within [1/4, 4], so that a negative or flattened face is not
+    "explained". ``restored``, ``original``: float32 RGB (S, S, 3) in [0, 1]; ``weights``: float32
+    (S, S) summing to 1. Small per-channel 4x4 systems, solved without BLAS.
     """
-    diff = cv2.subtract(np.asarray(restored, dtype=np.float32), np.asarray(original, dtype=np.float32))
-    diff *= np.float32(255.0)
-    flat = diff.reshape(-1, 3)
+    restored = np.asarray(restored, dtype=np.float32)
+    original = np.asarray(original, dtype=np.float32)
+    size = restored.shape[0]
     w = np.asarray(weights, dtype=np.float32).reshape(-1)
-    mean = np.einsum("i,ij->j", w, flat)
-    centred = flat - mean
-    return float(np.sqrt(max(float(np.einsum("i,ij->", w, centred * centred)) / 3.0, 0.0)))
+    x, y = _ramps(size)
+    total = 0.0
+    for channel in range(3):
+        target = restored[..., channel].reshape(-1)
+        basis = np.stack([original[..., channel].reshape(-1), np.ones_like(x), x, y])  # (4, N)
+        weighted = basis * w
+        gram = np.einsum("kn,ln->kl", weighted, basis).astype(np.float64) + 1e-9 * np.eye(4)
+        coef = np.linalg.solve(gram, np.einsum("kn,n->k", weighted, target).astype(np.float64))
+        if not _GAIN_LIMITS[0] <= coef[0] <= _GAIN_LIMITS[1]:  # refit the rest with the gain held
+            coef[0] = np.clip(coef[0], *_GAIN_LIMITS)
+            rest = target - np.float32(coef[0]) * basis[0]
+            coef[1:] = np.linalg.solve(gram[1:, 1:], np.einsum("kn,n->k", weighted[1:], rest).astype(np.float64))
+        residual = target - np.einsum("k,kn->n", coef.astype(np.float32), basis)
+        total += float(np.einsum("n,n->", w, residual * residual))
+    return 255.0 * float(np.sqrt(max(total, 0.0) / 3.0))
 
 
 def refuse(restored: np.ndarray, original: np.ndarray, weights: np.ndarray, colour_distance: float = 0.0,
