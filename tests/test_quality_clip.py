@@ -1,0 +1,91 @@
+"""The synthetic quality clip (``framefusion_video.quality_clip``) and its benchmark script."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framefusion_video.quality_clip import ClipConfig, SyntheticClip, build_clip, read_video, score_videos
+from framefusion_video.video_io import probe
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory) -> Path:
+    """Two face photos made from the astronaut portrait (no shared data needed)."""
+    import cv2
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("faces")
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    for i, scale in enumerate((1.0, 0.8)):
+        m = np.float32([[scale, 0, 20 * i], [0, scale, 10 * i]])
+        cv2.imwrite(str(folder / f"face_{i}.png"), cv2.warpAffine(img, m, (512, 512), borderMode=cv2.BORDER_REFLECT))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_clip(faces_dir: Path, tmp_path_factory) -> SyntheticClip:
+    """A --small clip of undamaged and dark faces."""
+    return build_clip(faces_dir, tmp_path_factory.mktemp("clip"), ClipConfig.small(kinds=("none", "dark")))
+
+
+def test_small_clip_files_faces_and_manifest(small_clip: SyntheticClip) -> None:
+    cfg = small_clip.config
+    for path in (small_clip.damaged, small_clip.clean_x264):
+        info = probe(path)
+        assert (info.width, info.height, info.n_frames) == (cfg.width, cfg.height, cfg.n_frames)
+        assert info.color_matrix == "bt709"
+    assert len(small_clip.faces) == cfg.segments * cfg.faces_per_segment
+    assert {f.kind for f in small_clip.faces} == {"none", "dark"}
+    for index in range(cfg.n_frames):
+        for plan, (x0, y0, x1, y1) in small_clip.faces_in_frame(index):
+            assert 0 <= x0 < x1 <= cfg.width and 0 <= y0 < y1 <= cfg.height
+            assert cfg.min_face * 0.5 <= plan.size <= cfg.max_face
+    assert SyntheticClip.load(small_clip.folder) == small_clip
+
+
+def test_same_seed_same_frames(faces_dir: Path, small_clip: SyntheticClip, tmp_path) -> None:
+    again = build_clip(faces_dir, tmp_path, small_clip.config)
+    size = (small_clip.config.width, small_clip.config.height)
+    first = next(read_video(small_clip.clean, size))
+    assert np.array_equal(first, next(read_video(again.clean, size)))
+    assert again.faces == small_clip.faces
+
+
+def test_scores_are_exact_on_the_clean_frames_and_see_the_damage(small_clip: SyntheticClip) -> None:
+    scores = score_videos(small_clip, {"truth": small_clip.clean, "damaged": small_clip.damaged,
+                                       "clean": small_clip.clean_x264}, classical_from="damaged")
+    s = scores["summary"]
+    assert s["faces"]["truth"]["psnr"] == 100.0 and s["frames"]["truth"] == 100.0
+    assert s["faces"]["truth"]["ssim"] == pytest.approx(1.0)
+    assert s["kinds"]["dark"]["damaged"]["psnr"] < s["kinds"]["none"]["damaged"]["psnr"]
+    assert s["faces"]["damaged"]["psnr"] < s["faces"]["clean"]["psnr"]
+    # The classical baseline knows the dark faces are dark: auto levels brighten them.
+    assert s["kinds"]["dark"]["classical"]["psnr"] > s["kinds"]["dark"]["damaged"]["psnr"]
+    assert s["loss"]["damaged"]["truth"]["faces_losing"] == len(small_clip.faces)
+
+
+def test_benchmark_script_small(faces_dir: Path, tmp_path, capsys) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import quality_clip as bench
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / "scores.json"
+    assert bench.main(["--faces", str(faces_dir), "--small", "--no-ssim", "--restore", "strength=0",
+                       "--json", str(out), "--work", str(tmp_path / "work")]) == 0
+    results = json.loads(out.read_text())
+    assert results["restore_options"] == {"strength": "0"}
+    for name in ("damaged", "clean"):
+        s = results["inputs"][name]["summary"]
+        assert set(s["faces"]) >= {"n", "input", "transcode", "ffv", "classical"}
+        assert results["inputs"][name]["report"]["faces"] > 0
+        assert sum(g["n"] for g in s["sizes"].values()) == s["faces"]["n"]
+    printed = capsys.readouterr().out
+    assert "| damage kind |" in printed and "**clean clip**" in printed
