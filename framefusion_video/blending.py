@@ -152,18 +152,22 @@ def colour_targets(mean_o: np.ndarray, std_o: np.ndarray, mean_r: np.ndarray, st
     A channel's mean goes back to the original's (the restorer's drift is undone) unless the
     original lies outside the ``plausible`` range (float (3, 2): low, high per channel) and the
     restorer moved it towards that range: such a move is a lighting or colour-cast repair, and is
-    kept, as far as the mirror image of the original's mean in the range's nearer edge (a face as
-    far outside the range as it was). Luma's spread may grow or shrink with its mean (a darkened
+    kept, as far as the range's far edge. How far it may go grows smoothly with how far outside
+    the original lies (full beyond a quarter of the range's width), so that a face near an edge
+    does not flip between the two. Luma's spread may grow or shrink with its mean (a darkened
     face also lost contrast); otherwise a spread goes back to the original's, the ratio within
     ``_STD_RATIO_LIMITS``. ``plausible=None`` matches everything (the repair is undone).
     """
     mean_o, std_o, mean_r, std_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, std_o, mean_r, std_r))
     target_mean = mean_o.copy()
     if plausible is not None:
-        bounds = np.asarray(plausible, dtype=np.float64)
-        nearest = np.clip(mean_o, bounds[:, 0], bounds[:, 1])
-        mirror = 2.0 * nearest - mean_o
-        target_mean = np.clip(mean_r, np.minimum(mean_o, mirror), np.maximum(mean_o, mirror))
+        low, high = np.asarray(plausible, dtype=np.float64).T
+        ramp = 0.25 * (high - low)
+        below = np.clip((low - mean_o) / ramp, 0.0, 1.0)  # 0 inside the range, 1 well below it
+        above = np.clip((mean_o - high) / ramp, 0.0, 1.0)
+        reach_up = mean_o + below * (high - mean_o)
+        reach_down = mean_o - above * (mean_o - low)
+        target_mean = np.clip(mean_r, np.minimum(mean_o, reach_down), np.maximum(mean_o, reach_up))
     target_std = std_o.copy()
     if mean_o[0] > 1e-3:
         gain = target_mean[0] / mean_o[0]

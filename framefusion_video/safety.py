@@ -5,9 +5,10 @@ Pure functions on arrays, used by the pipeline (``restore.py``) whatever the res
 - :func:`landmark_problem`: landmarks that do not fit their detection box (a face size, place or
   eye-mouth geometry unlike the box's) would align a crop covering something else than the face;
   such a face is left alone.
-- :func:`review`: a restored face whose change is larger than what the input's estimated damage
-  explains (:func:`estimate_damage`: noise, missing detail, colours outside a face's range) is
-  refused: the original pixels stay.
+- :func:`refuse`: a restored face whose change, beyond a lighting or colour repair
+  (:func:`change_size`), is larger than what the input's estimated damage explains
+  (:func:`estimate_damage`: noise and missing detail at the face's own resolution) is refused: the
+  original pixels stay.
 
 Each face of a frame ends with one :data:`STATUSES`: restored, left alone by the generator's gate
 (its output is its input, bit-identical), or refused by these checks.
@@ -148,27 +149,36 @@ def _weighted_rms(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.sqrt(max(float(np.einsum("ij,ij->", weights, values * values)), 0.0)))
 
 
-def estimate_damage(crop: np.ndarray, weights: np.ndarray, colour_distance: float = 0.0,
+def estimate_damage(crop: np.ndarray, weights: np.ndarray, scale: float = 1.0,
                     config: SafetyConfig = SafetyConfig()) -> float:
-    """How damaged ``crop`` looks, in grey levels: the root sum of squares of its noise, its
-    missing fine detail (times ``config.detail_weight``) and ``colour_distance`` (how far its
-    colours lie from a face's, grey levels).
+    """How damaged ``crop`` looks, in grey levels: the root sum of squares of its noise and its
+    missing fine detail (times ``config.detail_weight``), both at the face's own resolution.
 
     ``crop``: float32 RGB (S, S, 3) in [0, 1]; ``weights``: float32 (S, S) summing to 1 (the face
-    mask). Noise: Immerkaer's estimate on luma, from the median response over the face (the mean
-    takes skin texture and edges for noise). Missing detail: how much less fine detail (luma minus
-    a 1 px Gaussian blur) the face has than ``config.detail_ratio`` times its medium detail (1 px
-    blur minus 3 px blur): blur, low resolution and heavy compression remove the first before
-    the second.
+    mask); ``scale``: crop pixels per frame pixel (above 1 when a small face was enlarged into
+    the crop: the crop is then reduced back to the face's own resolution first, so that the
+    enlargement's smoothness is not taken for blur, nor does it hide the face's noise).
+
+    Noise: Immerkaer's estimate on luma, from the median response over the face (the mean takes
+    skin texture and edges for noise). Missing detail: how much less fine detail (luma minus a
+    1 px Gaussian blur) the face has than ``config.detail_ratio`` times its medium detail (1 px
+    blur minus 3 px blur): blur, low resolution and heavy compression remove the first before the
+    second. Colour and lighting damage is not counted: :func:`change_size` leaves such repairs out.
     """
     luma = _luma(crop)
+    weights = np.asarray(weights, dtype=np.float32)
+    if scale > 1.0 + 1e-3:
+        side = max(8, int(round(luma.shape[0] / scale)))
+        luma = cv2.resize(luma, (side, side), interpolation=cv2.INTER_AREA)
+        weights = cv2.resize(weights, (side, side), interpolation=cv2.INTER_AREA)
+        weights *= np.float32(1.0 / max(float(weights.sum()), 1e-12))
     response = np.abs(cv2.filter2D(luma, -1, _NOISE_KERNEL))
-    noise = float(np.median(response[np.asarray(weights) > 0.5 * float(np.max(weights))])) * _NOISE_SCALE
+    noise = float(np.median(response[weights > 0.5 * float(weights.max())])) * _NOISE_SCALE
     fine_blur = cv2.GaussianBlur(luma, (0, 0), 1.0)
     fine = _weighted_rms(luma - fine_blur, weights)
     medium = _weighted_rms(fine_blur - cv2.GaussianBlur(luma, (0, 0), 3.0), weights)
     missing = config.detail_weight * max(0.0, config.detail_ratio * medium - fine)
-    return float(np.sqrt(noise * noise + missing * missing + colour_distance * colour_distance))
+    return float(np.sqrt(noise * noise + missing * missing))
 
 
 @functools.lru_cache(maxsize=8)
@@ -214,14 +224,21 @@ def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray)
     return 255.0 * float(np.sqrt(max(total, 0.0) / 3.0))
 
 
-def refuse(restored: np.ndarray, original: np.ndarray, weights: np.ndarray, colour_distance: float = 0.0,
+def crop_scale(matrix: np.ndarray) -> float:
+    """Crop pixels per frame pixel of a frame->crop similarity ``matrix`` (float (2, 3))."""
+    linear = np.asarray(matrix, dtype=np.float64)[:, :2]
+    return float(np.sqrt(abs(linear[0, 0] * linear[1, 1] - linear[0, 1] * linear[1, 0])))
+
+
+def refuse(restored: np.ndarray, original: np.ndarray, weights: np.ndarray, scale: float = 1.0,
            config: SafetyConfig = SafetyConfig()) -> bool:
     """Whether a restored crop changes its ``original`` by more than the original's damage explains.
 
-    Allowed: ``config.tolerance + config.damage_factor * estimate_damage(original)`` grey levels
-    of :func:`change_size`. ``weights``: the face mask, float32 (S, S), summing to 1.
+    Allowed: ``config.tolerance + config.damage_factor * estimate_damage(original, weights, scale)``
+    grey levels of :func:`change_size`. ``weights``: the face mask, float32 (S, S), summing to 1;
+    ``scale``: crop pixels per frame pixel (:func:`crop_scale`).
     """
     if not config.enable:
         return False
-    allowed = config.tolerance + config.damage_factor * estimate_damage(original, weights, colour_distance, config)
+    allowed = config.tolerance + config.damage_factor * estimate_damage(original, weights, scale, config)
     return change_size(restored, original, weights) > allowed

@@ -188,7 +188,10 @@ def test_restore_with_a_model_file(clips, tmp_path):
                  "--batch-size", "2", "--report", str(report), "-q")
     assert result.exit_code == 0, result.output
     entry = json.loads(report.read_text())["files"][0]
-    assert entry["status"] == "done" and entry["frames"] == 6 and entry["faces"] > 0
+    assert entry["status"] == "done" and entry["frames"] == 6
+    # Every face-frame went through the untrained network and is accounted for: restored, left
+    # alone by its gate, or (its output being noise) refused by the safety check.
+    assert entry["faces"] + entry["faces_left_alone"] + entry["faces_refused"] >= 5
 
 
 def test_restore_with_a_missing_model_file(clips, tmp_path):

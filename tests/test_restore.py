@@ -515,7 +515,9 @@ def test_export_preview_default_spreads_frames_and_restores_only_them(clips, tmp
     assert 2 <= len(pngs) <= DEFAULT_PREVIEW_FRAMES
     assert sum(restorer.batches) <= len(pngs)  # only the exported frames went through the model
     assert (tmp_path / "p" / "index.html").is_file()
-    assert all((tmp_path / "p" / "thumbs" / p.with_suffix(".jpg").name).is_file() for p in pngs)
+    for p in pngs:  # the slider's before and after images
+        assert (tmp_path / "p" / "frames" / f"{p.stem}_before.png").is_file()
+        assert (tmp_path / "p" / "frames" / f"{p.stem}_after.png").is_file()
 
 
 # --------------------------------------------------------------------------- the real model
