@@ -37,12 +37,13 @@ _HALF_WIDTH_IN_EYE_DISTANCES = 1.15
 _STD_RATIO_LIMITS = (0.5, 1.0)
 
 # Mask-weighted mean of each YCrCb channel (OpenCV's float convention: all in [0, 1], chroma
-# centred on 0.5) of a well-lit face: a little wider than the 1st to 99th percentiles of 244 unseen
-# studio faces (shared/data/faces/frl, aligned crops: Y 0.245-0.65, Cr 0.532-0.645, Cb
-# 0.435-0.478), which hold the sample's astronaut (0.641, 0.571, 0.427) too. Outside this range a
-# restorer's move back towards it is taken for a lighting or colour-cast repair and kept by the
-# colour matching.
-PLAUSIBLE_FACE_MEANS = np.array([[0.24, 0.68], [0.52, 0.66], [0.42, 0.49]])
+# centred on 0.5) of a well-lit face. From 244 unseen studio faces (shared/data/faces/frl, aligned
+# crops): luma from their 5th percentile (0.30; darker faces are mostly darkened ones, which the
+# colour matching must not make dark again) to a little above their 99th (0.65); chroma a little
+# wider than their 1st to 99th percentiles (Cr 0.532-0.645, Cb 0.435-0.478), to hold the sample's
+# astronaut (0.641, 0.571, 0.427) too. Outside this range a restorer's move back towards it is
+# taken for a lighting or colour-cast repair and kept by the colour matching.
+PLAUSIBLE_FACE_MEANS = np.array([[0.30, 0.68], [0.52, 0.66], [0.42, 0.49]])
 PLAUSIBLE_FACE_MEANS.setflags(write=False)
 
 

@@ -1,0 +1,173 @@
+"""Tests for safety.py (which landmarks to trust, which restored faces to refuse) and for the
+colour matching that keeps lighting repairs (blending.colour_targets / match_colour)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from framefusion_video import alignment
+from framefusion_video.blending import PLAUSIBLE_FACE_MEANS, colour_targets, face_mask, match_colour
+from framefusion_video.safety import (
+    SafetyConfig, change_size, crop_scale, estimate_damage, fit_error, landmark_problem, refuse,
+)
+
+S = 128
+
+
+@pytest.fixture(scope="module")
+def face_crop() -> np.ndarray:
+    """The astronaut's aligned face, float32 (S, S, 3) in [0, 1]: real skin, eyes, hair."""
+    data = pytest.importorskip("skimage.data")
+    landmarks = alignment.five_points_from_keypoints((202.8, 103.5), (248.0, 105.9), (224.0, 132.3), (222.6, 148.5))
+    matrix = alignment.estimate_alignment(landmarks, S)
+    return alignment.warp_to_crop(data.astronaut(), matrix, S).astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def weights() -> np.ndarray:
+    mask = face_mask(S)
+    return (mask / mask.sum()).astype(np.float32)
+
+
+def _face(box_side: float = 100.0, x0: float = 50.0, y0: float = 40.0) -> tuple[np.ndarray, tuple]:
+    """Template landmarks filling a square box the way a detector's box holds a face."""
+    points = alignment.template(S).astype(np.float64) / S * box_side + np.array([x0, y0])
+    return points.astype(np.float32), (x0, y0, x0 + box_side, y0 + box_side)
+
+
+# --------------------------------------------------------------------------- landmarks
+
+
+def test_landmarks_of_a_face_fit_its_box() -> None:
+    points, box = _face()
+    assert landmark_problem(points, box) is None
+    assert fit_error(points) < 1e-6
+    # A head turned or tilted is still a face.
+    turned = points.copy()
+    turned[[1, 4], 0] -= 12.0  # the far side of the face narrows
+    assert landmark_problem(turned, box) is None
+    rotation = cv2.getRotationMatrix2D((100.0, 90.0), 25.0, 1.0)
+    assert landmark_problem(alignment.transform_points(points, rotation), box) is None
+
+
+def test_landmarks_that_do_not_fit_their_box_are_not_used() -> None:
+    points, box = _face()
+    mouth_far_away = points.copy()
+    mouth_far_away[4] += (20.0, 90.0)  # the issue's case: a mouth point far outside the box
+    assert "outside" in landmark_problem(mouth_far_away, box)
+    scattered = points.copy()
+    scattered[3] += (-25.0, 10.0)
+    scattered[2] += (25.0, -30.0)  # inside the box, but not a face's shape
+    assert "shape" in landmark_problem(scattered, box)
+    assert fit_error(scattered) > fit_error(points) + 0.2
+    tiny = (points - points.mean(0)) * 0.2 + points.mean(0)  # a face a fifth of its box
+    assert "eye distance" in landmark_problem(tiny, box)
+    upside_down = points[[3, 4, 2, 0, 1]]  # mouth above the eyes
+    assert landmark_problem(upside_down, box) is not None
+    assert landmark_problem(np.full((5, 2), np.nan), box) is not None
+
+
+# --------------------------------------------------------------------------- damage and change
+
+
+def test_damage_sees_noise_and_missing_detail_but_not_a_sharp_face(face_crop, weights) -> None:
+    clean = estimate_damage(face_crop, weights)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(face_crop + rng.normal(0, 8 / 255, face_crop.shape).astype(np.float32), 0, 1)
+    blurred = cv2.GaussianBlur(face_crop, (0, 0), 2.0)
+    assert estimate_damage(noisy, weights) == pytest.approx(8.0, abs=2.5)  # grey levels
+    assert estimate_damage(blurred, weights) > clean + 2.0
+    assert clean < 3.0
+
+
+def test_a_small_face_enlarged_into_the_crop_is_not_taken_for_a_blurred_one(face_crop, weights) -> None:
+    # A face of 64 px enlarged to the 128 px crop is smooth at the crop's scale, not damaged.
+    small = cv2.resize(cv2.resize(face_crop, (64, 64), interpolation=cv2.INTER_AREA), (S, S),
+                       interpolation=cv2.INTER_LINEAR)
+    assert estimate_damage(small, weights, scale=2.0) < estimate_damage(small, weights, scale=1.0) - 1.0
+
+
+def test_change_size_leaves_out_lighting_repairs_but_sees_the_face_change(face_crop, weights) -> None:
+    y, x = np.mgrid[0:S, 0:S].astype(np.float32) / S
+    dim = face_crop * np.float32(0.6)
+    relit = np.clip(dim * np.float32([1.3, 1.2, 1.1]) + 0.03 + 0.05 * x[..., None], 0, 1)
+    assert change_size(relit, dim, weights) < 0.5  # grey levels
+    smeared = cv2.GaussianBlur(face_crop, (0, 0), 3.0)
+    structural = float(np.sqrt((((smeared - face_crop) * 255) ** 2).mean(-1).__mul__(weights).sum()))
+    assert change_size(smeared, face_crop, weights) == pytest.approx(structural, rel=0.35)
+    assert change_size(1.0 - face_crop, face_crop, weights) > 20.0  # a negative is not a repair
+    assert change_size(face_crop, face_crop, weights) < 0.05  # float32 rounding
+
+
+def test_refuse_a_change_the_input_does_not_explain(face_crop, weights) -> None:
+    rng = np.random.default_rng(1)
+    invented = np.clip(face_crop + rng.normal(0, 6 / 255, face_crop.shape).astype(np.float32), 0, 1)
+    assert refuse(invented, face_crop, weights)  # a clean face given 6 grey levels of new texture
+    dim = face_crop * np.float32(0.6)
+    assert not refuse(dim * np.float32(1.4), dim, weights)  # brightened: a repair
+    noisy = np.clip(face_crop + rng.normal(0, 10 / 255, face_crop.shape).astype(np.float32), 0, 1)
+    assert not refuse(face_crop, noisy, weights)  # denoising a noisy face changes it as much as its noise
+    assert not refuse(invented, face_crop, weights, config=SafetyConfig(enable=False))
+
+
+def test_crop_scale_is_crop_pixels_per_frame_pixel() -> None:
+    points, _ = _face(box_side=64.0)
+    assert crop_scale(alignment.estimate_alignment(points, S)) == pytest.approx(2.0, rel=1e-6)
+
+
+def test_safety_config_rejects_impossible_values() -> None:
+    for bad in ({"tolerance": -1.0}, {"max_fit_error": 0.0}, {"eyes_to_box": (0.5, 0.2)}, {"box_margin": -0.1}):
+        with pytest.raises(ValueError):
+            SafetyConfig(**bad)
+
+
+# --------------------------------------------------------------------------- colour matching
+
+
+def _stats(crop: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb).reshape(-1, 3)
+    mean = weights.reshape(-1) @ ycc
+    return mean, np.sqrt(weights.reshape(-1) @ (ycc - mean) ** 2)
+
+
+def test_colour_targets_undo_drift_but_keep_a_repair() -> None:
+    std = np.array([0.1, 0.02, 0.01])
+    well_lit = np.array([0.5, 0.58, 0.45])
+    drifted = well_lit + np.array([0.06, 0.02, -0.01])
+    mean, _ = colour_targets(well_lit, std, drifted, std)
+    np.testing.assert_allclose(mean, well_lit)  # a well-lit face keeps its colours
+    dark = np.array([0.12, 0.53, 0.47])  # luma far below the range
+    repaired = np.array([0.45, 0.58, 0.45])
+    mean, spread = colour_targets(dark, std * 0.3, repaired, std)
+    assert mean[0] == pytest.approx(0.45)  # brightening a dark face is kept ...
+    assert spread[0] > std[0] * 0.3  # ... with the contrast that comes with it
+    darker = np.array([0.08, 0.53, 0.47])
+    assert colour_targets(dark, std, darker, std)[0][0] == pytest.approx(0.12)  # darker still: undone
+    overshoot = np.array([0.9, 0.58, 0.45])
+    assert colour_targets(dark, std, overshoot, std)[0][0] == pytest.approx(PLAUSIBLE_FACE_MEANS[0, 1])
+    # No range: everything goes back to the original's (the old behaviour).
+    np.testing.assert_allclose(colour_targets(dark, std, repaired, std, plausible=None)[0], dark)
+
+
+def test_a_dark_face_is_not_made_dark_again(face_crop, weights) -> None:
+    dark = np.float32(0.4) * np.power(face_crop, np.float32(1.3))
+    mask = face_mask(S)
+    kept = match_colour(face_crop, dark, mask)  # a restorer that undid the darkening exactly
+    undone = match_colour(face_crop, dark, mask, plausible=None)
+
+    def psnr(a: np.ndarray) -> float:
+        return float(10 * np.log10(1.0 / (((a - face_crop) ** 2).mean(-1) * weights).sum()))
+
+    assert psnr(kept) > psnr(undone) + 6.0
+    assert psnr(kept) > 20.0
+
+
+def test_colour_matching_never_copies_the_inputs_noise_back(face_crop, weights) -> None:
+    rng = np.random.default_rng(2)
+    noisy = np.clip(face_crop + rng.normal(0, 12 / 255, face_crop.shape).astype(np.float32), 0, 1)
+    matched = match_colour(face_crop, noisy, face_mask(S))  # the restorer removed the noise
+    _, spread = _stats(matched, weights)
+    _, clean_spread = _stats(face_crop, weights)
+    assert np.all(spread <= clean_spread + 1e-4)
