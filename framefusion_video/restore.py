@@ -297,15 +297,15 @@ def _safety_config(config: RestoreConfig):
 
 
 def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], *, colour_match: bool = True,
-                 safety=None, scales: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+                 safety=None, damages: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise. A crop bit-identical to
     its original was left alone by the generator's gate. Otherwise its colours are matched
     (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
-    a face that changes more than its estimated damage explains is refused: its original crop is
-    pasted instead, which leaves the frame as it was. ``scales``: crop pixels per frame pixel of
-    each face (``safety.crop_scale``; default 1).
+    a face that changes more than its estimated damage (``damages``, grey levels, one per face,
+    ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
+    which leaves the frame as it was.
     """
     from .blending import face_mask, match_colour
     from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
@@ -322,7 +322,7 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
             crop = match_colour(crop, original, mask)
         if safety is not None and safety.enable:
             weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
-            if refuse(crop, original, weights, 1.0 if scales is None else scales[k], safety):
+            if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
                 out.append(original)
                 statuses.append(REFUSED)
                 reasons.append("the restored face differs from its input more than its damage explains")
@@ -333,18 +333,31 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
     return out, statuses, reasons
 
 
+def _damages(frame: np.ndarray, boxes: Sequence, restored: Sequence[np.ndarray], originals: Sequence[np.ndarray],
+             safety) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels (0 where it is not needed: a face left
+    alone, or the checks off)."""
+    from .safety import estimate_damage, face_region
+
+    if not safety.enable:
+        return [0.0] * len(boxes)
+    return [0.0 if np.array_equal(r, o) else estimate_damage(*face_region(frame, box), safety)
+            for box, r, o in zip(boxes, restored, originals)]
+
+
 def _finish(item: _Pending, restored: list[np.ndarray], config: RestoreConfig, blend_config) -> RestoredFrame:
     """Review and paste the restored crops of one pending frame (upscaling it first if asked)."""
     from .blending import paste_faces, scale_matrix, upscale_frame
-    from .safety import RESTORED, crop_scale
+    from .safety import RESTORED
 
     factor = config.upscale
     base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
     if not restored:
         return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
+    safety = _safety_config(config)
+    damages = _damages(item.frame, item.boxes, restored, item.crops, safety)
     crops, statuses, reasons = review_crops(restored, item.crops, colour_match=config.colour_match,
-                                            safety=_safety_config(config),
-                                            scales=[crop_scale(m) for m in item.matrices])
+                                            safety=safety, damages=damages)
     ids = item.track_ids or [None] * len(crops)
     outcomes = [FaceOutcome(box, status, track_id, reason)
                 for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]

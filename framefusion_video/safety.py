@@ -7,8 +7,8 @@ Pure functions on arrays, used by the pipeline (``restore.py``) whatever the res
   such a face is left alone.
 - :func:`refuse`: a restored face whose change, beyond a lighting or colour repair
   (:func:`change_size`), is larger than what the input's estimated damage explains
-  (:func:`estimate_damage`: noise and missing detail at the face's own resolution) is refused: the
-  original pixels stay.
+  (:func:`estimate_damage`: noise, missing detail and darkness of the face's own pixels in the
+  frame, :func:`face_region`) is refused: the original pixels stay.
 
 Each face of a frame ends with one :data:`STATUSES`: restored, left alone by the generator's gate
 (its output is its input, bit-identical), or refused by these checks.
@@ -54,8 +54,9 @@ class SafetyConfig:
             :func:`change_size`) that a face with no visible damage may still receive.
         damage_factor: further change allowed per grey level of estimated damage.
         detail_ratio: fine detail (luma above a 1 px Gaussian) a sharp face has, as a share of its
-            medium detail (1 to 3 px); less is counted as missing detail (blur, low resolution).
-            0.6 is the 5th percentile of 244 sharp unseen faces.
+            coarse detail (4 to 8 px); less is counted as missing detail (blur, low resolution).
+            The 5th percentile of 244 sharp unseen studio faces is 0.54; 0.4 leaves room for
+            faces softer than studio portraits.
         detail_weight: weight of the missing detail in the damage (a deblurred face changes by
             about twice the detail its input lacks).
         max_fit_error: RMS distance of the landmarks from the alignment template after the best
@@ -68,7 +69,7 @@ class SafetyConfig:
     enable: bool = True
     tolerance: float = 1.5
     damage_factor: float = 2.0
-    detail_ratio: float = 0.6
+    detail_ratio: float = 0.4
     detail_weight: float = 2.0
     max_fit_error: float = 0.2
     eyes_to_box: tuple[float, float] = (0.15, 0.8)
@@ -149,36 +150,73 @@ def _weighted_rms(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.sqrt(max(float(np.einsum("ij,ij->", weights, values * values)), 0.0)))
 
 
-def estimate_damage(crop: np.ndarray, weights: np.ndarray, scale: float = 1.0,
-                    config: SafetyConfig = SafetyConfig()) -> float:
-    """How damaged ``crop`` looks, in grey levels: the root sum of squares of its noise and its
-    missing fine detail (times ``config.detail_weight``), both at the face's own resolution.
+def face_region(frame: np.ndarray, box: tuple[float, float, float, float],
+                max_side: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """The face in ``box`` at its own resolution, and weights over it, for :func:`estimate_damage`.
 
-    ``crop``: float32 RGB (S, S, 3) in [0, 1]; ``weights``: float32 (S, S) summing to 1 (the face
-    mask); ``scale``: crop pixels per frame pixel (above 1 when a small face was enlarged into
-    the crop: the crop is then reduced back to the face's own resolution first, so that the
-    enlargement's smoothness is not taken for blur, nor does it hide the face's noise).
-
-    Noise: Immerkaer's estimate on luma, from the median response over the face (the mean takes
-    skin texture and edges for noise). Missing detail: how much less fine detail (luma minus a
-    1 px Gaussian blur) the face has than ``config.detail_ratio`` times its medium detail (1 px
-    blur minus 3 px blur): blur, low resolution and heavy compression remove the first before the
-    second. Colour and lighting damage is not counted: :func:`change_size` leaves such repairs out.
+    ``frame``: uint8 RGB (H, W, 3); ``box``: (x0, y0, x1, y1) frame pixels. Returns the box's
+    pixels as float32 RGB (h, w, 3) in [0, 1] (reduced with area averaging, which keeps the
+    balance of fine and coarse detail, when the longer side exceeds ``max_side``) and float32
+    (h, w) weights summing to 1: a soft ellipse inscribed in the box. No resampling otherwise,
+    so that the estimate sees the face's own detail, not an interpolation's smoothness. Empty
+    boxes give (0, 0) arrays.
     """
-    luma = _luma(crop)
+    height, width = frame.shape[:2]
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.float32)
+    region = frame[y0:y1, x0:x1].astype(np.float32) * np.float32(1.0 / 255.0)
+    longest = max(x1 - x0, y1 - y0)
+    if longest > max_side:
+        size = (max(8, round((x1 - x0) * max_side / longest)), max(8, round((y1 - y0) * max_side / longest)))
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    return region, _ellipse_weights(region.shape[0], region.shape[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _ellipse_weights(height: int, width: int) -> np.ndarray:
+    """A soft ellipse inscribed in (height, width), float32, summing to 1 (read-only)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    u = (x + 0.5) / width * 2.0 - 1.0
+    v = (y + 0.5) / height * 2.0 - 1.0
+    weights = np.clip(1.0 - (u * u + v * v), 0.0, None).astype(np.float32)
+    weights /= max(float(weights.sum()), 1e-12)
+    weights.setflags(write=False)
+    return weights
+
+
+def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfig = SafetyConfig()) -> float:
+    """How damaged a face looks, in grey levels: the root sum of squares of its noise, its missing
+    fine detail (times ``config.detail_weight``) and how far its luma lies outside a lit face's.
+
+    ``region``: float32 RGB (h, w, 3) in [0, 1], the face at its own resolution
+    (:func:`face_region`); ``weights``: float32 (h, w) summing to 1.
+
+    - Noise: Immerkaer's estimate on luma, from the median response over the face (the mean takes
+      skin texture and edges for noise).
+    - Missing detail: how much less fine detail (luma minus a 1 px Gaussian blur) the face has
+      than ``config.detail_ratio`` times its coarse detail (4 px blur minus 8 px blur): blur, low
+      resolution and compression remove the first and leave the second. A natural face's balance
+      of the two hardly depends on its size.
+    - Darkness (or glare): how far the face's mean luma lies outside ``blending``'s plausible
+      range, in grey levels: a darkened face's repair is not only a gain (gamma, crushed shadows).
+    """
+    from .blending import PLAUSIBLE_FACE_MEANS
+
+    if region.size == 0:
+        return 0.0
+    luma = _luma(region)
     weights = np.asarray(weights, dtype=np.float32)
-    if scale > 1.0 + 1e-3:
-        side = max(8, int(round(luma.shape[0] / scale)))
-        luma = cv2.resize(luma, (side, side), interpolation=cv2.INTER_AREA)
-        weights = cv2.resize(weights, (side, side), interpolation=cv2.INTER_AREA)
-        weights *= np.float32(1.0 / max(float(weights.sum()), 1e-12))
     response = np.abs(cv2.filter2D(luma, -1, _NOISE_KERNEL))
     noise = float(np.median(response[weights > 0.5 * float(weights.max())])) * _NOISE_SCALE
-    fine_blur = cv2.GaussianBlur(luma, (0, 0), 1.0)
-    fine = _weighted_rms(luma - fine_blur, weights)
-    medium = _weighted_rms(fine_blur - cv2.GaussianBlur(luma, (0, 0), 3.0), weights)
-    missing = config.detail_weight * max(0.0, config.detail_ratio * medium - fine)
-    return float(np.sqrt(noise * noise + missing * missing))
+    fine = _weighted_rms(luma - cv2.GaussianBlur(luma, (0, 0), 1.0), weights)
+    coarse = _weighted_rms(cv2.GaussianBlur(luma, (0, 0), 4.0) - cv2.GaussianBlur(luma, (0, 0), 8.0), weights)
+    missing = config.detail_weight * max(0.0, config.detail_ratio * coarse - fine)
+    mean = float(np.einsum("ij,ij->", weights, luma))
+    low, high = 255.0 * PLAUSIBLE_FACE_MEANS[0]
+    darkness = max(0.0, low - mean, mean - high)
+    return float(np.sqrt(noise * noise + missing * missing + darkness * darkness))
 
 
 @functools.lru_cache(maxsize=8)
@@ -224,21 +262,15 @@ def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray)
     return 255.0 * float(np.sqrt(max(total, 0.0) / 3.0))
 
 
-def crop_scale(matrix: np.ndarray) -> float:
-    """Crop pixels per frame pixel of a frame->crop similarity ``matrix`` (float (2, 3))."""
-    linear = np.asarray(matrix, dtype=np.float64)[:, :2]
-    return float(np.sqrt(abs(linear[0, 0] * linear[1, 1] - linear[0, 1] * linear[1, 0])))
-
-
-def refuse(restored: np.ndarray, original: np.ndarray, weights: np.ndarray, scale: float = 1.0,
+def refuse(restored: np.ndarray, original: np.ndarray, weights: np.ndarray, damage: float,
            config: SafetyConfig = SafetyConfig()) -> bool:
-    """Whether a restored crop changes its ``original`` by more than the original's damage explains.
+    """Whether a restored crop changes its ``original`` by more than the original's ``damage``
+    (grey levels, :func:`estimate_damage`) explains.
 
-    Allowed: ``config.tolerance + config.damage_factor * estimate_damage(original, weights, scale)``
-    grey levels of :func:`change_size`. ``weights``: the face mask, float32 (S, S), summing to 1;
-    ``scale``: crop pixels per frame pixel (:func:`crop_scale`).
+    Allowed: ``config.tolerance + config.damage_factor * damage`` grey levels of
+    :func:`change_size`. ``restored``, ``original``: float32 RGB crops (S, S, 3) in [0, 1];
+    ``weights``: the face mask, float32 (S, S), summing to 1.
     """
     if not config.enable:
         return False
-    allowed = config.tolerance + config.damage_factor * estimate_damage(original, weights, scale, config)
-    return change_size(restored, original, weights) > allowed
+    return change_size(restored, original, weights) > config.tolerance + config.damage_factor * damage

@@ -10,7 +10,7 @@ import pytest
 from framefusion_video import alignment
 from framefusion_video.blending import PLAUSIBLE_FACE_MEANS, colour_targets, face_mask, match_colour
 from framefusion_video.safety import (
-    SafetyConfig, change_size, crop_scale, estimate_damage, fit_error, landmark_problem, refuse,
+    SafetyConfig, change_size, estimate_damage, face_region, fit_error, landmark_problem, refuse,
 )
 
 S = 128
@@ -72,21 +72,38 @@ def test_landmarks_that_do_not_fit_their_box_are_not_used() -> None:
 # --------------------------------------------------------------------------- damage and change
 
 
-def test_damage_sees_noise_and_missing_detail_but_not_a_sharp_face(face_crop, weights) -> None:
-    clean = estimate_damage(face_crop, weights)
+ASTRONAUT_BOX = (170.0, 60.0, 280.0, 180.0)  # the face's box in skimage's astronaut photo
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    return pytest.importorskip("skimage.data").astronaut()
+
+
+def test_damage_sees_noise_missing_detail_and_darkness_but_not_a_sharp_face(portrait) -> None:
+    def damage(frame: np.ndarray) -> float:
+        return estimate_damage(*face_region(frame, ASTRONAUT_BOX))
+
     rng = np.random.default_rng(0)
-    noisy = np.clip(face_crop + rng.normal(0, 8 / 255, face_crop.shape).astype(np.float32), 0, 1)
-    blurred = cv2.GaussianBlur(face_crop, (0, 0), 2.0)
-    assert estimate_damage(noisy, weights) == pytest.approx(8.0, abs=2.5)  # grey levels
-    assert estimate_damage(blurred, weights) > clean + 2.0
-    assert clean < 3.0
+    noisy = np.clip(portrait + rng.normal(0, 8, portrait.shape), 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(portrait, (0, 0), 2.0)
+    dark = (0.4 * 255 * (portrait / 255.0) ** 1.3).astype(np.uint8)
+    clean = damage(portrait)
+    assert clean < 3.0  # grey levels (the photo has some noise of its own)
+    assert damage(noisy) == pytest.approx(8.0, abs=2.5)
+    assert damage(blurred) > clean + 2.0
+    assert damage(dark) > 10.0
 
 
-def test_a_small_face_enlarged_into_the_crop_is_not_taken_for_a_blurred_one(face_crop, weights) -> None:
-    # A face of 64 px enlarged to the 128 px crop is smooth at the crop's scale, not damaged.
-    small = cv2.resize(cv2.resize(face_crop, (64, 64), interpolation=cv2.INTER_AREA), (S, S),
-                       interpolation=cv2.INTER_LINEAR)
-    assert estimate_damage(small, weights, scale=2.0) < estimate_damage(small, weights, scale=1.0) - 1.0
+def test_face_region_is_the_box_at_its_own_resolution(portrait) -> None:
+    region, weights = face_region(portrait, ASTRONAUT_BOX)
+    assert region.shape == (120, 110, 3) and weights.shape == (120, 110)
+    np.testing.assert_array_equal(region, portrait[60:180, 170:280].astype(np.float32) * np.float32(1 / 255))
+    assert weights.sum() == pytest.approx(1.0) and weights[60, 55] > weights[0, 0] == 0.0
+    big, _ = face_region(portrait, (0.0, 0.0, 512.0, 400.0), max_side=160)
+    assert big.shape == (125, 160, 3)  # reduced by area averaging
+    empty, none = face_region(portrait, (600.0, 600.0, 700.0, 700.0))
+    assert empty.size == 0 and estimate_damage(empty, none) == 0.0
 
 
 def test_change_size_leaves_out_lighting_repairs_but_sees_the_face_change(face_crop, weights) -> None:
@@ -104,17 +121,11 @@ def test_change_size_leaves_out_lighting_repairs_but_sees_the_face_change(face_c
 def test_refuse_a_change_the_input_does_not_explain(face_crop, weights) -> None:
     rng = np.random.default_rng(1)
     invented = np.clip(face_crop + rng.normal(0, 6 / 255, face_crop.shape).astype(np.float32), 0, 1)
-    assert refuse(invented, face_crop, weights)  # a clean face given 6 grey levels of new texture
+    assert refuse(invented, face_crop, weights, damage=0.5)  # a clean face given new texture
+    assert not refuse(invented, face_crop, weights, damage=6.0)  # a face that damaged may change so much
     dim = face_crop * np.float32(0.6)
-    assert not refuse(dim * np.float32(1.4), dim, weights)  # brightened: a repair
-    noisy = np.clip(face_crop + rng.normal(0, 10 / 255, face_crop.shape).astype(np.float32), 0, 1)
-    assert not refuse(face_crop, noisy, weights)  # denoising a noisy face changes it as much as its noise
-    assert not refuse(invented, face_crop, weights, config=SafetyConfig(enable=False))
-
-
-def test_crop_scale_is_crop_pixels_per_frame_pixel() -> None:
-    points, _ = _face(box_side=64.0)
-    assert crop_scale(alignment.estimate_alignment(points, S)) == pytest.approx(2.0, rel=1e-6)
+    assert not refuse(dim * np.float32(1.4), dim, weights, damage=0.0)  # brightened: a repair
+    assert not refuse(invented, face_crop, weights, damage=0.0, config=SafetyConfig(enable=False))
 
 
 def test_safety_config_rejects_impossible_values() -> None:
