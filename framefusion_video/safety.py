@@ -55,10 +55,12 @@ class SafetyConfig:
         damage_factor: further change allowed per grey level of estimated damage.
         detail_ratio: fine detail (luma above a 1 px Gaussian) a sharp face has, as a share of its
             coarse detail (4 to 8 px); less is counted as missing detail (blur, low resolution).
-            The 5th percentile of 244 sharp unseen studio faces is 0.54; 0.4 leaves room for
-            faces softer than studio portraits.
+            0.5 is about the 1st percentile of 244 sharp unseen studio faces (5th: 0.54).
         detail_weight: weight of the missing detail in the damage (a deblurred face changes by
-            about twice the detail its input lacks).
+            about three times the detail its input lacks).
+
+    The defaults were chosen on the seeded 720p clip of ``benchmarks/quality_clip.py``: keep the
+    clean clip's faces, keep the damaged clip's gain (figures in ``benchmarks/RESULTS.md``).
         max_fit_error: RMS distance of the landmarks from the alignment template after the best
             similarity fit, as a share of the template's eye-to-mouth distance; more is not a face's
             geometry (a point far off, eyes below the mouth).
@@ -67,10 +69,10 @@ class SafetyConfig:
     """
 
     enable: bool = True
-    tolerance: float = 1.5
+    tolerance: float = 1.0
     damage_factor: float = 2.0
-    detail_ratio: float = 0.4
-    detail_weight: float = 2.0
+    detail_ratio: float = 0.5
+    detail_weight: float = 3.0
     max_fit_error: float = 0.2
     eyes_to_box: tuple[float, float] = (0.15, 0.8)
     box_margin: float = 0.25
