@@ -154,25 +154,33 @@ def colour_targets(mean_o: np.ndarray, std_o: np.ndarray, mean_r: np.ndarray, st
     original lies outside the ``plausible`` range (float (3, 2): low, high per channel) and the
     restorer moved it towards that range: such a move is a lighting or colour-cast repair, and is
     kept, as far as the range's far edge. How far it may go grows smoothly with how far outside
-    the original lies (full beyond a quarter of the range's width), so that a face near an edge
-    does not flip between the two. Luma's spread may grow or shrink with its mean (a darkened
-    face also lost contrast); otherwise a spread goes back to the original's, the ratio within
+    the original lies (full beyond a tenth of the range's width), so that a face near an edge
+    does not flip between the two. When luma moves by a gain, the chroma's distance from grey and
+    every channel's spread may move by the same gain (darkening a face also takes its saturation
+    and contrast); otherwise a spread goes back to the original's, the ratio within
     ``_STD_RATIO_LIMITS``. ``plausible=None`` matches everything (the repair is undone).
     """
     mean_o, std_o, mean_r, std_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, std_o, mean_r, std_r))
     target_mean = mean_o.copy()
     if plausible is not None:
         low, high = np.asarray(plausible, dtype=np.float64).T
-        ramp = 0.25 * (high - low)
+        ramp = 0.1 * (high - low)
         below = np.clip((low - mean_o) / ramp, 0.0, 1.0)  # 0 inside the range, 1 well below it
         above = np.clip((mean_o - high) / ramp, 0.0, 1.0)
         reach_up = mean_o + below * (high - mean_o)
         reach_down = mean_o - above * (mean_o - low)
-        target_mean = np.clip(mean_r, np.minimum(mean_o, reach_down), np.maximum(mean_o, reach_up))
+        lo, hi = np.minimum(mean_o, reach_down), np.maximum(mean_o, reach_up)
+        target_mean[0] = np.clip(mean_r[0], lo[0], hi[0])
+        # Darkening scales the chroma's distance from grey with the luma: a luma repair by a gain g
+        # may give the chroma back g times its distance too.
+        gain = target_mean[0] / mean_o[0] if mean_o[0] > 1e-3 else 1.0
+        rescaled = 0.5 + gain * (mean_o[1:] - 0.5)
+        lo[1:], hi[1:] = np.minimum(lo[1:], rescaled), np.maximum(hi[1:], rescaled)
+        target_mean[1:] = np.clip(mean_r[1:], lo[1:], hi[1:])
     target_std = std_o.copy()
     if mean_o[0] > 1e-3:
         gain = target_mean[0] / mean_o[0]
-        target_std[0] = np.clip(std_r[0], std_o[0] * min(gain, 1.0), std_o[0] * max(gain, 1.0))
+        target_std = np.clip(std_r, std_o * min(gain, 1.0), std_o * max(gain, 1.0))
     return target_mean, target_std
 
 

@@ -190,7 +190,7 @@ def _ellipse_weights(height: int, width: int) -> np.ndarray:
 
 def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfig = SafetyConfig()) -> float:
     """How damaged a face looks, in grey levels: the root sum of squares of its noise, its missing
-    fine detail (times ``config.detail_weight``) and how far its luma lies outside a lit face's.
+    fine detail (times ``config.detail_weight``) and how far its luma lies below a lit face's.
 
     ``region``: float32 RGB (h, w, 3) in [0, 1], the face at its own resolution
     (:func:`face_region`); ``weights``: float32 (h, w) summing to 1.
@@ -201,8 +201,9 @@ def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfi
       than ``config.detail_ratio`` times its coarse detail (4 px blur minus 8 px blur): blur, low
       resolution and compression remove the first and leave the second. A natural face's balance
       of the two hardly depends on its size.
-    - Darkness (or glare): how far the face's mean luma lies outside ``blending``'s plausible
-      range, in grey levels: a darkened face's repair is not only a gain (gamma, crushed shadows).
+    - Darkness: how far the face's mean luma lies below ``blending``'s plausible range, in grey
+      levels: a darkened face's repair is not only a gain (gamma, crushed shadows). (A bright
+      mean is not counted: the box often holds a bright background.)
     """
     from .blending import PLAUSIBLE_FACE_MEANS
 
@@ -215,9 +216,7 @@ def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfi
     fine = _weighted_rms(luma - cv2.GaussianBlur(luma, (0, 0), 1.0), weights)
     coarse = _weighted_rms(cv2.GaussianBlur(luma, (0, 0), 4.0) - cv2.GaussianBlur(luma, (0, 0), 8.0), weights)
     missing = config.detail_weight * max(0.0, config.detail_ratio * coarse - fine)
-    mean = float(np.einsum("ij,ij->", weights, luma))
-    low, high = 255.0 * PLAUSIBLE_FACE_MEANS[0]
-    darkness = max(0.0, low - mean, mean - high)
+    darkness = max(0.0, 255.0 * PLAUSIBLE_FACE_MEANS[0, 0] - float(np.einsum("ij,ij->", weights, luma)))
     return float(np.sqrt(noise * noise + missing * missing + darkness * darkness))
 
 

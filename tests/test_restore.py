@@ -534,3 +534,75 @@ def test_end_to_end_with_the_shipped_model(clips, tmp_path):
     result = restore_video(short, tmp_path / "out.mp4")
     assert result.frames == 4 and result.faces >= 3
     assert len(decode(tmp_path / "out.mp4")) == 4
+
+
+# --------------------------------------------------------------------------- never worse than the input
+
+
+class InventingRestorer(FakeRestorer):
+    """Gives every face texture it did not have (a fixed pattern of 24 grey levels, several
+    times the noise of the clip's face): what a generator does to a clean face it should leave alone."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        y, x = np.mgrid[0:self.crop_size, 0:self.crop_size]
+        pattern = (24 / 255) * np.sin(x * 1.3)[..., None] * np.cos(y * 0.9)[..., None]
+        return np.clip(crops + pattern.astype(np.float32), 0, 1)
+
+
+class GateRestorer(FakeRestorer):
+    """Returns every face unchanged, as the generator's gate does."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        return crops.copy()
+
+
+def _face_psnr(frames: list[np.ndarray], clean: list[np.ndarray], box) -> float:
+    x0, y0, x1, y1 = box
+    err = np.mean([((f[y0:y1, x0:x1].astype(np.float64) - c[y0:y1, x0:x1]) ** 2).mean() for f, c in zip(frames, clean)])
+    return float(10 * np.log10(255.0**2 / err))
+
+
+def test_a_clean_clip_keeps_its_faces(clips, tmp_path):
+    # The clip's clean frames are known (astronaut_frames); an unrestored run (the gate leaves
+    # every face alone) is what ffv's own transcode keeps of them.
+    clean = astronaut_frames()
+    box = face_box(clean[0])
+    gate = restore_video(clips["face"], tmp_path / "gate.mp4", restorer=GateRestorer())
+    safe = restore_video(clips["face"], tmp_path / "safe.mp4", restorer=InventingRestorer())
+    unsafe = restore_video(clips["face"], tmp_path / "unsafe.mp4", RestoreConfig(safety=False),
+                           restorer=InventingRestorer())
+    assert gate.faces_left_alone >= N_FRAMES - 2 and gate.faces == 0
+    assert safe.faces_refused >= N_FRAMES - 2 and safe.faces == 0
+    kept = _face_psnr(decode(tmp_path / "gate.mp4"), clean, box)
+    assert _face_psnr(decode(tmp_path / "safe.mp4"), clean, box) >= kept - 0.05
+    assert _face_psnr(decode(tmp_path / "unsafe.mp4"), clean, box) < kept - 1.0  # what was refused
+    assert unsafe.faces >= N_FRAMES - 2
+
+
+class RelightingRestorer(FakeRestorer):
+    """Undoes a known darkening (gain 0.4, gamma 1.3) of the crops: a perfect lighting repair."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        return np.clip(np.power(np.clip(crops / 0.4, 0, 1), 1 / 1.3), 0, 1).astype(np.float32)
+
+
+def test_a_dark_face_is_not_made_dark_again():
+    from framefusion_video.faces import FaceDetector
+
+    clean = astronaut_frames(4)
+    dark = [(255 * 0.4 * (f / 255.0) ** 1.3).astype(np.uint8) for f in clean]
+    with FaceDetector() as detector:
+        face = detector.detect(clean[0])[0]
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    inner = (x0 + 10, y0 + 10, x1 - 10, y1 - 10)  # inside the face mask
+
+    def run(**options) -> float:
+        stream = ((frame, [SimpleNamespace(track_id=0, carried=False, face=face)]) for frame in dark[:1])
+        out = list(restore_frames(stream, RelightingRestorer(), RestoreConfig(temporal=0.0, **options)))
+        assert out[0].count("refused") == 0
+        return _face_psnr([out[0].restored], clean[:1], inner)
+
+    darkened = _face_psnr(dark[:1], clean[:1], inner)
+    default, without = run(), run(colour_match=False)
+    assert without > darkened + 10.0  # the repair itself
+    assert default >= without - 0.2  # colour matching does not put the damage back
