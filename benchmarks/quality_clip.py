@@ -19,7 +19,8 @@ damage kind and face size, with the worst per-face-frame loss against the transc
     .venv/bin/python benchmarks/quality_clip.py --write                  # also into RESULTS.md
 
 Prints markdown; ``--json`` writes every figure (per face-frame too); ``--write`` replaces the
-section ``quality_clip`` (``--section`` to name another) of ``benchmarks/RESULTS.md``.
+section ``quality_clip`` + the ``--restore`` options (``--section`` to name another) of
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -97,18 +98,26 @@ def _f(value, fmt: str = "{:.2f}") -> str:
 def to_markdown(results: dict, command: str) -> str:
     """Tables of :func:`run`'s results: per input, the methods, then by kind and by size (PSNR)."""
     cfg = results["clip"]["config"]
-    lines = [f"{common.today()}, {common.machine()}", "",
+    options = results["restore_options"]
+    title = ", ".join(f"{k}={v}" for k, v in options.items()) or "default options"
+    lines = [f"### ffv restore on the synthetic clip: {title}", "",
+             f"{common.today()}, {common.machine()}", "",
              f"`{command}`", "",
              f"Clip: {cfg['width']}x{cfg['height']}, {cfg['segments'] * cfg['frames_per_segment']} frames, "
              f"{results['clip']['faces']} faces of {cfg['min_face']}-{cfg['max_face']} px from "
              f"`{Path(results['clip']['faces_dir']).name}/`, seed {cfg['seed']}; damaged clip x264 CRF "
              f"{cfg['damaged_crf']}, clean clip CRF {cfg['clean_crf']}. Restore options: "
-             f"{results['restore_options'] or 'defaults'}. PSNR in dB against the clean frames: mean over "
-             "face-frames (face box of each face in each frame) and over whole frames.", ""]
+             f"{options or 'defaults'}. PSNR in dB against the clean frames: mean over face-frames (the box "
+             "of each face in each frame) and over whole frames. Transcode: `libx264 -preset veryfast -crf 18` "
+             "of the same input. Classical: `evaluation.classical_baseline` on each face box, told the face's "
+             "damage kind (an oracle; undamaged on the clean clip), not re-encoded. On the clean clip the "
+             "kind rows group the same faces by the damage they have in the damaged clip. Report: the "
+             "counts in the run's `--report` entry (`faces` = face-frames sent to the generator).", ""]
     for name, scores in results["inputs"].items():
         s = scores["summary"]
         methods = scores["methods"]
-        lines += [f"**{name} clip** (report: {scores['report'] or 'n/a'})", "",
+        report = ", ".join(f"{k} {v}" for k, v in scores["report"].items()) or "n/a"
+        lines += [f"**{name} clip** (report: {report})", "",
                   "| method | face PSNR | face SSIM | frame PSNR | face Δ vs transcode | frame Δ vs transcode | "
                   "worst face-frame loss vs transcode | faces losing > 0.5 dB vs transcode |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -154,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="keep the clips and outputs here (default: a temp folder)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--write", action="store_true", help="replace this section of benchmarks/RESULTS.md")
-    parser.add_argument("--section", default="quality_clip", help="RESULTS.md section name for --write")
+    parser.add_argument("--section", help="RESULTS.md section for --write (default: quality_clip and the "
+                                          "--restore options, e.g. quality_clip_strength_0)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     common.setup_logging(args.verbose)
@@ -181,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     if args.write:
-        common.write_section(args.section, text)
+        slug = "".join(f"_{k}_{v}" for k, v in options.items())
+        common.write_section(args.section or f"quality_clip{slug}" + ("_small" if args.small else ""), text)
     return 0
 
 

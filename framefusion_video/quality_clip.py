@@ -305,12 +305,13 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
 
 
 def _patch(image: np.ndarray, box: Sequence[float], size: float) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """The face of ``image`` scaled so that its box side is ``size``: (uint8 RGB patch of side 2P,
-    float32 feathered head mask, box (w, h) at that scale). The face box centre is the patch centre."""
+    """The face of ``image`` scaled so that its box side is ``size``: (uint8 RGB patch of side about
+    2.8 ``size``, float32 feathered head mask, box (w, h) at that scale). The face box centre is the
+    patch centre."""
     x0, y0, x1, y1 = box
     side = math.sqrt(max(x1 - x0, 1) * max(y1 - y0, 1))
     scale = size / side
-    half = int(math.ceil(size))  # patch side 2 * half, face box side ~ half
+    half = int(math.ceil(1.4 * size))  # the head mask reaches 1.27 size above the centre
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     # source -> patch: p = scale * (s - c) + half; area-like downscaling by pre-blurring.
     src = image
@@ -334,7 +335,7 @@ def _damage_params(kind: str, size: float, rng: np.random.Generator) -> dict:
     if kind == "noise":
         return {"sigma": round(float(rng.uniform(0.03, 0.07)), 4), "seed": int(rng.integers(2**31))}
     if kind == "dark":
-        return {"gain": round(float(rng.uniform(0.35, 0.55)), 3), "gamma": round(float(rng.uniform(1.1, 1.5)), 3)}
+        return {"gain": round(float(rng.uniform(0.45, 0.7)), 3), "gamma": round(float(rng.uniform(1.0, 1.3)), 3)}
     if kind == "cast":
         hue, amount = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.35)
         gains = [1 + amount * math.cos(hue - k * 2 * math.pi / 3) for k in range(3)]
@@ -376,14 +377,17 @@ def _roi(boxes: Sequence[tuple[float, float, float, float]], pad: float, width: 
 def _plan_segment(rng: np.random.Generator, config: ClipConfig, segment: int, sizes: Sequence[float],
                   sources: Sequence[tuple[Path, np.ndarray, tuple]], kinds: Sequence[str], first_id: int
                   ) -> list[FacePlan]:
-    """Place the shot's faces (largest first) so that their heads never overlap during the shot."""
+    """Place the shot's faces (largest first) so that their heads never overlap during the shot.
+
+    A head (the feathered ellipse of :func:`_patch`) spans about 1.05 face sizes either side of the
+    centre and 1.35 above and below; it may leave the frame, the face box may not."""
     placed: list[FacePlan] = []
     t_end = config.frames_per_segment - 1
     for size, (path, image, box), kind in sorted(zip(sizes, sources, kinds), key=lambda z: -z[0]):
         for attempt in range(400):
             s = size * (0.85 ** (attempt // 100))
             vx, vy = rng.uniform(-config.motion, config.motion, size=2)
-            margin = 1.2 * s  # head mask extends ~1.15 size around the centre
+            margin = 0.75 * s  # the face box is inside the frame during the whole shot
             lo_x, hi_x = margin + max(0, -vx * t_end), config.width - margin - max(0, vx * t_end)
             lo_y, hi_y = margin + max(0, -vy * t_end), config.height - margin - max(0, vy * t_end)
             if lo_x >= hi_x or lo_y >= hi_y:
@@ -391,10 +395,10 @@ def _plan_segment(rng: np.random.Generator, config: ClipConfig, segment: int, si
             cx, cy = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
             clash = False
             for other in placed:
-                reach = 1.15 * (s + other.size)
+                reach_x, reach_y = 1.05 * (s + other.size), 1.35 * (s + other.size)
                 for t in (0, t_end):
                     ox, oy = other.centre[0] + other.velocity[0] * t, other.centre[1] + other.velocity[1] * t
-                    if abs(cx + vx * t - ox) < reach and abs(cy + vy * t - oy) < reach:
+                    if abs(cx + vx * t - ox) < reach_x and abs(cy + vy * t - oy) < reach_y:
                         clash = True
             if clash:
                 continue
@@ -443,12 +447,13 @@ def build_clip(faces_dir: str | os.PathLike, out_dir: str | os.PathLike, config:
     if not sources:
         raise ValueError(f"no face found in the photos of {faces_dir}")
     sources = [sources[i % len(sources)] for i in range(n_faces)]
-    # Sizes spread evenly on a log scale, shuffled; kinds in turn from a seeded start.
+    # Sizes spread evenly on a log scale, in as many tiers as a shot has faces: each shot gets one
+    # size from each tier (so every shot fits); kinds as evenly as the count allows, shuffled.
     u = (np.arange(n_faces) + rng.uniform(0, 1, n_faces)) / n_faces
-    sizes = np.exp(np.log(config.min_face) + u * (np.log(config.max_face) - np.log(config.min_face)))
-    sizes = sizes[rng.permutation(n_faces)]
-    start = int(rng.integers(len(config.kinds)))
-    kinds = [config.kinds[(start + i) % len(config.kinds)] for i in range(n_faces)]
+    ladder = np.exp(np.log(config.min_face) + u * (np.log(config.max_face) - np.log(config.min_face)))
+    tiers = ladder.reshape(config.faces_per_segment, config.segments)
+    sizes = np.stack([tier[rng.permutation(config.segments)] for tier in tiers], axis=1).reshape(-1)
+    kinds = [config.kinds[i % len(config.kinds)] for i in rng.permutation(n_faces)]
 
     size = (config.width, config.height)
     writers = [_Encoder(out / "clean.mkv", size, config.fps, _lossless_args()),

@@ -129,6 +129,112 @@ def test_rotation_is_applied_and_the_output_displays_the_same(tmp_path):
     assert np.abs(back[0].astype(int) - frames[0]).mean() < 8
 
 
+# ---------------------------------------------------------------- colour
+
+COLOUR_FIELDS = ("color_matrix", "color_range", "color_primaries", "color_transfer")
+
+
+def _yuv_clip(path: Path, params: str, source: str = "color=c=0xc03020:s=64x48:r=10") -> Path:
+    """A 5-frame lossless H.264 4:2:0 clip of ``source`` (default: one orange-red, RGB (192, 48,
+    32)), converted to YUV with the matrix and range of the ``setparams`` colour ``params``, which
+    its frames carry."""
+    found = dict(p.split("=") for p in params.split(":"))
+    matrix = {"bt709": "bt709", "smpte170m": "smpte170m"}.get(found.get("colorspace", ""), "bt601")
+    scale = f"scale=out_color_matrix={matrix}:out_range={found.get('range', 'tv')}:flags=accurate_rnd+full_chroma_int"
+    ffmpeg("-f", "lavfi", "-i", source, "-frames:v", "5", "-vf", f"{scale},format=yuv420p,setparams={params}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", str(path))
+    return path
+
+
+def _colour(info) -> tuple:
+    return tuple(getattr(info, f) for f in COLOUR_FIELDS)
+
+
+def _player_frame(path: Path) -> np.ndarray:
+    """The first frame as ffmpeg shows it: converted with the file's own colour tags."""
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", "1",
+                          "-sws_flags", "accurate_rnd+full_chroma_int", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(48, 64, 3)
+
+
+@pytest.mark.parametrize("params, expected", [
+    ("range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709", ("bt709", "tv", "bt709", "bt709")),
+    ("range=pc:colorspace=bt709:color_primaries=bt709:color_trc=iec61966-2-1",
+     ("bt709", "pc", "bt709", "iec61966-2-1")),
+    ("range=tv:colorspace=smpte170m:color_primaries=bt470bg:color_trc=bt470bg",
+     ("smpte170m", "tv", "bt470bg", "bt470bg")),
+    ("range=unknown:colorspace=unknown:color_primaries=unknown:color_trc=unknown", (None, None, None, None)),
+], ids=["bt709", "full-range-srgb", "pal-mixed", "untagged"])
+def test_colour_tags_range_and_matrix_are_carried(tmp_path, params, expected):
+    src = _yuv_clip(tmp_path / "src.mp4", params)
+    info = probe(src)
+    assert _colour(info) == expected
+    frames, _ = round_trip(src, tmp_path / "out.mp4", crf=0)
+    assert _colour(probe(tmp_path / "out.mp4")) == expected
+    # ffv decodes with the source's matrix and range (a wrong one is off by 5-30 levels here) ...
+    assert np.abs(frames[0].astype(int) - (192, 48, 32)).max() <= 2
+    # ... and its output shows the same colour in a player that follows the tags.
+    assert np.abs(_player_frame(tmp_path / "out.mp4").astype(int) - (192, 48, 32)).max() <= 2
+
+
+@pytest.mark.parametrize("pix_fmt, tags, expected", [
+    ("yuv420p", "tv, bt709, progressive", ("bt709", "tv", "bt709", "bt709", 8)),
+    ("yuv420p", "tv, bt470bg, progressive", ("bt470bg", "tv", "bt470bg", "bt470bg", 8)),
+    ("yuv420p10le", "tv, bt2020nc/bt2020/smpte2084", ("bt2020nc", "tv", "bt2020", "smpte2084", 10)),
+    ("yuvj420p", "pc, bt709/unknown/unknown, progressive", ("bt709", "pc", None, None, 8)),
+    ("yuvj420p", "progressive", (None, "pc", None, None, 8)),
+    ("yuv420p", "", (None, None, None, None, 8)),
+    ("yuv422p12le", "unknown/bt709/bt709", (None, None, "bt709", "bt709", 12)),
+])
+def test_colour_facts_are_read_from_the_stream_dump(pix_fmt, tags, expected):
+    from framefusion_video.video_io import _parse_colour
+
+    facts = _parse_colour(pix_fmt, tags)
+    assert tuple(facts[k] for k in (*COLOUR_FIELDS, "bits")) == expected
+
+
+def test_rgb_coded_source_becomes_tagged_bt601(tmp_path):
+    # A PNG-in-MOV clip has no YUV matrix to carry: the output says which one it was given.
+    src = tmp_path / "rgb.mov"
+    ffmpeg("-f", "lavfi", "-i", "color=c=0xc03020:s=64x48:r=10", "-frames:v", "3", "-c:v", "png", str(src))
+    assert probe(src).color_matrix == "gbr"
+    frames, _ = round_trip(src, tmp_path / "out.mp4", crf=0)
+    out = probe(tmp_path / "out.mp4")
+    assert (out.color_matrix, out.color_range) == ("smpte170m", "tv")
+    assert np.abs(_player_frame(tmp_path / "out.mp4").astype(int) - frames[0]).max() <= 2
+
+
+def test_full_range_keeps_its_levels(tmp_path):
+    # Black and white in full range are Y = 0 and 255; squeezed to limited range they would be 16/235.
+    src = _yuv_clip(tmp_path / "src.mp4", "range=pc:colorspace=bt709",
+                    source="color=c=black:s=64x48:r=10,drawbox=x=32:w=32:h=48:c=white:t=fill")
+    round_trip(src, tmp_path / "out.mp4")
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "out.mp4"),
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                         capture_output=True, check=True).stdout
+    luma = np.frombuffer(raw, np.uint8).reshape(48, 64)
+    assert luma[:, 4:28].max() <= 1 and luma[:, 36:60].min() >= 254
+
+
+def test_ten_bit_input_is_dithered_to_eight_bits(tmp_path):
+    # A 10-bit grey ramp rising one 8-bit level over 32 columns: rounding would give flat bands;
+    # dithering keeps each column's mean on the ramp.
+    src = tmp_path / "ramp10.mp4"
+    ffmpeg("-f", "lavfi", "-i", "nullsrc=s=128x64:r=10,geq=lum='512+X/8':cb=512:cr=512,format=yuv444p10le",
+           "-frames:v", "1", "-vf", "setparams=range=pc:colorspace=bt709", "-c:v", "libx264", "-qp", "0", str(src))
+    info = probe(src)
+    assert (info.bits, info.color_range, info.color_matrix) == (10, "pc", "bt709")
+    frame = next(read_frames(src, info))
+    truth = (512 + np.arange(128) // 8) * 255 / 1023  # geq rounds X/8 down to whole 10-bit codes
+    column_error = np.abs(frame[..., 1].astype(np.float64).mean(axis=0) - truth)
+    assert column_error.mean() < 0.15  # rounding to the nearest level: 0.25 on average
+    with VideoWriter(tmp_path / "out.mp4", info) as writer:
+        writer.write(frame)
+    out = probe(tmp_path / "out.mp4")
+    assert (out.bits, out.color_range, out.color_matrix) == (8, "pc", "bt709")
+
+
 def test_writer_size_option_and_frame_checks(tmp_path):
     src = make_clip(tmp_path / "src.mp4", frames=3, audio=False)
     info = probe(src)
