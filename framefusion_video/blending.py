@@ -31,19 +31,15 @@ _FOREHEAD_ABOVE_EYES = 1.05
 _CHIN_BELOW_MOUTH = 0.55
 _HALF_WIDTH_IN_EYE_DISTANCES = 1.15
 
-# Colour matching scales a channel's spread by at most these factors: down to half, and never up,
-# since a larger spread in the original is its noise, which the restorer rightly removed (scaling it
-# back up cost 1.5 dB on noisy unseen faces, and gained nothing elsewhere).
-_STD_RATIO_LIMITS = (0.5, 1.0)
-
 # Mask-weighted mean of each YCrCb channel (OpenCV's float convention: all in [0, 1], chroma
-# centred on 0.5) of a well-lit face. From 244 unseen studio faces (shared/data/faces/frl, aligned
-# crops): luma from their 5th percentile (0.30; darker faces are mostly darkened ones, which the
-# colour matching must not make dark again) to a little above their 99th (0.65); chroma a little
-# wider than their 1st to 99th percentiles (Cr 0.532-0.645, Cb 0.435-0.478), to hold the sample's
-# astronaut (0.641, 0.571, 0.427) too. Outside this range a restorer's move back towards it is
-# taken for a lighting or colour-cast repair and kept by the colour matching.
-PLAUSIBLE_FACE_MEANS = np.array([[0.30, 0.68], [0.52, 0.66], [0.42, 0.49]])
+# centred on 0.5) of a well-lit face. Chroma: a little wider than the 1st to 99th percentiles of
+# 244 unseen studio faces (shared/data/faces/frl, aligned crops: Cr 0.532-0.645, Cb 0.435-0.478),
+# to hold the sample's astronaut (0.641, 0.571, 0.427) too. Luma: up to a little above their 99th
+# percentile (0.65), and from 0.40 (their 5th percentile is 0.30, their median 0.54): on the quality
+# clip (benchmarks/RESULTS.md) a lower bound of 0.30 undid the repair of darkened faces whose mean
+# was still above it and kept 1 dB less of it than no matching at all. Outside this range a
+# restorer's move back towards it is taken for a lighting or colour-cast repair and kept.
+PLAUSIBLE_FACE_MEANS = np.array([[0.40, 0.68], [0.52, 0.66], [0.42, 0.49]])
 PLAUSIBLE_FACE_MEANS.setflags(write=False)
 
 
@@ -132,87 +128,50 @@ def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray
     return _cached_mask(int(crop_size), float(config.erode), float(config.feather))
 
 
-def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and standard deviation of float32 (N, 3) values, weights summing to 1.
-
-    ``einsum``, not ``@``: a matrix product this size goes to OpenBLAS, whose threads then spin
-    against the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
-    """
-    mean = np.einsum("i,ij->j", weights, values)
-    centred = values - mean
-    centred *= centred
-    std = np.sqrt(np.maximum(np.einsum("i,ij->j", weights, centred), 0.0))
-    return mean, std
-
-
-def colour_targets(mean_o: np.ndarray, std_o: np.ndarray, mean_r: np.ndarray, std_r: np.ndarray,
-                   plausible: np.ndarray | None = PLAUSIBLE_FACE_MEANS) -> tuple[np.ndarray, np.ndarray]:
-    """The per-channel mean and spread (float64 (3,) each) that :func:`match_colour` gives the
-    restored crop, from the original's (``mean_o``, ``std_o``) and the restored crop's.
+def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
+                   plausible: np.ndarray | None = PLAUSIBLE_FACE_MEANS) -> np.ndarray:
+    """The per-channel mean (float64 (3,)) that :func:`match_colour` gives the restored crop, from
+    the original's (``mean_o``) and the restored crop's (``mean_r``), YCrCb.
 
     A channel's mean goes back to the original's (the restorer's drift is undone) unless the
     original lies outside the ``plausible`` range (float (3, 2): low, high per channel) and the
     restorer moved it towards that range: such a move is a lighting or colour-cast repair, and is
     kept, as far as the range's far edge. How far it may go grows smoothly with how far outside
     the original lies (full beyond a tenth of the range's width), so that a face near an edge
-    does not flip between the two. When luma moves by a gain, the chroma's distance from grey and
-    every channel's spread may move by the same gain (darkening a face also takes its saturation
-    and contrast); otherwise a spread goes back to the original's, the ratio within
-    ``_STD_RATIO_LIMITS``. ``plausible=None`` matches everything (the repair is undone).
+    does not flip between the two. When luma moves by a gain, the chroma's distance from grey may
+    move by the same gain (darkening a face also takes its saturation). ``plausible=None`` matches
+    everything (the repair is undone).
     """
-    mean_o, std_o, mean_r, std_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, std_o, mean_r, std_r))
-    target_mean = mean_o.copy()
-    if plausible is not None:
-        low, high = np.asarray(plausible, dtype=np.float64).T
-        ramp = 0.1 * (high - low)
-        below = np.clip((low - mean_o) / ramp, 0.0, 1.0)  # 0 inside the range, 1 well below it
-        above = np.clip((mean_o - high) / ramp, 0.0, 1.0)
-        reach_up = mean_o + below * (high - mean_o)
-        reach_down = mean_o - above * (mean_o - low)
-        lo, hi = np.minimum(mean_o, reach_down), np.maximum(mean_o, reach_up)
-        target_mean[0] = np.clip(mean_r[0], lo[0], hi[0])
-        # Darkening scales the chroma's distance from grey with the luma: a luma repair by a gain g
-        # may give the chroma back g times its distance too.
-        gain = target_mean[0] / mean_o[0] if mean_o[0] > 1e-3 else 1.0
-        rescaled = 0.5 + gain * (mean_o[1:] - 0.5)
-        lo[1:], hi[1:] = np.minimum(lo[1:], rescaled), np.maximum(hi[1:], rescaled)
-        target_mean[1:] = np.clip(mean_r[1:], lo[1:], hi[1:])
-    target_std = std_o.copy()
-    if mean_o[0] > 1e-3:
-        gain = target_mean[0] / mean_o[0]
-        target_std = np.clip(std_r, std_o * min(gain, 1.0), std_o * max(gain, 1.0))
-    return target_mean, target_std
-
-
-def colour_distance(crop: np.ndarray, weights: np.ndarray,
-                    plausible: np.ndarray = PLAUSIBLE_FACE_MEANS) -> float:
-    """How far (grey levels, 0-255) the mask-weighted mean YCrCb colour of ``crop`` lies outside the
-    ``plausible`` range of a well-lit face: 0 inside it; the length of the gap over the 3 channels.
-
-    ``crop``: float32 RGB (S, S, 3) in [0, 1]; ``weights``: float (S, S) summing to 1.
-    """
-    ycc = cv2.cvtColor(np.clip(np.asarray(crop, dtype=np.float32), 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
-    mean = np.einsum("i,ij->j", np.asarray(weights, dtype=np.float32).reshape(-1), ycc.reshape(-1, 3))
-    bounds = np.asarray(plausible, dtype=np.float64)
-    gap = mean - np.clip(mean, bounds[:, 0], bounds[:, 1])
-    return float(255.0 * np.sqrt((gap * gap).sum()))
+    mean_o, mean_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, mean_r))
+    if plausible is None:
+        return mean_o.copy()
+    low, high = np.asarray(plausible, dtype=np.float64).T
+    ramp = 0.1 * (high - low)
+    below = np.clip((low - mean_o) / ramp, 0.0, 1.0)  # 0 inside the range, 1 well below it
+    above = np.clip((mean_o - high) / ramp, 0.0, 1.0)
+    lo = np.minimum(mean_o, mean_o - above * (mean_o - low))
+    hi = np.maximum(mean_o, mean_o + below * (high - mean_o))
+    target = mean_o.copy()
+    target[0] = np.clip(mean_r[0], lo[0], hi[0])
+    gain = target[0] / mean_o[0] if mean_o[0] > 1e-3 else 1.0
+    rescaled = 0.5 + gain * (mean_o[1:] - 0.5)
+    target[1:] = np.clip(mean_r[1:], np.minimum(lo[1:], rescaled), np.maximum(hi[1:], rescaled))
+    return target
 
 
 def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
                  plausible: np.ndarray | None = PLAUSIBLE_FACE_MEANS) -> np.ndarray:
-    """The restored crop with its colour statistics moved to the original's, float32 (S, S, 3).
+    """The restored crop with its mean colour moved to the original's, float32 (S, S, 3).
 
     ``restored`` and ``original`` are float32 RGB crops in [0, 1], (S, S, 3); ``mask`` is float
     (S, S) weights. Per channel in YCrCb (luma and two chroma channels; about 60 times cheaper to
-    convert than Lab, which matters at 25 fps), the mask-weighted mean and standard deviation of
-    the restored crop are moved to :func:`colour_targets`: the original's, except where the
-    original's colours lie outside the ``plausible`` range and the restorer moved them back
-    towards it (a lighting or colour-cast repair, which is kept). The spread ratio is limited to
-    ``_STD_RATIO_LIMITS``, so that noise in the original is not copied. The result is clipped to
-    [0, 1]. A mask with no weight returns the restored crop unchanged (as float32).
-
-    The statistics are float32 sums over a few thousand values in [0, 1]: the float64 they used
-    to be in cost a third of the function and changed no result beyond 1e-5.
+    convert than Lab, which matters at 25 fps), the restored crop is shifted so that its
+    mask-weighted mean is :func:`colour_targets`' : the original's, except where the original's
+    colours lie outside the ``plausible`` range and the restorer moved them back towards it (a
+    lighting or colour-cast repair, which is kept). Spreads are left as restored: the original's
+    is its damage (noise makes it larger, blur smaller), and matching it cost 0.2 to 1.5 dB on
+    noisy and blurred faces. The result is clipped to [0, 1]. A mask with no weight returns the
+    restored crop unchanged (as float32).
     """
     restored = np.asarray(restored, dtype=np.float32)
     original = np.asarray(original, dtype=np.float32)
@@ -227,16 +186,11 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     weights = weights * np.float32(1.0 / total)
     ycc_r = cv2.cvtColor(np.clip(restored, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
     ycc_o = cv2.cvtColor(np.clip(original, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
-    mean_r, std_r = _weighted_stats(ycc_r.reshape(-1, 3), weights)
-    mean_o, std_o = _weighted_stats(ycc_o.reshape(-1, 3), weights)
-    mean_t, std_t = colour_targets(mean_o, std_o, mean_r, std_r, plausible)
-    std_r = std_r.astype(np.float64)
-    ratio = np.where(std_r > 1e-6, std_t / np.maximum(std_r, 1e-6), 1.0)
-    ratio = np.clip(ratio, *_STD_RATIO_LIMITS)
-    scale = ratio.astype(np.float32)
-    offset = (mean_t - ratio * mean_r.astype(np.float64)).astype(np.float32)
-    ycc_r *= scale
-    ycc_r += offset
+    # einsum, not @: a matrix product this size goes to OpenBLAS, whose threads then spin against
+    # the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
+    mean_r = np.einsum("i,ij->j", weights, ycc_r.reshape(-1, 3))
+    mean_o = np.einsum("i,ij->j", weights, ycc_o.reshape(-1, 3))
+    ycc_r += (colour_targets(mean_o, mean_r, plausible) - mean_r).astype(np.float32)
     rgb = cv2.cvtColor(ycc_r, cv2.COLOR_YCrCb2RGB)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
