@@ -486,7 +486,7 @@ def test_real_clips_keep_frames_and_audio(shared_videos, tmp_path, name):
 
     src = short_copy(shared_videos / name, tmp_path / name, seconds=1.0)
     restorer = FakeRestorer(crop_size=128)
-    result = restore_video(src, tmp_path / "out.mp4", restorer=restorer)
+    result = restore_video(src, tmp_path / "out.mp4", RestoreConfig(safety=False), restorer=restorer)
     src_info, out_info = probe(src), probe(tmp_path / "out.mp4")
     assert result.frames == src_info.n_frames == out_info.n_frames
     assert result.faces > 0 and sum(restorer.batches) == result.faces
@@ -532,7 +532,8 @@ def test_end_to_end_with_the_shipped_model(clips, tmp_path):
 
     short = write_clip(tmp_path / "short.mp4", [f for f, _ in zip(read_frames(clips["face"]), range(4))])
     result = restore_video(short, tmp_path / "out.mp4")
-    assert result.frames == 4 and result.faces >= 3
+    # Every face-frame is accounted for (the shipped gate leaves the sample's face alone).
+    assert result.frames == 4 and result.faces + result.faces_left_alone + result.faces_refused >= 3
     assert len(decode(tmp_path / "out.mp4")) == 4
 
 
