@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -157,8 +158,9 @@ def test_preview_writes_side_by_side_pngs_and_a_contact_sheet(clips, tmp_path, f
     assert fake_model.batches  # the face was restored
 
 
-def test_report_and_summary_count_restored_left_alone_and_refused(clips, tmp_path, fake_model):
+def test_report_and_summary_count_restored_left_alone_and_refused(clips, tmp_path, fake_model, caplog):
     # The fake inverts faces, which the safety check refuses; --no-safety pastes them.
+    caplog.set_level(logging.INFO, logger="framefusion_video")  # an earlier --quiet run may have raised it
     report = tmp_path / "r.json"
     result = run("restore", str(clips["face"]), "-o", str(tmp_path / "a.mp4"), "--report", str(report))
     assert result.exit_code == 0, result.output
