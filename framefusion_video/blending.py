@@ -169,8 +169,8 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     mask-weighted mean is :func:`colour_targets`' : the original's, except where the original's
     colours lie outside the ``plausible`` range and the restorer moved them back towards it (a
     lighting or colour-cast repair, which is kept). Spreads are left as restored: the original's
-    is its damage (noise makes it larger, blur smaller), and matching it cost 0.2 to 1.5 dB on
-    noisy and blurred faces. The result is clipped to [0, 1]. A mask with no weight returns the
+    is its damage (noise makes it larger, blur smaller), and matching it cost the quality clip's
+    blurred faces 0.2 dB (``benchmarks/RESULTS.md``). The result is clipped to [0, 1]. A mask with no weight returns the
     restored crop unchanged (as float32).
     """
     restored = np.asarray(restored, dtype=np.float32)

@@ -52,9 +52,10 @@ class SafetyConfig:
         enable: False pastes every restored face and aligns every face (the checks are off).
         tolerance: change (grey levels, RMS over the face, beyond a lighting repair: see
             :func:`change_size`) that a face with no visible damage may still receive. A clean
-            face in a good encode is about 3 grey levels from the truth; an unrelated change of c
-            costs it 10 log10(1 + c^2 / 9) dB, so that 1.5 dB at most allows about 1.9 grey levels
-            to a face whose damage estimate is the 0.7 typical of clean faces: 0.5 + 2 x 0.7.
+            face in a good encode is about 3 grey levels from the truth (39 dB on the quality
+            clip's transcode, ``benchmarks/RESULTS.md``); an unrelated change of c costs it
+            10 log10(1 + c^2 / 9) dB, so that 1.5 dB at most allows about 1.9 grey levels:
+            0.5 + 2 x 0.7 for a face whose damage is estimated at 0.7.
         damage_factor: further change allowed per grey level of estimated damage.
         detail_ratio: fine detail (luma above a 1 px Gaussian) a sharp face has, as a share of its
             coarse detail (4 to 8 px); less is counted as missing detail (blur, low resolution).
