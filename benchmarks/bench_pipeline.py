@@ -5,8 +5,8 @@ crowd clip) it measures, on the same frames:
 
 - each stage alone, one after the other, single-threaded: decode (``video_io.read_frames``),
   detect (face detection + tracking, ``tracking.track_faces`` at ``--detect-every``), align
-  (similarity transforms + crops), model (the generator in batches), blend (colour match +
-  paste-back), encode (``video_io.VideoWriter``, libx264 at the restore preset);
+  (landmark check, similarity transforms + crops), model (the generator in batches), blend (colour
+  match, safety review, paste-back), encode (``video_io.VideoWriter``, libx264 at the restore preset);
 - the real pipeline, ``restore.restore_video`` (threads overlap decode, tracking, the model and
   encoding), with the generator already loaded: the steady-state fps;
 - ``ffv restore`` as a user runs it (a subprocess: Python, TensorFlow and model start-up included);
@@ -88,8 +88,9 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     with FaceDetector(R._detector_config(config)) as detector:
         tracked = clock.run("detect", lambda: list(track_faces(decoded, detector, R._tracking_config(config))))
     crop_size = int(restorer.crop_size)
-    aligned = clock.run("align", lambda: [R._frame_crops(f, faces, crop_size) for f, faces in tracked])
-    all_crops = [c for _, crops, _ in aligned for c in crops]
+    safety = R._safety_config(config)
+    aligned = clock.run("align", lambda: [R._frame_crops(f, faces, crop_size, safety) for f, faces in tracked])
+    all_crops = [c for _, crops, _, _, _ in aligned for c in crops]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
     restored = clock.run("model", lambda: R._restore_in_batches(restorer, all_crops, config.batch_size)
                          if all_crops else [])
@@ -97,10 +98,10 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
 
     def blend():
         out, start = [], 0
-        for index, ((frame, faces), (matrices, crops, boxes)) in enumerate(zip(tracked, aligned)):
+        for index, ((frame, faces), (matrices, crops, boxes, _, refused)) in enumerate(zip(tracked, aligned)):
             mine = restored[start:start + len(crops)]
             start += len(crops)
-            item = R._Pending(index, frame, faces, matrices, crops, boxes=boxes)
+            item = R._Pending(index, frame, faces, matrices, crops, boxes=boxes, refused=refused)
             out.append(R._finish(item, mine, config, blend_config).restored)
         return out
 

@@ -112,7 +112,8 @@ def to_markdown(results: dict, command: str) -> str:
              "of the same input. Classical: `evaluation.classical_baseline` on each face box, told the face's "
              "damage kind (an oracle; undamaged on the clean clip), not re-encoded. On the clean clip the "
              "kind rows group the same faces by the damage they have in the damaged clip. Report: the "
-             "counts in the run's `--report` entry (`faces` = face-frames sent to the generator).", ""]
+             "counts in the run's `--report` entry (`faces` = face-frames restored, `faces_left_alone` = "
+             "returned unchanged by the generator's gate, `faces_refused` = kept out by the safety checks).", ""]
     for name, scores in results["inputs"].items():
         s = scores["summary"]
         methods = scores["methods"]

@@ -31,9 +31,16 @@ _FOREHEAD_ABOVE_EYES = 1.05
 _CHIN_BELOW_MOUTH = 0.55
 _HALF_WIDTH_IN_EYE_DISTANCES = 1.15
 
-# Colour matching never scales a channel's spread by more than this (either way): the original
-# crop is degraded, and its noise or blur should not be copied onto the restored face.
-_STD_RATIO_LIMITS = (0.5, 2.0)
+# Mask-weighted mean of each YCrCb channel (OpenCV's float convention: all in [0, 1], chroma
+# centred on 0.5) of a well-lit face. Chroma: a little wider than the 1st to 99th percentiles of
+# 244 unseen studio faces (shared/data/faces/frl, aligned crops: Cr 0.532-0.645, Cb 0.435-0.478),
+# to hold the sample's astronaut (0.641, 0.571, 0.427) too. Luma: up to a little above their 99th
+# percentile (0.65), and from 0.40 (their 5th percentile is 0.30, their median 0.54): on the quality
+# clip (benchmarks/RESULTS.md) a lower bound of 0.30 undid the repair of darkened faces whose mean
+# was still above it and kept 1 dB less of it than no matching at all. Outside this range a
+# restorer's move back towards it is taken for a lighting or colour-cast repair and kept.
+PLAUSIBLE_FACE_MEANS = np.array([[0.40, 0.68], [0.52, 0.66], [0.42, 0.49]])
+PLAUSIBLE_FACE_MEANS.setflags(write=False)
 
 
 @dataclass(frozen=True)
@@ -121,31 +128,50 @@ def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray
     return _cached_mask(int(crop_size), float(config.erode), float(config.feather))
 
 
-def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and standard deviation of float32 (N, 3) values, weights summing to 1.
+def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
+                   plausible: np.ndarray | None = PLAUSIBLE_FACE_MEANS) -> np.ndarray:
+    """The per-channel mean (float64 (3,)) that :func:`match_colour` gives the restored crop, from
+    the original's (``mean_o``) and the restored crop's (``mean_r``), YCrCb.
 
-    ``einsum``, not ``@``: a matrix product this size goes to OpenBLAS, whose threads then spin
-    against the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
+    A channel's mean goes back to the original's (the restorer's drift is undone) unless the
+    original lies outside the ``plausible`` range (float (3, 2): low, high per channel) and the
+    restorer moved it towards that range: such a move is a lighting or colour-cast repair, and is
+    kept, as far as the range's far edge. How far it may go grows smoothly with how far outside
+    the original lies (full beyond a tenth of the range's width), so that a face near an edge
+    does not flip between the two. When luma moves by a gain, the chroma's distance from grey may
+    move by the same gain (darkening a face also takes its saturation). ``plausible=None`` matches
+    everything (the repair is undone).
     """
-    mean = np.einsum("i,ij->j", weights, values)
-    centred = values - mean
-    centred *= centred
-    std = np.sqrt(np.maximum(np.einsum("i,ij->j", weights, centred), 0.0))
-    return mean, std
+    mean_o, mean_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, mean_r))
+    if plausible is None:
+        return mean_o.copy()
+    low, high = np.asarray(plausible, dtype=np.float64).T
+    ramp = 0.1 * (high - low)
+    below = np.clip((low - mean_o) / ramp, 0.0, 1.0)  # 0 inside the range, 1 well below it
+    above = np.clip((mean_o - high) / ramp, 0.0, 1.0)
+    lo = np.minimum(mean_o, mean_o - above * (mean_o - low))
+    hi = np.maximum(mean_o, mean_o + below * (high - mean_o))
+    target = mean_o.copy()
+    target[0] = np.clip(mean_r[0], lo[0], hi[0])
+    gain = target[0] / mean_o[0] if mean_o[0] > 1e-3 else 1.0
+    rescaled = 0.5 + gain * (mean_o[1:] - 0.5)
+    target[1:] = np.clip(mean_r[1:], np.minimum(lo[1:], rescaled), np.maximum(hi[1:], rescaled))
+    return target
 
 
-def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The restored crop with its colour statistics moved to the original's, float32 (S, S, 3).
+def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
+                 plausible: np.ndarray | None = PLAUSIBLE_FACE_MEANS) -> np.ndarray:
+    """The restored crop with its mean colour moved to the original's, float32 (S, S, 3).
 
     ``restored`` and ``original`` are float32 RGB crops in [0, 1], (S, S, 3); ``mask`` is float
     (S, S) weights. Per channel in YCrCb (luma and two chroma channels; about 60 times cheaper to
-    convert than Lab, which matters at 25 fps), the mask-weighted mean and standard deviation of
-    the restored crop are moved to those of the original (the spread ratio limited to
-    ``_STD_RATIO_LIMITS``, so that noise in the original is not copied). The result is clipped to
-    [0, 1]. A mask with no weight returns the restored crop unchanged (as float32).
-
-    The statistics are float32 sums over a few thousand values in [0, 1]: the float64 they used
-    to be in cost a third of the function and changed no result beyond 1e-5.
+    convert than Lab, which matters at 25 fps), the restored crop is shifted so that its
+    mask-weighted mean is :func:`colour_targets`' : the original's, except where the original's
+    colours lie outside the ``plausible`` range and the restorer moved them back towards it (a
+    lighting or colour-cast repair, which is kept). Spreads are left as restored: the original's
+    is its damage (noise makes it larger, blur smaller), and matching it cost the quality clip's
+    blurred faces 0.2 dB (``benchmarks/RESULTS.md``). The result is clipped to [0, 1]. A mask with no weight returns the
+    restored crop unchanged (as float32).
     """
     restored = np.asarray(restored, dtype=np.float32)
     original = np.asarray(original, dtype=np.float32)
@@ -160,15 +186,11 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray) -
     weights = weights * np.float32(1.0 / total)
     ycc_r = cv2.cvtColor(np.clip(restored, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
     ycc_o = cv2.cvtColor(np.clip(original, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
-    mean_r, std_r = _weighted_stats(ycc_r.reshape(-1, 3), weights)
-    mean_o, std_o = _weighted_stats(ycc_o.reshape(-1, 3), weights)
-    mean_r, std_r, mean_o, std_o = (v.astype(np.float64) for v in (mean_r, std_r, mean_o, std_o))
-    ratio = np.where(std_r > 1e-6, std_o / np.maximum(std_r, 1e-6), 1.0)
-    ratio = np.clip(ratio, *_STD_RATIO_LIMITS)
-    scale = ratio.astype(np.float32)
-    offset = (mean_o - ratio * mean_r).astype(np.float32)
-    ycc_r *= scale
-    ycc_r += offset
+    # einsum, not @: a matrix product this size goes to OpenBLAS, whose threads then spin against
+    # the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
+    mean_r = np.einsum("i,ij->j", weights, ycc_r.reshape(-1, 3))
+    mean_o = np.einsum("i,ij->j", weights, ycc_o.reshape(-1, 3))
+    ycc_r += (colour_targets(mean_o, mean_r, plausible) - mean_r).astype(np.float32)
     rgb = cv2.cvtColor(ycc_r, cv2.COLOR_YCrCb2RGB)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
@@ -204,18 +226,20 @@ def paste_faces(
     """A new uint8 RGB frame (H, W, 3) with the restored faces blended in.
 
     ``faces`` holds ``(restored_crop, matrix)`` pairs: the crop float32 RGB (S, S, 3) in [0, 1]
-    and the frame->crop matrix float64 (2, 3) it was aligned with. Each crop and its
-    :func:`face_mask` are warped back through the inverse transform, inside the face's bounding
-    box only, and blended with alpha = mask * ``config.strength``; later faces are pasted over
-    earlier ones where they overlap. With ``config.colour_match`` the crop is first colour-matched
-    to ``original_crops`` (float32 (S, S, 3) in [0, 1], one per face) or, when those are not
-    given, to the crops cut from ``frame`` with :func:`alignment.warp_to_crop`. A restored crop
-    bit-identical to its original crop (the generator's gate left that face alone) is not pasted:
-    the paste would only resample the face, so its pixels stay exactly as they were.
+    and the frame->crop matrix float64 (2, 3) it was aligned with. What the restorer changed (the
+    restored crop minus the crop it was given: ``original_crops``, float32 (S, S, 3) in [0, 1],
+    one per face, or when those are not given the crops cut from ``frame`` with
+    :func:`alignment.warp_to_crop`) is warped back through the inverse transform and added to the
+    frame's own pixels (:func:`restored_at_frame_resolution`), so that a face larger than the crop
+    keeps its detail above the crop's resolution; that face is then blended in with
+    alpha = :func:`face_mask` * ``config.strength``, inside the face's bounding box only; later
+    faces are pasted over earlier ones where they overlap. With ``config.colour_match`` the crop
+    is first colour-matched to the original crop (:func:`match_colour`). A restored crop
+    bit-identical to its original crop (the generator's gate left that face alone) is skipped.
 
-    ``frame`` is not modified; every pixel where alpha is 0 is bit-identical to the input.
-    The crop and the mask are warped as uint8 and blended with integer arithmetic (the crop is
-    rounded to 8 bits before the warp rather than after: at most one grey level of difference).
+    ``frame`` is not modified; every pixel where alpha is 0, or where the restorer changed
+    nothing, is bit-identical to the input. The mask is warped as uint8 and blended with integer
+    arithmetic.
     """
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -232,15 +256,14 @@ def paste_faces(
             raise ValueError(f"restored crop must be (S, S, 3), got {crop.shape}")
         matrix = np.asarray(matrix, dtype=np.float64)
         size = crop.shape[0]
-        if original_crops is not None and np.array_equal(crop, original_crops[index]):
-            continue
-        mask = face_mask(size, config)
+        if original_crops is not None:
+            original = np.asarray(original_crops[index], dtype=np.float32)
+            if np.array_equal(crop, original):
+                continue
+        else:
+            original = alignment.warp_to_crop(frame, matrix, size).astype(np.float32) * np.float32(1.0 / 255.0)
         if config.colour_match:
-            if original_crops is not None:
-                original = np.asarray(original_crops[index], dtype=np.float32)
-            else:
-                original = alignment.warp_to_crop(frame, matrix, size).astype(np.float32) / 255.0
-            crop = match_colour(crop, original, mask)
+            crop = match_colour(crop, original, face_mask(size, config))
         x0, y0, x1, y1 = _frame_box(matrix, _mask_support(size, config.erode, config.feather), width, height)
         if x1 <= x0 or y1 <= y0:
             continue  # the face lies outside the frame
@@ -248,12 +271,36 @@ def paste_faces(
         box_matrix = matrix.copy()
         box_matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
         box_size = (x1 - x0, y1 - y0)
-        new = alignment.warp_to_frame(_to_uint8(crop), box_matrix, box_size)
+        new = restored_at_frame_resolution(frame[y0:y1, x0:x1], crop, original, box_matrix)
         alpha = alignment.warp_to_frame(_alpha_u8(size, config.erode, config.feather, config.strength),
                                         box_matrix, box_size)
         region = out[y0:y1, x0:x1]
         region[...] = _blend_u8(region, new, alpha)
     return out
+
+
+def correction(restored: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """What the restorer changed, in grey levels: float32 (S, S, 3), ``255 * (restored - original)``.
+
+    Both crops float32 RGB (S, S, 3) in [0, 1].
+    """
+    diff = cv2.subtract(np.asarray(restored, dtype=np.float32), np.asarray(original, dtype=np.float32))
+    diff *= np.float32(255.0)
+    return diff
+
+
+def restored_at_frame_resolution(region: np.ndarray, restored: np.ndarray, original: np.ndarray,
+                                 matrix: np.ndarray) -> np.ndarray:
+    """The frame ``region`` (uint8 RGB (h, w, 3)) plus the restorer's correction, uint8 (h, w, 3).
+
+    ``matrix`` maps ``region``'s pixels to crop pixels; ``restored`` and ``original`` are the
+    restored crop and the crop the restorer was given (float32 (S, S, 3) in [0, 1]). Only the
+    difference between them is warped back (and resampled); the frame's own pixels are kept, so a
+    face larger than the crop keeps its detail above the crop's resolution, and a face the
+    restorer did not change comes back bit-identical. Outside the crop the correction is 0.
+    """
+    delta = alignment.warp_to_frame(correction(restored, original), matrix, region.shape[1::-1])
+    return cv2.add(region, delta, dtype=cv2.CV_8U)
 
 
 def _to_uint8(crop: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FfvError
-from .restore import FileResult, RestoreConfig, log_skipped, plan_outputs
+from .restore import FileResult, RestoreConfig, faces_line, log_skipped, plan_outputs
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,8 @@ def restore_clip(src: str, dst: str, config: RestoreConfig, overwrite: bool = Fa
         return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node,
                                       error=f"{src_path}: {type(exc).__name__}: {exc}"))
     return _Outcome(RayFileResult(src_path, dst_path, res.frames, res.faces, res.seconds, res.fps, res.status,
-                                  res.error, node=node))
+                                  res.error, faces_left_alone=res.faces_left_alone, faces_refused=res.faces_refused,
+                                  node=node))
 
 
 class ProgressBoard:
@@ -267,8 +268,9 @@ def _log_result(tag: str, result: FileResult) -> None:
     """The per-file log line of the serial run (plus the node)."""
     node = getattr(result, "node", None)
     if result.status == "done":
-        log.info("%s -> %s: %d frames, %d faces, %.1f s (%.1f fps) on %s", tag, result.output,
-                 result.frames, result.faces, result.seconds, result.fps, node)
+        log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps) on %s", tag, result.output, result.frames,
+                 faces_line(result.faces, result.faces_left_alone, result.faces_refused),
+                 result.seconds, result.fps, node)
     elif result.status == "skipped":
         log_skipped(tag, result)
     else:
@@ -332,8 +334,9 @@ def restore_paths_ray(
     seconds = time.perf_counter() - started
     final = [r for r in results if r is not None]
     s = summarize(final, seconds)
-    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %d faces in %.1f s",
-             s["files"], s["done"], s["skipped"], s["failed"], s["frames"], s["faces"], seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
+             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
     if report is not None:
         write_report(Path(report), final, config, seconds)
     return final

@@ -304,14 +304,28 @@ class FaceDetector:
         ch, cw = crop.shape[:2]
         mesh = np.array([(p.x * cw, p.y * ch) for p in result.multi_face_landmarks[0].landmark], dtype=np.float32)
         points = mesh_five_points(mesh) / np.float32(scale) + np.float32([cx0, cy0])
-        # The mesh may have locked on another face in the crop: accept it only if its eyes and mouth
-        # agree with the detector's.
-        tolerance = 0.25 * face.size
-        if float(np.abs(points - face.landmarks)[[0, 1]].max()) > tolerance \
-                or not (x0 <= points[:, 0].mean() <= x1 and y0 <= points[:, 1].mean() <= y1):
+        if not mesh_agrees(points, face):
             logger.debug("FaceMesh disagrees with the detector at %s; keeping key points", face.box)
             return face
         return dataclasses.replace(face, landmarks=points)
+
+
+def mesh_agrees(points: np.ndarray, face: Face) -> bool:
+    """Whether FaceMesh's five points (float (5, 2), frame pixels) may replace ``face``'s key points.
+
+    The mesh may lock on another face in its crop, or scatter its points on a tilted or blurred
+    head (a mouth corner far outside the face): its eyes must lie within a quarter of the face size
+    of the detector's, its centre inside the box, and the five points must fit the box as a face
+    (``safety.landmark_problem``). Otherwise the detector's key points are kept.
+    """
+    from .safety import landmark_problem
+
+    x0, y0, x1, y1 = face.box
+    if float(np.abs(points - face.landmarks)[[0, 1]].max()) > 0.25 * face.size:
+        return False
+    if not (x0 <= points[:, 0].mean() <= x1 and y0 <= points[:, 1].mean() <= y1):
+        return False
+    return landmark_problem(points, face.box) is None
 
 
 def _run_detector(graph, image: np.ndarray, offset: tuple[int, int]) -> list[tuple[Box, float, np.ndarray]]:

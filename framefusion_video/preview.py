@@ -1,8 +1,14 @@
-"""``ffv preview``: before/after PNGs of chosen frames and an HTML contact sheet.
+"""``ffv preview``: what ``ffv restore`` does to chosen frames, as PNGs and an HTML page.
 
 Runs the same pipeline as ``ffv restore`` (:func:`restore.iter_restored`) and writes, for each
-chosen frame, a PNG with the original on the left and the restored frame on the right, plus
-``index.html``: thumbnails linking to the full PNGs, with frame numbers.
+chosen frame:
+
+- ``frame_NNNNNN.png``: the original on the left, the restored frame on the right;
+- ``frames/frame_NNNNNN_before.png`` and ``_after.png``, which ``index.html`` shows one over the
+  other with a slider (drag it to wipe between before and after at full resolution);
+- ``faces/frame_NNNNNN_face_K.png``: each face close up, original | restored, enlarged, which the
+  page captions with its status: restored, left alone (the generator's gate returned it unchanged)
+  or refused (a safety check kept the original, ``safety.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import html
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,32 +30,76 @@ log = logging.getLogger(__name__)
 
 #: Frames exported when neither ``every`` nor ``frames`` is given.
 DEFAULT_PREVIEW_FRAMES = 10
-THUMB_WIDTH = 480
+#: Height (px) of each half of a face close-up: faces are enlarged (or reduced) to it.
+CLOSE_UP_HEIGHT = 256
+#: The region of a close-up around the face box, as a multiple of the box side.
+CLOSE_UP_MARGIN = 1.4
+#: Widest a frame is shown on the page (CSS px); larger frames are scaled down to fit.
+PAGE_FRAME_WIDTH = 960
 
 _BOX_COLOUR = (0, 255, 0)
 _CARRIED_COLOUR = (255, 200, 0)  # a face carried over from an earlier detection
+#: Box colour of each face status on annotated frames (RGB) and on the page.
+STATUS_COLOURS = {"restored": (0, 220, 0), "left alone": (90, 160, 255), "refused": (255, 60, 60)}
 _LANDMARK_COLOURS = ((255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255))
 
 
-def annotate_frame(frame: np.ndarray, faces: Sequence, scale: float = 1.0) -> np.ndarray:
+def annotate_frame(frame: np.ndarray, faces: Sequence, scale: float = 1.0, outcomes: Sequence = ()) -> np.ndarray:
     """A copy of ``frame`` (uint8 RGB (H, W, 3)) with face boxes, track ids and the 5 landmarks drawn.
 
     ``faces`` are ``tracking.TrackedFace`` values in the original frame's pixels; ``scale`` maps
-    them onto ``frame`` (the upscale factor).
+    them onto ``frame`` (the upscale factor). ``outcomes`` (``restore.FaceOutcome``, same pixels)
+    colour each face's box by its status (:data:`STATUS_COLOURS`) and name it in the label; faces
+    without an outcome (frames not restored) keep the detection colours.
     """
     out = np.ascontiguousarray(frame).copy()
     thickness = max(1, round(min(out.shape[:2]) / 360))
     for tracked in faces:
         face = tracked.face
         colour = _CARRIED_COLOUR if getattr(tracked, "carried", False) else _BOX_COLOUR
+        label = f"#{tracked.track_id} {face.score:.2f}"
+        outcome = _outcome_of(face.box, outcomes)
+        if outcome is not None:
+            colour = STATUS_COLOURS.get(outcome.status, colour)
+            label = f"#{tracked.track_id} {outcome.status}"
         x0, y0, x1, y1 = (int(round(v * scale)) for v in face.box)
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
-        label = f"#{tracked.track_id} {face.score:.2f}"
         cv2.putText(out, label, (x0, max(y0 - 4 * thickness, 10)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4 * thickness, colour, thickness, cv2.LINE_AA)
         for (x, y), point_colour in zip(np.asarray(face.landmarks) * scale, _LANDMARK_COLOURS):
             cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness, point_colour, -1, cv2.LINE_AA)
     return out
+
+
+def _outcome_of(box: Sequence[float], outcomes: Sequence):
+    """The outcome in ``outcomes`` whose box is ``box`` (to 0.01 px), or None."""
+    for outcome in outcomes:
+        if np.allclose(outcome.box, box, atol=1e-2):
+            return outcome
+    return None
+
+
+def close_up(original: np.ndarray, restored: np.ndarray, box: Sequence[float], scale: float = 1.0,
+             height: int = CLOSE_UP_HEIGHT) -> np.ndarray:
+    """One face, original | restored, side by side, each resized to ``height`` px: uint8 (h, w, 3).
+
+    ``original`` and ``restored`` are uint8 RGB frames of the same size; ``box`` (x0, y0, x1, y1)
+    is in the original's pixels before upscaling by ``scale``. The region is the box's square
+    grown by :data:`CLOSE_UP_MARGIN`, clipped to the frame; it is enlarged with nearest-neighbour
+    sampling, so that the pixels shown are the output's own, not an interpolation of them.
+    """
+    x0, y0, x1, y1 = (float(v) * scale for v in box)
+    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+    half = 0.5 * CLOSE_UP_MARGIN * max(x1 - x0, y1 - y0, 1.0)
+    h, w = original.shape[:2]
+    left, top = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+    right, bottom = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+    if right <= left or bottom <= top:
+        left, top, right, bottom = 0, 0, w, h
+    width = max(1, round((right - left) * height / (bottom - top)))
+    halves = [cv2.resize(np.ascontiguousarray(img[top:bottom, left:right]), (width, height),
+                         interpolation=cv2.INTER_NEAREST) for img in (original, restored)]
+    return side_by_side(*halves)
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -71,29 +122,128 @@ def _chosen_frames(n_frames: int, every: int | None, frames: Sequence[int] | Non
     return None if not n_frames else set(range(0, n_frames, every))
 
 
-def _write_index(out_dir: Path, entries: list[tuple[int, str, str, int]], title: str) -> Path:
-    """Write ``index.html``: one thumbnail per (frame, png name, thumbnail name, faces) entry."""
-    cells = "\n".join(
-        f'<figure><a href="{html.escape(png)}"><img src="{html.escape(thumb)}" loading="lazy" '
-        f'alt="frame {index}"></a><figcaption>frame {index} &middot; {faces} face(s)</figcaption></figure>'
-        for index, png, thumb, faces in entries
-    )
-    page = f"""<!doctype html>
+@dataclass(frozen=True)
+class FaceCard:
+    """One face close-up of the page: the image (relative path), status, track id and reason."""
+
+    image: str
+    status: str
+    track_id: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FrameCard:
+    """One frame of the page: its number, the side-by-side PNG, the before and after images
+    (relative paths), their size, and its faces."""
+
+    index: int
+    pair: str
+    before: str
+    after: str
+    size: tuple[int, int]  # width, height
+    faces: tuple[FaceCard, ...] = ()
+
+
+def _status_counts(faces: Sequence[FaceCard]) -> str:
+    """``"1 restored, 0 left alone, 1 refused"``, or ``"no face restored"`` when there is none."""
+    if not faces:
+        return "no face"
+    return ", ".join(f"{sum(f.status == s for f in faces)} {s}" for s in STATUS_COLOURS)
+
+
+def _css_colour(status: str) -> str:
+    r, g, b = STATUS_COLOURS.get(status, (200, 200, 200))
+    return f"rgb({r},{g},{b})"
+
+
+def page_html(cards: Sequence[FrameCard], title: str) -> str:
+    """The preview page: per frame, a before/after slider over the full frame and the face close-ups
+    (original | restored) with their status. Self-contained (inline CSS and a few lines of script)."""
+    sections = []
+    for card in cards:
+        width, height = card.size
+        faces = "\n".join(
+            f'<figure class="face"><img src="{html.escape(f.image)}" alt="frame {card.index} face {k}: '
+            f'original and restored"><figcaption><span class="status" style="background:{_css_colour(f.status)}">'
+            f'{html.escape(f.status)}</span> face #{"-" if f.track_id is None else f.track_id}'
+            f'{": " + html.escape(f.reason) if f.reason else ""}</figcaption></figure>'
+            for k, f in enumerate(card.faces))
+        sections.append(f"""<section>
+<h2>frame {card.index} &middot; {html.escape(_status_counts(card.faces))}</h2>
+<div class="wipe" style="max-width:{min(width, PAGE_FRAME_WIDTH)}px; aspect-ratio:{width}/{height}">
+<img class="after" src="{html.escape(card.after)}" alt="frame {card.index} restored">
+<img class="before" src="{html.escape(card.before)}" alt="frame {card.index} original">
+<div class="line"></div>
+<input type="range" min="0" max="100" value="50" aria-label="before/after, frame {card.index}">
+<span class="tag left">original</span><span class="tag right">restored</span>
+</div>
+<p class="links"><a href="{html.escape(card.pair)}">side by side, full size</a></p>
+<div class="faces">{faces or '<p>No face in this frame.</p>'}</div>
+</section>""")
+    body = "\n".join(sections)
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1em; background: #222; color: #eee; }}
-main {{ display: flex; flex-wrap: wrap; gap: 12px; }}
-figure {{ margin: 0; }} img {{ width: {THUMB_WIDTH}px; display: block; }}
-figcaption {{ font-size: 0.85em; padding: 2px 0; }} a {{ color: inherit; }}
+a {{ color: #9cf; }} h2 {{ font-size: 1.1em; margin: 1.2em 0 0.4em; }}
+.wipe {{ position: relative; width: 100%; overflow: hidden; background: #000; --pos: 50%; }}
+.wipe img {{ position: absolute; inset: 0; width: 100%; height: 100%; display: block; }}
+.wipe .before {{ clip-path: inset(0 calc(100% - var(--pos)) 0 0); }}
+.wipe .line {{ position: absolute; top: 0; bottom: 0; left: var(--pos); width: 2px; background: #fff; }}
+.wipe input {{ position: absolute; inset: 0; width: 100%; height: 100%; margin: 0; opacity: 0;
+  cursor: ew-resize; }}
+.tag {{ position: absolute; top: 6px; padding: 1px 6px; background: rgba(0,0,0,0.6); font-size: 0.8em; }}
+.tag.left {{ left: 6px; }} .tag.right {{ right: 6px; }}
+.faces {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+.face {{ margin: 0; }} .face img {{ display: block; height: {CLOSE_UP_HEIGHT}px; image-rendering: pixelated; }}
+.face figcaption {{ font-size: 0.85em; padding: 3px 0; }}
+.status {{ color: #000; padding: 0 5px; border-radius: 3px; }}
+.links {{ font-size: 0.8em; margin: 0.3em 0; }}
 </style></head>
-<body><h1>{html.escape(title)}</h1><p>Original (left) and restored (right); click for the full frame.</p>
-<main>
-{cells}
-</main></body></html>
+<body><h1>{html.escape(title)}</h1>
+<p>Drag across a frame to wipe between the original (left of the line) and the restored frame.
+Each face below: original (left) and restored (right), enlarged.
+<span class="status" style="background:{_css_colour("restored")}">restored</span>: pasted;
+<span class="status" style="background:{_css_colour("left alone")}">left alone</span>: the generator
+found nothing to improve; <span class="status" style="background:{_css_colour("refused")}">refused</span>:
+a safety check kept the original.</p>
+{body}
+<script>
+for (const wipe of document.querySelectorAll('.wipe')) {{
+  const range = wipe.querySelector('input');
+  range.addEventListener('input', () => wipe.style.setProperty('--pos', range.value + '%'));
+}}
+</script>
+</body></html>
 """
+
+
+def _write_index(out_dir: Path, cards: Sequence[FrameCard], title: str) -> Path:
+    """Write ``index.html`` (:func:`page_html`) into ``out_dir``."""
     path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(page_html(cards, title), encoding="utf-8")
     return path
+
+
+def _write_frame(out_dir: Path, item, upscale: int, annotate: bool) -> FrameCard:
+    """Write one frame's images (side by side, before, after, face close-ups); its page card."""
+    stem = f"frame_{item.index:06d}"
+    original = item.original
+    if upscale != 1:
+        original = cv2.resize(original, item.restored.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+    left = annotate_frame(original, item.faces, scale=upscale, outcomes=item.outcomes) if annotate else original
+    _write_image(out_dir / f"{stem}.png", side_by_side(left, item.restored))
+    before, after = f"frames/{stem}_before.png", f"frames/{stem}_after.png"
+    _write_image(out_dir / before, left)
+    _write_image(out_dir / after, item.restored)
+    faces = []
+    for k, outcome in enumerate(item.outcomes):
+        image = f"faces/{stem}_face_{k}.png"
+        _write_image(out_dir / image, close_up(original, item.restored, outcome.box, scale=upscale))
+        faces.append(FaceCard(image, outcome.status, outcome.track_id, outcome.reason))
+    height, width = item.restored.shape[:2]
+    return FrameCard(item.index, f"{stem}.png", before, after, (width, height), tuple(faces))
 
 
 def export_preview(
@@ -112,13 +262,14 @@ def export_preview(
     Args:
         every: export frames 0, N, 2N, ...; ``frames``: export these 0-based frame numbers.
             Neither: about ``DEFAULT_PREVIEW_FRAMES`` frames spread over the clip.
-        annotate: draw face boxes, track ids and landmarks on the original (left) half.
+        annotate: draw face boxes (coloured by status), track ids and landmarks on the original.
         config: the restoration options (as for ``ffv restore``).
         restorer: any object with ``crop_size`` and ``restore``; None loads ``config.model_path``.
         detector: a face detector the caller owns; None opens one for this clip.
 
     Returns:
-        The PNG paths (``frame_000123.png``), in frame order; ``index.html`` sits beside them.
+        The side-by-side PNG paths (``frame_000123.png``), in frame order; ``index.html``,
+        ``frames/`` (before and after) and ``faces/`` (close-ups) sit beside them.
 
     Raises:
         FfvError: bad input video, an output folder that cannot be written, or none of the
@@ -136,7 +287,8 @@ def export_preview(
     check_input(src)
     info = probe(src)
     try:
-        (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
+        for sub in ("frames", "faces"):
+            (out_dir / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FfvError(out_dir, f"cannot create the output folder ({exc.strerror or exc})") from exc
     if not os.access(out_dir, os.W_OK | os.X_OK):
@@ -151,37 +303,26 @@ def export_preview(
         restorer = load_default_restorer(config)
 
     written: list[Path] = []
-    entries: list[tuple[int, str, str, int]] = []
+    cards: list[FrameCard] = []
     seen = 0
     stream = iter_restored(src, info, restorer, config, detector=detector, select=wanted)
     try:
         for item in stream:
             seen = item.index + 1
             if wanted(item.index):
-                left = item.original
-                if config.upscale != 1:
-                    left = cv2.resize(left, item.restored.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-                if annotate:
-                    left = annotate_frame(left, item.faces, scale=config.upscale)
-                pair = side_by_side(left, item.restored)
-                name = f"frame_{item.index:06d}.png"
-                _write_image(out_dir / name, pair)
-                thumb = cv2.resize(pair, (THUMB_WIDTH, max(1, round(pair.shape[0] * THUMB_WIDTH / pair.shape[1]))),
-                                   interpolation=cv2.INTER_AREA)
-                _write_image(out_dir / "thumbs" / f"frame_{item.index:06d}.jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                written.append(out_dir / name)
-                entries.append((item.index, name, f"thumbs/frame_{item.index:06d}.jpg", item.restored_faces))
+                written.append(out_dir / f"frame_{item.index:06d}.png")
+                cards.append(_write_frame(out_dir, item, config.upscale, annotate))
             if last is not None and item.index >= last:
                 break  # the rest of the clip is not needed
     finally:
         stream.close()
 
     if frames is not None:
-        missing = sorted(set(int(f) for f in frames) - {e[0] for e in entries})
+        missing = sorted(set(int(f) for f in frames) - {c.index for c in cards})
         if missing:
             log.warning("%s: frame(s) %s not in the clip (it has %d frames)", src, missing, seen)
     if not written:
         raise FfvError(src, "none of the requested frames is in the clip")
-    index = _write_index(out_dir, entries, f"ffv preview: {src.name}")
+    index = _write_index(out_dir, cards, f"ffv preview: {src.name}")
     log.info("%s: %d before/after frame(s); open %s", src, len(written), index)
     return written

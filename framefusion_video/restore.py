@@ -85,6 +85,8 @@ class RestoreConfig:
         model_threads: LiteRT (XNNPACK) threads of the generator; 0 = half the cores, at least
             one: the model has a thread of its own beside decoding, tracking, the paste-back and
             x264, and a second XNNPACK thread mostly spins waiting for a busy core.
+        safety: leave alone faces whose landmarks do not fit their box, and refuse restored faces
+            that change their input by more than its estimated damage explains (``safety.py``).
     """
 
     model_path: str | None = None
@@ -100,6 +102,7 @@ class RestoreConfig:
     min_confidence: float = 0.5
     temporal: float = 0.7
     model_threads: int = 0
+    safety: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -145,7 +148,11 @@ def preset_config(name: str, **overrides) -> RestoreConfig:
 
 @dataclass
 class FileResult:
-    """The outcome of one input file; ``status`` is "done", "skipped" or "failed"."""
+    """The outcome of one input file; ``status`` is "done", "skipped" or "failed".
+
+    ``faces`` counts the face-frames restored, ``faces_left_alone`` those the generator's gate
+    returned unchanged, ``faces_refused`` those the safety checks kept out (``safety.py``).
+    """
 
     input: Path
     output: Path
@@ -156,12 +163,33 @@ class FileResult:
     status: str = "done"
     error: str | None = None
 
+    faces_left_alone: int = 0
+    faces_refused: int = 0
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings, times rounded)."""
         out = asdict(self)
         out.update(input=str(self.input), output=str(self.output),
                    seconds=round(self.seconds, 3), fps=round(self.fps, 2))
         return out
+
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    """What happened to one face of one frame.
+
+    Attributes:
+        box: (x0, y0, x1, y1) in the original frame's pixels.
+        status: one of ``safety.STATUSES``: "restored", "left alone" (the generator's gate returned
+            it unchanged) or "refused" (its landmarks or its restored face failed a safety check).
+        track_id: the face's track, or None.
+        reason: why it was refused, or "".
+    """
+
+    box: tuple[float, float, float, float]
+    status: str
+    track_id: int | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -177,6 +205,8 @@ class RestoredFrame:
         restored_faces: how many of them were restored (0 for frames not selected).
         restored_boxes: the boxes (x0, y0, x1, y1, frame pixels) of the faces restored, so that
             callers can check which faces were left alone.
+        outcomes: one :class:`FaceOutcome` per face of a selected frame: restored, left alone or
+            refused.
     """
 
     index: int
@@ -185,6 +215,11 @@ class RestoredFrame:
     faces: list = field(default_factory=list)
     restored_faces: int = 0
     restored_boxes: list = field(default_factory=list)
+    outcomes: list[FaceOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        """How many faces of this frame ended with ``status`` (one of ``safety.STATUSES``)."""
+        return sum(o.status == status for o in self.outcomes)
 
 
 # --------------------------------------------------------------------------- the per-frame pipeline
@@ -201,15 +236,29 @@ class _Pending:
     crops: list[np.ndarray]  # float32 (S, S, 3) in [0, 1], cut from the original frame
     track_ids: list[int] = field(default_factory=list)  # one per crop; empty = do not stabilise
     boxes: list = field(default_factory=list)  # one per crop: the box of the face it was cut from
+    refused: list[FaceOutcome] = field(default_factory=list)  # faces whose landmarks were not used
 
 
-def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int
-                 ) -> tuple[list[np.ndarray], list[np.ndarray], list]:
-    """Alignment matrices (float64 (2, 3)), aligned crops (float32 (S, S, 3) in [0, 1]) and boxes
-    of the ``faces`` that can be aligned."""
-    matrices, crops, boxes = [], [], []
+def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety=None
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
+    """Alignment matrices (float64 (2, 3)), aligned crops (float32 (S, S, 3) in [0, 1]), boxes and
+    track ids of the ``faces`` that can be aligned, and the outcomes of those refused.
+
+    With a ``safety.SafetyConfig`` (enabled), a face whose landmarks do not fit its box is refused
+    rather than aligned on them.
+    """
+    from .safety import REFUSED, landmark_problem
+
+    matrices, crops, boxes, ids, refused = [], [], [], [], []
     for tracked in faces:
         landmarks = tracked.face.landmarks
+        box = tuple(float(v) for v in tracked.face.box)
+        track_id = getattr(tracked, "track_id", None)
+        problem = landmark_problem(landmarks, box, safety) if safety is not None and safety.enable else None
+        if problem is not None:
+            log.debug("leaving alone the face at %s: %s", box, problem)
+            refused.append(FaceOutcome(box, REFUSED, track_id, problem))
+            continue
         try:
             matrix = estimate_alignment(landmarks, crop_size)
         except ValueError:  # degenerate landmarks: nothing sensible to restore
@@ -218,8 +267,9 @@ def _frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int
         crop = warp_to_crop(frame, matrix, crop_size)
         matrices.append(matrix)
         crops.append(crop.astype(np.float32) * np.float32(1.0 / 255.0))
-        boxes.append(tuple(float(v) for v in tracked.face.box))
-    return matrices, crops, boxes
+        boxes.append(box)
+        ids.append(track_id)
+    return matrices, crops, boxes, ids, refused
 
 
 def _restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
@@ -235,22 +285,88 @@ def _restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size:
 
 
 def _blend_config(config: RestoreConfig):
+    """The paste-back's options; colours are matched before the safety review, not in the paste."""
     from .blending import BlendConfig
 
-    return BlendConfig(colour_match=config.colour_match, strength=config.strength)
+    return BlendConfig(colour_match=False, strength=config.strength)
+
+
+def _safety_config(config: RestoreConfig):
+    from .safety import SafetyConfig
+
+    return SafetyConfig(enable=config.safety)
+
+
+def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], *, colour_match: bool = True,
+                 safety=None, damages: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
+
+    ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise. A crop bit-identical to
+    its original was left alone by the generator's gate. Otherwise its colours are matched
+    (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
+    a face that changes more than its estimated damage (``damages``, grey levels, one per face,
+    ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
+    which leaves the frame as it was.
+    """
+    from .blending import face_mask, match_colour
+    from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
+
+    out, statuses, reasons = [], [], []
+    for k, (crop, original) in enumerate(zip(restored, originals)):
+        if np.array_equal(crop, original):
+            out.append(original)
+            statuses.append(LEFT_ALONE)
+            reasons.append("")
+            continue
+        mask = face_mask(crop.shape[0])
+        if colour_match:
+            crop = match_colour(crop, original, mask)
+        if safety is not None and safety.enable:
+            weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
+            if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
+                out.append(original)
+                statuses.append(REFUSED)
+                reasons.append("the restored face differs from its input more than its damage explains")
+                continue
+        out.append(crop)
+        statuses.append(RESTORED)
+        reasons.append("")
+    return out, statuses, reasons
+
+
+def _damages(frame: np.ndarray, boxes: Sequence, restored: Sequence[np.ndarray], originals: Sequence[np.ndarray],
+             safety) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels (0 where it is not needed: a face left
+    alone, or the checks off)."""
+    from .safety import estimate_damage, face_region
+
+    if not safety.enable:
+        return [0.0] * len(boxes)
+    return [0.0 if np.array_equal(r, o) else estimate_damage(*face_region(frame, box), safety)
+            for box, r, o in zip(boxes, restored, originals)]
 
 
 def _finish(item: _Pending, restored: list[np.ndarray], config: RestoreConfig, blend_config) -> RestoredFrame:
-    """Paste the restored crops of one pending frame (upscaling it first if asked)."""
+    """Review and paste the restored crops of one pending frame (upscaling it first if asked)."""
     from .blending import paste_faces, scale_matrix, upscale_frame
+    from .safety import RESTORED
 
     factor = config.upscale
     base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
     if not restored:
-        return RestoredFrame(item.index, item.frame, base, item.faces, 0)
+        return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
+    safety = _safety_config(config)
+    damages = _damages(item.frame, item.boxes, restored, item.crops, safety)
+    crops, statuses, reasons = review_crops(restored, item.crops, colour_match=config.colour_match,
+                                            safety=safety, damages=damages)
+    ids = item.track_ids or [None] * len(crops)
+    outcomes = [FaceOutcome(box, status, track_id, reason)
+                for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
+    outcomes += item.refused
     matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
-    out = paste_faces(base, list(zip(restored, matrices)), config=blend_config, original_crops=item.crops)
-    return RestoredFrame(item.index, item.frame, out, item.faces, len(restored), list(item.boxes))
+    out = paste_faces(base, list(zip(crops, matrices)), config=blend_config, original_crops=item.crops)
+    kept = [box for box, status in zip(item.boxes, statuses) if status == RESTORED]
+    return RestoredFrame(item.index, item.frame, out, item.faces, len(kept), kept, outcomes)
 
 
 def _stabilize_config(config: RestoreConfig):
@@ -318,6 +434,7 @@ def restored_crops(
     pending: list[_Pending] = []
     n_crops = 0
     stabilize_config = _stabilize_config(config)
+    safety_config = _safety_config(config)
     tracks: dict = {}  # track id -> stabilize.TrackState of its latest restored frame
 
     def flush() -> Iterator[tuple[_Pending, list[np.ndarray]]]:
@@ -337,15 +454,13 @@ def restored_crops(
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
         if faces and (select is None or select(index)):
-            matrices, crops, boxes = _frame_crops(frame, faces, crop_size)
+            matrices, crops, boxes, ids, refused = _frame_crops(frame, faces, crop_size, safety_config)
         else:
-            matrices, crops, boxes = [], [], []
+            matrices, crops, boxes, ids, refused = [], [], [], [], []
         if not crops and not pending:  # nothing to wait for: pass straight through
-            yield _Pending(index, frame, faces, [], []), []
+            yield _Pending(index, frame, faces, [], [], refused=refused), []
             continue
-        # Track ids only when every face gave a crop (else crops and faces do not pair up).
-        ids = [getattr(tf, "track_id", None) for tf in faces] if len(crops) == len(faces) else []
-        pending.append(_Pending(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes))
+        pending.append(_Pending(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused))
         n_crops += len(crops)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()
@@ -587,7 +702,9 @@ def restore_video(
     info = probe(src)
     if restorer is None:
         restorer = load_default_restorer(config)
-    frames_done = faces_done = 0
+    from .safety import LEFT_ALONE, REFUSED
+
+    frames_done = faces_done = left_alone = refused = 0
     total = getattr(info, "n_frames", None) or None
     size = _output_size(info, config.upscale)
     audio = src if getattr(info, "has_audio", False) else None
@@ -603,6 +720,8 @@ def restore_video(
                     encoder.put(out.restored)
                     frames_done += 1
                     faces_done += out.restored_faces
+                    left_alone += out.count(LEFT_ALONE)
+                    refused += out.count(REFUSED)
                     if progress is not None:
                         progress(frames_done, faces_done, total)
             finally:
@@ -610,7 +729,8 @@ def restore_video(
         if frames_done == 0:
             raise FfvError(src, "no video frames could be decoded")
     seconds = time.perf_counter() - started
-    return FileResult(src, dst, frames_done, faces_done, seconds, frames_done / max(seconds, 1e-9), "done")
+    return FileResult(src, dst, frames_done, faces_done, seconds, frames_done / max(seconds, 1e-9), "done",
+                      faces_left_alone=left_alone, faces_refused=refused)
 
 
 def iter_restored(
@@ -816,11 +936,19 @@ def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
         _check_folder_can_be_made(folder, "output folder")
 
 
+def faces_line(restored: int, left_alone: int, refused: int) -> str:
+    """``"12 faces restored, 3 left alone, 1 refused"``: the face counts of a summary line
+    (face-frames: a face seen in 25 frames counts 25 times)."""
+    return f"{restored} faces restored, {left_alone} left alone, {refused} refused"
+
+
 def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     return {"files": len(results), **counts,
             "frames": sum(r.frames for r in results if r.status == "done"),
             "faces": sum(r.faces for r in results if r.status == "done"),
+            "faces_left_alone": sum(r.faces_left_alone for r in results if r.status == "done"),
+            "faces_refused": sum(r.faces_refused for r in results if r.status == "done"),
             "seconds": round(seconds, 3)}
 
 
@@ -909,8 +1037,9 @@ def _restore_one(src: Path, dst: Path, tag: str, config: RestoreConfig, *, overw
     if result.status == "skipped":
         log_skipped(tag, result)
         return result
-    log.info("%s -> %s: %d frames, %d faces, %.1f s (%.1f fps)",
-             tag, dst, result.frames, result.faces, result.seconds, result.fps)
+    log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps)",
+             tag, dst, result.frames, faces_line(result.faces, result.faces_left_alone, result.faces_refused),
+             result.seconds, result.fps)
     return result
 
 
@@ -965,8 +1094,9 @@ def restore_paths(
                                         get_restorer=get_restorer))
     seconds = time.perf_counter() - started
     s = summarize(results, seconds)
-    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %d faces in %.1f s",
-             s["files"], s["done"], s["skipped"], s["failed"], s["frames"], s["faces"], seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
+             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
     if report is not None:
         write_report(Path(report), results, config, seconds)
     return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,56 @@ def test_preview_writes_side_by_side_pngs_and_a_contact_sheet(clips, tmp_path, f
     assert fake_model.batches  # the face was restored
 
 
+def test_report_and_summary_count_restored_left_alone_and_refused(clips, tmp_path, fake_model, caplog):
+    # The fake inverts faces, which the safety check refuses; --no-safety pastes them.
+    caplog.set_level(logging.INFO, logger="framefusion_video")  # an earlier --quiet run may have raised it
+    report = tmp_path / "r.json"
+    result = run("restore", str(clips["face"]), "-o", str(tmp_path / "a.mp4"), "--report", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    entry, summary = data["files"][0], data["summary"]
+    assert entry["faces_refused"] >= 5 and entry["faces"] == 0 and entry["faces_left_alone"] == 0
+    assert (summary["faces"], summary["faces_left_alone"], summary["faces_refused"]) == (0, 0, entry["faces_refused"])
+    assert f"0 faces restored, 0 left alone, {entry['faces_refused']} refused" in result.stderr
+    result = run("restore", str(clips["face"]), "-o", str(tmp_path / "b.mp4"), "--report", str(report), "--no-safety")
+    assert result.exit_code == 0, result.output
+    unsafe = json.loads(report.read_text())["files"][0]
+    assert (unsafe["faces"], unsafe["faces_refused"]) == (entry["faces_refused"], 0)
+
+
+def test_report_counts_faces_the_gate_left_alone(clips, tmp_path, monkeypatch):
+    import framefusion_video.restore as restore_module
+
+    class Gate(FakeRestorer):  # returns every face unchanged, as the generator's gate does
+        def restore(self, crops):
+            return crops.copy()
+
+    monkeypatch.setattr(restore_module, "load_default_restorer", lambda config: Gate())
+    report = tmp_path / "r.json"
+    assert run("restore", str(clips["face"]), "-o", str(tmp_path / "a.mp4"), "--report", str(report)).exit_code == 0
+    entry = json.loads(report.read_text())["files"][0]
+    assert entry["faces_left_alone"] >= 5 and entry["faces"] == entry["faces_refused"] == 0
+
+
+def test_preview_shows_each_face_close_up_with_its_status(clips, tmp_path, fake_model):
+    import cv2
+
+    out = tmp_path / "preview"
+    assert run("preview", str(clips["face"]), "-o", str(out), "--frames", "2").exit_code == 0
+    close_up = out / "faces" / "frame_000002_face_0.png"
+    image = cv2.imread(str(close_up))
+    assert image is not None and image.shape[0] == 256 and image.shape[1] > 2 * 200  # original | restored
+    assert (out / "frames" / "frame_000002_before.png").is_file() and (out / "frames" / "frame_000002_after.png").is_file()
+    page = (out / "index.html").read_text()
+    assert 'src="faces/frame_000002_face_0.png"' in page
+    assert "refused</span> face #" in page  # the fake's inverted face, refused
+    assert 'type="range"' in page and 'src="frames/frame_000002_before.png"' in page  # the before/after slider
+    assert "0 restored, 0 left alone, 1 refused" in page
+    restored = tmp_path / "unsafe"
+    assert run("preview", str(clips["face"]), "-o", str(restored), "--frames", "2", "--no-safety").exit_code == 0
+    assert "restored</span> face #" in (restored / "index.html").read_text()
+
+
 def test_preview_every_n(clips, tmp_path, fake_model):
     out = tmp_path / "preview"
     assert run("preview", str(clips["noface"]), "-o", str(out), "--every", "5").exit_code == 0
@@ -188,7 +239,10 @@ def test_restore_with_a_model_file(clips, tmp_path):
                  "--batch-size", "2", "--report", str(report), "-q")
     assert result.exit_code == 0, result.output
     entry = json.loads(report.read_text())["files"][0]
-    assert entry["status"] == "done" and entry["frames"] == 6 and entry["faces"] > 0
+    assert entry["status"] == "done" and entry["frames"] == 6
+    # Every face-frame went through the untrained network and is accounted for: restored, left
+    # alone by its gate, or (its output being noise) refused by the safety check.
+    assert entry["faces"] + entry["faces_left_alone"] + entry["faces_refused"] >= 5
 
 
 def test_restore_with_a_missing_model_file(clips, tmp_path):

@@ -15,6 +15,7 @@ from framefusion_video.faces import (
     FaceDetectorConfig,
     box_iou,
     box_side,
+    mesh_agrees,
     mesh_five_points,
     non_max_suppression,
     tile_windows,
@@ -89,6 +90,17 @@ def test_tile_windows_cover_the_frame_with_overlap(grid):
     if grid > 1:  # neighbours overlap by a quarter of a tile
         (a, _, a1, _), (b, _, _, _) = windows[0], windows[1]
         assert a1 - b == pytest.approx(0.25 * (a1 - a), abs=1)
+
+
+def test_mesh_points_replace_key_points_only_when_they_fit_the_face():
+    key_points = alignment.template(100) + np.float32([50, 40])
+    face = Face(box=(50, 40, 150, 140), landmarks=key_points, score=0.9)
+    assert mesh_agrees(key_points + np.float32([2, -1]), face)
+    scattered = key_points.copy()
+    scattered[4] += (30.0, 80.0)  # a mouth corner far below the chin, eyes where they should be
+    assert not mesh_agrees(scattered, face)
+    elsewhere = key_points + np.float32([60, 0])  # another face beside this one
+    assert not mesh_agrees(elsewhere, face)
 
 
 def test_mesh_five_points_order():

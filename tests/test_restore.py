@@ -1,7 +1,8 @@
 """Tests of restore.py: the per-frame pipeline, output planning, one clip and folder runs.
 
 A fake restorer (it inverts the crops, which colour matching cannot undo) stands in for the model,
-so these tests need no TensorFlow; faces are found by the real MediaPipe detector on a tiny clip
+so these tests need no TensorFlow; the tests of the pipeline's mechanics turn the safety checks off
+(``safety=False``), which would rightly refuse such a face; faces are found by the real MediaPipe detector on a tiny clip
 of ``skimage.data.astronaut()`` moving a little.
 """
 
@@ -156,7 +157,7 @@ def _stream(n_frames: int, faces_per_frame: list[int]):
 def test_restore_frames_batches_across_frames_and_keeps_order():
     restorer = FakeRestorer()
     counts = [1, 0, 2, 1, 0, 0, 3]
-    out = list(restore_frames(_stream(14, counts), restorer, RestoreConfig(batch_size=4)))
+    out = list(restore_frames(_stream(14, counts), restorer, RestoreConfig(batch_size=4, safety=False)))
     assert [o.index for o in out] == list(range(14))
     expected = [counts[i % len(counts)] for i in range(14)]
     assert [o.restored_faces for o in out] == expected
@@ -170,7 +171,7 @@ def test_restore_frames_batches_across_frames_and_keeps_order():
 
 def test_restore_frames_changes_faces_only_and_passes_faceless_frames_through():
     restorer = FakeRestorer()
-    out = list(restore_frames(_stream(4, [1, 0]), restorer, RestoreConfig(colour_match=False)))
+    out = list(restore_frames(_stream(4, [1, 0]), restorer, RestoreConfig(colour_match=False, safety=False)))
     with_face, without = out[0], out[1]
     assert without.restored is without.original
     x0, y0 = 20, 40
@@ -182,7 +183,7 @@ def test_restore_frames_changes_faces_only_and_passes_faceless_frames_through():
 
 def test_restore_frames_select_skips_the_restorer():
     restorer = FakeRestorer()
-    out = list(restore_frames(_stream(6, [1]), restorer, RestoreConfig(), select=lambda i: i == 3))
+    out = list(restore_frames(_stream(6, [1]), restorer, RestoreConfig(safety=False), select=lambda i: i == 3))
     assert [o.restored_faces for o in out] == [0, 0, 0, 1, 0, 0]
     assert restorer.batches == [1]
     assert all(o.restored is o.original for o in out if o.index != 3)
@@ -191,7 +192,7 @@ def test_restore_frames_select_skips_the_restorer():
 @pytest.mark.parametrize("factor", [2, 4])
 def test_restore_frames_upscale_pastes_at_high_resolution(factor):
     restorer = FakeRestorer()
-    out = list(restore_frames(_stream(2, [1, 0]), restorer, RestoreConfig(upscale=factor, colour_match=False)))
+    out = list(restore_frames(_stream(2, [1, 0]), restorer, RestoreConfig(upscale=factor, colour_match=False, safety=False)))
     for o in out:
         assert o.restored.shape == (160 * factor, 240 * factor, 3)
     # the face centre (crop from the original, pasted through scale_matrix) moved with the frame
@@ -304,7 +305,7 @@ def test_restore_video_keeps_format_and_restores_the_face(clips, tmp_path):
     calls = []
     dst = tmp_path / "out.mp4"
     seen = []
-    result = restore_video(clips["face"], dst, RestoreConfig(batch_size=4), restorer=restorer,
+    result = restore_video(clips["face"], dst, RestoreConfig(batch_size=4, safety=False), restorer=restorer,
                            progress=lambda *a: calls.append(a), on_frame=seen.append)
     assert result.status == "done" and result.frames == N_FRAMES
     assert [f.index for f in seen] == list(range(N_FRAMES))
@@ -485,7 +486,7 @@ def test_real_clips_keep_frames_and_audio(shared_videos, tmp_path, name):
 
     src = short_copy(shared_videos / name, tmp_path / name, seconds=1.0)
     restorer = FakeRestorer(crop_size=128)
-    result = restore_video(src, tmp_path / "out.mp4", restorer=restorer)
+    result = restore_video(src, tmp_path / "out.mp4", RestoreConfig(safety=False), restorer=restorer)
     src_info, out_info = probe(src), probe(tmp_path / "out.mp4")
     assert result.frames == src_info.n_frames == out_info.n_frames
     assert result.faces > 0 and sum(restorer.batches) == result.faces
@@ -514,7 +515,9 @@ def test_export_preview_default_spreads_frames_and_restores_only_them(clips, tmp
     assert 2 <= len(pngs) <= DEFAULT_PREVIEW_FRAMES
     assert sum(restorer.batches) <= len(pngs)  # only the exported frames went through the model
     assert (tmp_path / "p" / "index.html").is_file()
-    assert all((tmp_path / "p" / "thumbs" / p.with_suffix(".jpg").name).is_file() for p in pngs)
+    for p in pngs:  # the slider's before and after images
+        assert (tmp_path / "p" / "frames" / f"{p.stem}_before.png").is_file()
+        assert (tmp_path / "p" / "frames" / f"{p.stem}_after.png").is_file()
 
 
 # --------------------------------------------------------------------------- the real model
@@ -529,5 +532,78 @@ def test_end_to_end_with_the_shipped_model(clips, tmp_path):
 
     short = write_clip(tmp_path / "short.mp4", [f for f, _ in zip(read_frames(clips["face"]), range(4))])
     result = restore_video(short, tmp_path / "out.mp4")
-    assert result.frames == 4 and result.faces >= 3
+    # Every face-frame is accounted for (the shipped gate leaves the sample's face alone).
+    assert result.frames == 4 and result.faces + result.faces_left_alone + result.faces_refused >= 3
     assert len(decode(tmp_path / "out.mp4")) == 4
+
+
+# --------------------------------------------------------------------------- never worse than the input
+
+
+class InventingRestorer(FakeRestorer):
+    """Gives every face texture it did not have (a fixed pattern of 24 grey levels, several
+    times the noise of the clip's face): what a generator does to a clean face it should leave alone."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        y, x = np.mgrid[0:self.crop_size, 0:self.crop_size]
+        pattern = (24 / 255) * np.sin(x * 1.3)[..., None] * np.cos(y * 0.9)[..., None]
+        return np.clip(crops + pattern.astype(np.float32), 0, 1)
+
+
+class GateRestorer(FakeRestorer):
+    """Returns every face unchanged, as the generator's gate does."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        return crops.copy()
+
+
+def _face_psnr(frames: list[np.ndarray], clean: list[np.ndarray], box) -> float:
+    x0, y0, x1, y1 = box
+    err = np.mean([((f[y0:y1, x0:x1].astype(np.float64) - c[y0:y1, x0:x1]) ** 2).mean() for f, c in zip(frames, clean)])
+    return float(10 * np.log10(255.0**2 / err))
+
+
+def test_a_clean_clip_keeps_its_faces(clips, tmp_path):
+    # The clip's clean frames are known (astronaut_frames); an unrestored run (the gate leaves
+    # every face alone) is what ffv's own transcode keeps of them.
+    clean = astronaut_frames()
+    box = face_box(clean[0])
+    gate = restore_video(clips["face"], tmp_path / "gate.mp4", restorer=GateRestorer())
+    safe = restore_video(clips["face"], tmp_path / "safe.mp4", restorer=InventingRestorer())
+    unsafe = restore_video(clips["face"], tmp_path / "unsafe.mp4", RestoreConfig(safety=False),
+                           restorer=InventingRestorer())
+    assert gate.faces_left_alone >= N_FRAMES - 2 and gate.faces == 0
+    assert safe.faces_refused >= N_FRAMES - 2 and safe.faces == 0
+    kept = _face_psnr(decode(tmp_path / "gate.mp4"), clean, box)
+    assert _face_psnr(decode(tmp_path / "safe.mp4"), clean, box) >= kept - 0.05
+    assert _face_psnr(decode(tmp_path / "unsafe.mp4"), clean, box) < kept - 1.0  # what was refused
+    assert unsafe.faces >= N_FRAMES - 2
+
+
+class RelightingRestorer(FakeRestorer):
+    """Undoes a known darkening (gain 0.4, gamma 1.3) of the crops: a perfect lighting repair."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        return np.clip(np.power(np.clip(crops / 0.4, 0, 1), 1 / 1.3), 0, 1).astype(np.float32)
+
+
+def test_a_dark_face_is_not_made_dark_again():
+    from framefusion_video.faces import FaceDetector
+
+    clean = astronaut_frames(4)
+    dark = [(255 * 0.4 * (f / 255.0) ** 1.3).astype(np.uint8) for f in clean]
+    with FaceDetector() as detector:
+        face = detector.detect(clean[0])[0]
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    inner = (x0 + 10, y0 + 10, x1 - 10, y1 - 10)  # inside the face mask
+
+    def run(**options) -> float:
+        stream = ((frame, [SimpleNamespace(track_id=0, carried=False, face=face)]) for frame in dark[:1])
+        out = list(restore_frames(stream, RelightingRestorer(), RestoreConfig(temporal=0.0, **options)))
+        assert out[0].count("refused") == 0
+        return _face_psnr([out[0].restored], clean[:1], inner)
+
+    darkened = _face_psnr(dark[:1], clean[:1], inner)
+    default, without = run(), run(colour_match=False)
+    assert without > darkened + 10.0  # the repair itself
+    assert default >= without - 0.2  # colour matching does not put the damage back

@@ -229,9 +229,9 @@ def static_face_clip(n: int, noise: float = 3.0, seed: int = 1, tint=(1.0, 1.0, 
             for i in range(n)]
 
 
-def run_pipeline(frames, script, restorer, temporal: float, **tracking):
+def run_pipeline(frames, script, restorer, temporal: float, safety: bool = True, **tracking):
     tracked = track_faces(frames, ScriptedDetector(script), TrackingConfig(**tracking))
-    config = RestoreConfig(batch_size=4, colour_match=False, temporal=temporal)
+    config = RestoreConfig(batch_size=4, colour_match=False, temporal=temporal, safety=safety)
     return list(restore_frames(tracked, restorer, config))
 
 
@@ -241,8 +241,9 @@ def test_static_face_restored_frames_differ_less_than_the_input_frames():
     script = {i: [face_at(*centre)] for i in range(n)}
     box = face_at(*centre).box
     region = (slice(int(box[1]) + 8, int(box[3]) - 8), slice(int(box[0]) + 8, int(box[2]) - 8))
-    off = run_pipeline(frames, script, NoisyRestorer(), temporal=0.0)
-    on = run_pipeline(frames, script, NoisyRestorer(), temporal=0.6)
+    # The stand-in's invented noise is what the safety check may refuse; the temporal term is tested.
+    off = run_pipeline(frames, script, NoisyRestorer(), temporal=0.0, safety=False)
+    on = run_pipeline(frames, script, NoisyRestorer(), temporal=0.6, safety=False)
     assert all(o.restored_faces == 1 for o in on)
     diff_in = frame_to_frame([f[region] for f in frames])
     diff_off = frame_to_frame([o.restored[region] for o in off])
@@ -270,7 +271,8 @@ def test_faces_left_alone_keep_their_pixels_with_the_temporal_term_on():
     frames = static_face_clip(n)  # sensor noise: smoothing it would change the pixels
     script = {i: [face_at(120.0 + i, 80.0)] for i in range(n)}
     out = run_pipeline(frames, script, IdentityRestorer(), temporal=0.7)
-    assert [o.restored_faces for o in out] == [1] * n
+    assert [o.restored_faces for o in out] == [0] * n
+    assert [[f.status for f in o.outcomes] for o in out] == [["left alone"]] * n
     for o, frame in zip(out, frames):
         np.testing.assert_array_equal(o.restored, frame)
 
@@ -295,7 +297,8 @@ def test_face_missed_by_the_detector_in_one_frame_is_still_restored():
     frames = static_face_clip(n, noise=0.0)
     truth = {i: face_at(100.0 + 2 * i, 80.0) for i in range(n)}
     script = {i: [f] for i, f in truth.items() if i != missing}
-    out = run_pipeline(frames, script, InvertingRestorer(), temporal=0.6)
+    # An inverted face is what the safety check refuses; here it marks where a face was pasted.
+    out = run_pipeline(frames, script, InvertingRestorer(), temporal=0.6, safety=False)
     assert [o.restored_faces for o in out] == [1] * n
     gap = out[missing]
     assert gap.faces[0].source != "detected"

@@ -18,11 +18,14 @@ RESTORATION_OPTIONS = (
                  help="Ignore faces smaller than this many pixels (0: no limit)."),
     click.option("--max-faces", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Restore at most this many faces per frame, largest first (0: all)."),
+    click.option("--safety/--no-safety", default=True, show_default=True,
+                 help="Leave alone faces whose landmarks do not fit them, and refuse restored faces that "
+                      "change more than their input's damage explains. --no-safety pastes every face."),
 )
 
 
 def restoration_options(command: Callable) -> Callable:
-    """Add ``--model --strength --upscale --min-face --max-faces`` to ``command``."""
+    """Add ``--model --strength --upscale --min-face --max-faces --safety/--no-safety`` to ``command``."""
     for option in reversed(RESTORATION_OPTIONS):
         command = option(command)
     return command

@@ -26,13 +26,14 @@ def _frame_list(ctx: click.Context, param: click.Parameter, value: str | None) -
               help="Folder for the PNGs and index.html.")
 @click.option("--every", type=click.IntRange(min=1), help="Export every Nth frame (default: about 10 frames).")
 @click.option("--frames", callback=_frame_list, help="Export these frame numbers (0-based), e.g. 10,20,30.")
-@click.option("--annotate", is_flag=True, help="Draw face boxes, track ids and landmarks on the original.")
+@click.option("--annotate", is_flag=True, help="Draw face boxes (green: restored, blue: left alone, red: refused), "
+                                                     "track ids and landmarks on the original.")
 @restoration_options
 @click.pass_context
 def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, frames: list[int] | None,
             annotate: bool, model_path: str | None, strength: float, upscale: str, min_face: int,
-            max_faces: int) -> None:
-    """Write side-by-side before/after PNGs of INPUT and a contact sheet (index.html) to OUTPUT."""
+            max_faces: int, safety: bool) -> None:
+    """Write before/after PNGs of INPUT, face close-ups and a page (index.html) to OUTPUT."""
     from framefusion_video.preview import export_preview
     from framefusion_video.restore import RestoreConfig
 
@@ -40,7 +41,7 @@ def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, fra
         raise click.UsageError("use either --every or --frames, not both", ctx)
     try:
         config = RestoreConfig(model_path=model_path, strength=strength, upscale=int(upscale),
-                               min_face=min_face, max_faces=max_faces)
+                               min_face=min_face, max_faces=max_faces, safety=safety)
     except ValueError as exc:
         raise click.UsageError(str(exc), ctx) from exc
     try:

@@ -39,7 +39,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 @click.option("--detect-every", type=click.IntRange(min=1), default=2, show_default=True,
               help="Run the face detector every N frames and track in between.")
 @click.option("--colour-match/--no-colour-match", default=True, show_default=True,
-              help="Match restored skin tones to the original's.")
+              help="Match restored colours to the original's, except a move back from colours no well-lit "
+                   "face has (a lighting or colour-cast repair), which is kept.")
 @click.option("--temporal", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.7, show_default=True,
               help="Blend each restored face with the previous frame's where the input did not change "
                    "(motion-compensated): removes flicker. 0: off.")
@@ -60,8 +61,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 @click.pass_context
 def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, recursive: bool, overwrite: bool,
             report: str | None, model_path: str | None, batch_size: int, strength: float, upscale: str,
-            min_face: int, max_faces: int, detect_every: int, colour_match: bool, temporal: float, crf: int,
-            preset: str, quiet: bool, ray_address: str | None = None, speed: str | None = None) -> None:
+            min_face: int, max_faces: int, safety: bool, detect_every: int, colour_match: bool, temporal: float,
+            crf: int, preset: str, quiet: bool, ray_address: str | None = None, speed: str | None = None) -> None:
     """Restore the faces in INPUT videos (files or folders).
 
     Exit status: 0 when every file was restored or skipped, 1 when any failed, 2 for usage errors,
@@ -78,7 +79,7 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
         logging.getLogger("framefusion_video").setLevel(logging.WARNING)
     options = dict(model_path=model_path, batch_size=batch_size, strength=strength, upscale=int(upscale),
                    min_face=min_face, max_faces=max_faces, crf=crf, preset=preset, detect_every=detect_every,
-                   colour_match=colour_match, temporal=temporal)
+                   colour_match=colour_match, temporal=temporal, safety=safety)
     # A preset fills the options the user did not give; those given on the command line win.
     given = {k: v for k, v in options.items()
              if speed is None or ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
