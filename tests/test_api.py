@@ -69,7 +69,7 @@ def test_importing_the_api_does_not_import_the_heavy_stack(statement):
 
 def test_restore_video_restores_a_clip(face_clip, tmp_path):
     restorer = FakeRestorer()
-    result = restore_video(face_clip, tmp_path / "out.mp4", RestoreConfig(temporal=0.0), restorer=restorer)
+    result = restore_video(face_clip, tmp_path / "out.mp4", RestoreConfig(temporal=0.0, safety=False), restorer=restorer)
     assert isinstance(result, FileResult)
     assert (result.status, result.frames) == ("done", 6)
     assert result.faces >= 5 and restorer.batches
