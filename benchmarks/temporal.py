@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stand-in", choices=["noisy"], help="use a stand-in restorer instead of a model "
                         "(noisy: random sharpening + per-frame noise, i.e. flicker)")
     parser.add_argument("--temporal", type=float, help="RestoreConfig.temporal (0 = off; default: its default)")
+    parser.add_argument("--no-safety", action="store_true", help="RestoreConfig.safety off (landmark checks, refusal)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("absl", "tensorflow", "h5py"):
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     config = RestoreConfig(model_path=args.model)
     if args.temporal is not None:
         config = dataclasses.replace(config, temporal=args.temporal)
+    if args.no_safety:
+        config = dataclasses.replace(config, safety=False)
     if args.stand_in == "noisy":
         restorer = NoisyStandIn()
     else:
