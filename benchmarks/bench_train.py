@@ -71,11 +71,16 @@ def measure(checkouts: list[Path], data: str, phase: str, warmup: int, steps: in
             repeats: int) -> list[dict]:
     """Per checkout: the best (fastest) of ``repeats`` differences, interleaved across checkouts."""
     best: list[dict | None] = [None] * len(checkouts)
+    for checkout in checkouts:  # untimed: the first start of a checkout reads its files from disk
+        run_child(checkout, data, phase, 1, batch, limit)
     for r in range(repeats):
         for i, checkout in enumerate(checkouts):
             short = run_child(checkout, data, phase, warmup, batch, limit)
             long = run_child(checkout, data, phase, warmup + steps, batch, limit)
             wall, cpu = long[0] - short[0], long[1] - short[1]
+            if wall <= 0:  # the short run was held up by something else: no figure from this pair
+                log.warning("%s %s run %d: discarded (the short run took longer)", checkout, phase, r + 1)
+                continue
             row = {"checkout": str(checkout), "phase": phase, "steps": steps, "batch": batch,
                    "s_per_batch": wall / steps, "images_per_s": steps * batch / wall, "cpu_percent": 100 * cpu / wall}
             log.info("%s %s run %d: %.3f s/batch, %.1f images/s, CPU %.0f %%", checkout, phase, r + 1,
