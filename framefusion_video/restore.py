@@ -70,7 +70,7 @@ class RestoreConfig:
     """Options of ``ffv restore`` and ``ffv preview``; the CLI flags map onto these fields.
 
     Attributes:
-        model_path: generator weights; None = the shipped default in ``models/``.
+        model_path: generator weights; None = the shipped default (``framefusion_video/weights/``).
         batch_size: face crops per call to the restorer (crops are gathered across frames).
         strength: 0 keeps the original face, 1 pastes the restored face fully.
         upscale: 1, 2 or 4; the whole frame is resized and faces are pasted at that resolution.
