@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .evaluation import PSNR_CAP_DB, classical_baseline, ssim
+from .evaluation import PSNR_CAP_DB, classical_baseline, psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -552,9 +552,8 @@ def _int_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, i
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean(diff * diff)) / (255.0 * 255.0)
-    return PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, -10.0 * math.log10(mse))
+    """``evaluation.psnr`` of two uint8 images, capped at ``PSNR_CAP_DB`` as ``ffv eval`` caps it."""
+    return min(PSNR_CAP_DB, psnr(a / 255.0, b / 255.0))
 
 
 def _classical_frame(frame: np.ndarray, faces: Sequence[tuple[FacePlan, tuple]], oracle: bool) -> np.ndarray:

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -481,6 +480,7 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     ``config`` unless named in ``keep_saved`` (the CLI names those the user did not give, so a
     plain ``--resume`` continues with the run's own rate and snapshot interval)."""
     from .degradations import DegradationConfig, degrade, degrade_for_training
+    from .evaluation import downscale_area
 
     out_dir = Path(config.out_dir)
     if resume:
@@ -492,11 +492,10 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
         config = replace(saved, **changes)
     deg_cfg = DegradationConfig()
-    shrink = config.span.input_size if config.span else None
 
     def small(img):
-        # Super-resolution input: the damaged crop reduced by area to the network's input size.
-        return img if shrink is None else cv2.resize(img, (shrink, shrink), interpolation=cv2.INTER_AREA)
+        # Super-resolution input: the damaged crop reduced by area, as ffv eval's SR rows reduce it.
+        return img if config.span is None else downscale_area(img[None], config.span.scale)[0]
 
     def train_damage(img, rng):
         return small(degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob))
