@@ -539,7 +539,9 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         # One fit per phase: the critic's phase traces a graph of its own.
         phase_end = critic_from if step < critic_from else stop
         gan.set_critic(step >= critic_from)
-        gan.fit(TrainingBatches(sampler, step, min(phase_end, stop)), epochs=1, verbose=0, callbacks=callbacks)
+        # shuffle=False: batch i is the sampler's batch i, in order (and keras would list every index).
+        gan.fit(TrainingBatches(sampler, step, min(phase_end, stop)), epochs=1, verbose=0, callbacks=callbacks,
+                shuffle=False)
         step = int(gan.batches.numpy())
     checkpoints.save()
     log.info("stopped at step %d; checkpoint in %s", step, out_dir)

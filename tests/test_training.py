@@ -344,6 +344,22 @@ def test_train_switches_phase_where_the_critic_starts_and_resumes_there(tmp_path
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(critic, gan.discriminator.weights))
 
 
+def test_train_visits_batches_in_order(tmp_path, monkeypatch):
+    # Batch i is the sampler's batch i: fit must not shuffle them (keras would also list every
+    # index of an open-ended phase first, which ran a long training run out of memory).
+    from framefusion_video import training
+
+    monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
+    seen: list[int] = []
+    item = training.TrainingBatches.__getitem__
+    monkeypatch.setattr(training.TrainingBatches, "__getitem__",
+                        lambda self, index: seen.append(self.start + index) or item(self, index))
+    training.train(replace(TINY, adv_start=100, out_dir=str(tmp_path / "run"), max_steps=24))
+    order = list(dict.fromkeys(seen))  # keras reads the first batches once more for their shapes
+    assert sorted(order) == list(range(24))
+    assert max(abs(step - k) for k, step in enumerate(order)) <= 2  # two threads make them, in order
+
+
 def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypatch):
     from framefusion_video import training
     from framefusion_video.inference import export_tflite  # noqa: F401 (export writes the .tflite with it)
