@@ -159,6 +159,44 @@ def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
     return target
 
 
+def surround_luma(frame: np.ndarray, box: Sequence[float], inner: float = 1.35, outer: float = 1.7) -> float | None:
+    """Median luma (in [0, 1]) of the frame around a face: the ring between ``inner`` and
+    ``outer`` box sides from the box centre, beyond the head and hair; None where the frame holds
+    too little of it (a close-up).
+
+    ``frame``: uint8 RGB (H, W, 3); ``box``: (x0, y0, x1, y1) frame pixels. A face as dark as its
+    surroundings is lit as its scene is (a dark stage, a night scene), not under-exposed.
+    """
+    height, width = frame.shape[:2]
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    side = max(box[2] - box[0], box[3] - box[1], 1.0)
+    x0, x1 = max(0, int(cx - outer * side)), min(width, int(np.ceil(cx + outer * side)))
+    y0, y1 = max(0, int(cy - outer * side)), min(height, int(np.ceil(cy + outer * side)))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    step = max(1, int(side // 16))  # the median of a ring needs no more than ~1,000 samples
+    region = frame[y0:y1:step, x0:x1:step]
+    yy, xx = np.mgrid[y0:y1:step, x0:x1:step]
+    ring = np.maximum(np.abs(xx + 0.5 - cx), np.abs(yy + 0.5 - cy)) >= inner * side
+    if int(ring.sum()) < 16:
+        return None
+    pixels = region[ring].astype(np.float32)
+    luma = pixels @ np.float32([0.299, 0.587, 0.114])
+    return float(np.median(luma)) / 255.0
+
+
+def scene_plausible_means(surround: float | None) -> np.ndarray:
+    """:data:`PLAUSIBLE_FACE_MEANS` for a face whose surroundings have median luma ``surround``:
+    its luma range starts no higher than the surroundings' luma, so that a face only as dark as its
+    scene is not taken for an under-exposed one and brightened. None: the fixed range."""
+    if surround is None:
+        return PLAUSIBLE_FACE_MEANS
+    means = PLAUSIBLE_FACE_MEANS.copy()
+    means[0, 0] = min(means[0, 0], max(float(surround), 0.0))
+    means.setflags(write=False)
+    return means
+
+
 def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
                  plausible: np.ndarray | None = PLAUSIBLE_FACE_MEANS) -> np.ndarray:
     """The restored crop with its mean colour moved to the original's, float32 (S, S, 3).

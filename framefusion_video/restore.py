@@ -298,7 +298,8 @@ def _safety_config(config: RestoreConfig):
 
 
 def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], *, colour_match: bool = True,
-                 safety=None, damages: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+                 safety=None, damages: Sequence[float] | None = None,
+                 plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise. A crop bit-identical to
@@ -306,9 +307,10 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
     (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
     a face that changes more than its estimated damage (``damages``, grey levels, one per face,
     ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
-    which leaves the frame as it was.
+    which leaves the frame as it was. ``plausible``: each face's range of lit-face colours for the
+    matching (``blending.scene_plausible_means``); None: ``blending.PLAUSIBLE_FACE_MEANS`` for all.
     """
-    from .blending import face_mask, match_colour
+    from .blending import PLAUSIBLE_FACE_MEANS, face_mask, match_colour
     from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
     out, statuses, reasons = [], [], []
@@ -320,7 +322,7 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
             continue
         mask = face_mask(crop.shape[0])
         if colour_match:
-            crop = match_colour(crop, original, mask)
+            crop = match_colour(crop, original, mask, PLAUSIBLE_FACE_MEANS if plausible is None else plausible[k])
         if safety is not None and safety.enable:
             weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
             if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
@@ -335,15 +337,22 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
 
 
 def _damages(frame: np.ndarray, boxes: Sequence, restored: Sequence[np.ndarray], originals: Sequence[np.ndarray],
-             safety) -> list[float]:
-    """``safety.estimate_damage`` of each face's own pixels (0 where it is not needed: a face left
-    alone, or the checks off)."""
+             safety, plausible: Sequence[np.ndarray]) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels, dark as its ``plausible`` range says
+    (0 where it is not needed: a face left alone, or the checks off)."""
     from .safety import estimate_damage, face_region
 
     if not safety.enable:
         return [0.0] * len(boxes)
-    return [0.0 if np.array_equal(r, o) else estimate_damage(*face_region(frame, box), safety)
-            for box, r, o in zip(boxes, restored, originals)]
+    return [0.0 if np.array_equal(r, o) else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
+            for box, r, o, p in zip(boxes, restored, originals, plausible)]
+
+
+def _plausible_means(frame: np.ndarray, boxes: Sequence) -> list[np.ndarray]:
+    """Each face's range of lit-face colours, from the luma of the frame around it."""
+    from .blending import scene_plausible_means, surround_luma
+
+    return [scene_plausible_means(surround_luma(frame, box)) for box in boxes]
 
 
 def _finish(item: _Pending, restored: list[np.ndarray], config: RestoreConfig, blend_config) -> RestoredFrame:
@@ -356,9 +365,10 @@ def _finish(item: _Pending, restored: list[np.ndarray], config: RestoreConfig, b
     if not restored:
         return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
     safety = _safety_config(config)
-    damages = _damages(item.frame, item.boxes, restored, item.crops, safety)
+    plausible = _plausible_means(item.frame, item.boxes)
+    damages = _damages(item.frame, item.boxes, restored, item.crops, safety, plausible)
     crops, statuses, reasons = review_crops(restored, item.crops, colour_match=config.colour_match,
-                                            safety=safety, damages=damages)
+                                            safety=safety, damages=damages, plausible=plausible)
     ids = item.track_ids or [None] * len(crops)
     outcomes = [FaceOutcome(box, status, track_id, reason)
                 for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]

@@ -197,7 +197,8 @@ def _ellipse_weights(height: int, width: int) -> np.ndarray:
     return weights
 
 
-def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfig = SafetyConfig()) -> float:
+def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfig = SafetyConfig(),
+                    lit_luma: float | None = None) -> float:
     """How damaged a face looks, in grey levels: the root sum of squares of its noise, its missing
     fine detail (times ``config.detail_weight``) and how far its luma lies below a lit face's.
 
@@ -212,7 +213,9 @@ def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfi
       of the two hardly depends on its size.
     - Darkness: how far the face's mean luma lies below ``blending``'s plausible range, in grey
       levels: a darkened face's repair is not only a gain (gamma, crushed shadows). (A bright
-      mean is not counted: the box often holds a bright background.)
+      mean is not counted: the box often holds a bright background.) ``lit_luma`` (in [0, 1]) is
+      where that range starts for this face (``blending.scene_plausible_means``); None: the
+      fixed range's.
     """
     from .blending import PLAUSIBLE_FACE_MEANS
 
@@ -231,7 +234,8 @@ def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfi
     small_weights *= np.float32(1.0 / max(float(small_weights.sum()), 1e-12))
     coarse = _weighted_rms(cv2.GaussianBlur(small, (0, 0), 2.0) - cv2.GaussianBlur(small, (0, 0), 4.0), small_weights)
     missing = config.detail_weight * max(0.0, config.detail_ratio * coarse - fine)
-    darkness = max(0.0, 255.0 * PLAUSIBLE_FACE_MEANS[0, 0] - float(np.einsum("ij,ij->", weights, luma)))
+    lit = PLAUSIBLE_FACE_MEANS[0, 0] if lit_luma is None else lit_luma
+    darkness = max(0.0, 255.0 * lit - float(np.einsum("ij,ij->", weights, luma)))
     return float(np.sqrt(noise * noise + missing * missing + darkness * darkness))
 
 

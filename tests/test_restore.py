@@ -587,23 +587,54 @@ class RelightingRestorer(FakeRestorer):
         return np.clip(np.power(np.clip(crops / 0.4, 0, 1), 1 / 1.3), 0, 1).astype(np.float32)
 
 
+def _darken(frame: np.ndarray) -> np.ndarray:
+    return (255 * 0.4 * (frame / 255.0) ** 1.3).astype(np.uint8)
+
+
+def _relit(frame: np.ndarray, face, **options):
+    stream = iter([(frame, [SimpleNamespace(track_id=0, carried=False, face=face)])])
+    return next(restore_frames(stream, RelightingRestorer(), RestoreConfig(temporal=0.0, **options)))
+
+
 def test_a_dark_face_is_not_made_dark_again():
+    # The head is darkened in a frame that stays lit (an under-exposed face, as in the quality
+    # clip): colour matching keeps the restorer's repair.
+    import cv2
+
     from framefusion_video.faces import FaceDetector
 
-    clean = astronaut_frames(4)
-    dark = [(255 * 0.4 * (f / 255.0) ** 1.3).astype(np.uint8) for f in clean]
+    clean = astronaut_frames(1)
     with FaceDetector() as detector:
         face = detector.detect(clean[0])[0]
     x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    head = np.zeros(clean[0].shape[:2], np.float32)
+    cv2.ellipse(head, ((x0 + x1) // 2, (y0 + y1) // 2), (x1 - x0, y1 - y0), 0, 0, 360, 1.0, -1)
+    head = cv2.GaussianBlur(head, (0, 0), 3.0)[..., None]
+    dark = (head * _darken(clean[0]) + (1 - head) * clean[0] + 0.5).astype(np.uint8)
     inner = (x0 + 10, y0 + 10, x1 - 10, y1 - 10)  # inside the face mask
 
-    def run(**options) -> float:
-        stream = ((frame, [SimpleNamespace(track_id=0, carried=False, face=face)]) for frame in dark[:1])
-        out = list(restore_frames(stream, RelightingRestorer(), RestoreConfig(temporal=0.0, **options)))
-        assert out[0].count("refused") == 0
-        return _face_psnr([out[0].restored], clean[:1], inner)
-
-    darkened = _face_psnr(dark[:1], clean[:1], inner)
-    default, without = run(), run(colour_match=False)
+    darkened = _face_psnr([dark], clean, inner)
+    runs = [_relit(dark, face), _relit(dark, face, colour_match=False)]
+    assert [run.count("restored") for run in runs] == [1, 1]
+    default, without = (_face_psnr([run.restored], clean, inner) for run in runs)
     assert without > darkened + 10.0  # the repair itself
     assert default >= without - 0.2  # colour matching does not put the damage back
+
+
+def test_a_face_as_dark_as_its_scene_is_not_brightened():
+    # The whole frame is dark (a night scene, a dark stage): brightening the face alone would
+    # paste a glowing oval into it, so colour matching takes the restorer's brightening back.
+    from framefusion_video.faces import FaceDetector
+
+    clean = astronaut_frames(1)
+    with FaceDetector() as detector:
+        face = detector.detect(clean[0])[0]
+    dark = _darken(clean[0])
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    inner = (x0 + 10, y0 + 10, x1 - 10, y1 - 10)
+
+    brightened = _relit(dark, face, colour_match=False, safety=False).restored
+    kept = _relit(dark, face).restored  # matched back, or refused: the frame's own face either way
+    assert _face_psnr([brightened], [dark], inner) < 20.0  # what the restorer alone does
+    luma = [float(f[inner[1]:inner[3], inner[0]:inner[2]].mean()) for f in (dark, kept, brightened)]
+    assert abs(luma[1] - luma[0]) < 2.0 < luma[2] - luma[0]

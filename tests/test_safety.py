@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from framefusion_video import alignment
-from framefusion_video.blending import PLAUSIBLE_FACE_MEANS, colour_targets, face_mask, match_colour
+from framefusion_video.blending import (
+    PLAUSIBLE_FACE_MEANS, colour_targets, face_mask, match_colour, scene_plausible_means, surround_luma,
+)
 from framefusion_video.safety import (
     SafetyConfig, change_size, estimate_damage, face_region, fit_error, landmark_problem, refuse,
 )
@@ -183,3 +185,25 @@ def test_colour_matching_moves_means_only(face_crop, weights) -> None:
     matched = match_colour(drifted, noisy, face_mask(S))
     assert np.abs(_stats(matched, weights)[0] - _stats(noisy, weights)[0]).max() < 0.004  # drift undone
     np.testing.assert_allclose(_stats(matched, weights)[1], _stats(drifted, weights)[1], atol=0.003)
+
+
+def test_surround_luma_reads_the_scene_beyond_the_head() -> None:
+    frame = np.full((300, 400, 3), 200, np.uint8)
+    frame[100:200, 150:250] = 20  # the face and its head: dark
+    box = (170.0, 120.0, 230.0, 180.0)  # 60 px: the ring lies 81-102 px from the centre
+    assert surround_luma(frame, box) == pytest.approx(200 / 255.0, abs=1e-3)
+    frame[:] = 30  # the whole scene dark
+    assert surround_luma(frame, box) == pytest.approx(30 / 255.0, abs=1e-3)
+    assert surround_luma(frame, (0.0, 0.0, 400.0, 300.0)) is None  # a close-up: no scene around it
+
+
+def test_a_dark_scene_lowers_where_lit_faces_start() -> None:
+    assert scene_plausible_means(None) is PLAUSIBLE_FACE_MEANS
+    np.testing.assert_array_equal(scene_plausible_means(0.9), PLAUSIBLE_FACE_MEANS)  # a lit scene: as always
+    dark_scene = scene_plausible_means(0.1)
+    assert dark_scene[0, 0] == pytest.approx(0.1)
+    np.testing.assert_array_equal(dark_scene[1:], PLAUSIBLE_FACE_MEANS[1:])
+    face = np.array([0.1, 0.55, 0.46])  # as dark as its scene
+    brightened = np.array([0.45, 0.56, 0.46])
+    assert colour_targets(face, brightened, dark_scene)[0] == pytest.approx(0.1)  # the brightening is undone
+    assert colour_targets(face, brightened)[0] == pytest.approx(0.45)  # in a lit scene it is a repair
