@@ -85,10 +85,10 @@ def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detec
 
     short = cut(src, workdir / f"{src.stem}_cut{src.suffix}", seconds)
     restored = workdir / f"{src.stem}_restored.mp4"
-    done: list[list] = []
+    done: list[list] = []  # per frame: the boxes of the faces the pipeline decided on, any status
     started = time.perf_counter()
     result = restore_video(short, restored, config, restorer=restorer, detector=detector,
-                           on_frame=lambda f: done.append(f.restored_boxes))
+                           on_frame=lambda f: done.append([o.box for o in f.outcomes]))
     restore_seconds = time.perf_counter() - started
     report = measure_videos(short, restored, detector=detector)
     visible = [[face.box for face in detector.detect(frame)] for frame in read_frames(short, probe(short))]
@@ -96,21 +96,29 @@ def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detec
     return {"clip": src.name, "frames": report.frames, "ratio": report.ratio,
             "unrestored": report.unrestored_fraction, "missed": coverage.missed_fraction,
             "longest_miss": coverage.longest_miss, "seconds": restore_seconds,
-            "faces": result.faces, "report": report.to_dict()}
+            "faces": result.faces, "faces_left_alone": result.faces_left_alone,
+            "faces_refused": result.faces_refused, "report": report.to_dict()}
 
 
 def markdown(rows: list[dict]) -> str:
     def fmt(v, digits=3):
         return "n/a" if v is None else f"{v:.{digits}f}"
 
-    lines = ["| clip | frames | ratio | unrestored (metric's estimate) | visible faces missed (exact) "
-             "| longest run missed | seconds |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| clip | frames | ratio | unchanged (metric's estimate) | visible faces missed (exact) "
+             "| longest run missed | restored / left alone / refused | seconds |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['clip']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['clip']} | failed: {r['error']} | | | | | | |")
         else:
             lines.append(f"| {r['clip']} | {r['frames']} | {fmt(r['ratio'])} | {fmt(r['unrestored'])} "
-                         f"| {fmt(r['missed'])} | {r['longest_miss']} | {fmt(r['seconds'], 1)} |")
+                         f"| {fmt(r['missed'])} | {r['longest_miss']} "
+                         f"| {r['faces']} / {r['faces_left_alone']} / {r['faces_refused']} | {fmt(r['seconds'], 1)} |")
+    ratios = [r["ratio"] for r in rows if r.get("ratio") is not None]
+    if ratios:
+        lines.append(f"\nMean ratio {sum(ratios) / len(ratios):.3f}, worst {max(ratios):.3f} "
+                     f"(1 = as steady as the input); longest run of a visible face missed: "
+                     f"{max(r['longest_miss'] for r in rows if 'error' not in r)} frames.")
     return "\n".join(lines)
 
 
@@ -124,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(noisy: random sharpening + per-frame noise, i.e. flicker)")
     parser.add_argument("--temporal", type=float, help="RestoreConfig.temporal (0 = off; default: its default)")
     parser.add_argument("--no-safety", action="store_true", help="RestoreConfig.safety off (landmark checks, refusal)")
+    parser.add_argument("--write", action="store_true", help="replace the section 'temporal' of benchmarks/RESULTS.md "
+                        "(all shared clips, default options only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("absl", "tensorflow", "h5py"):
@@ -159,7 +169,17 @@ def main(argv: list[str] | None = None) -> int:
             except FfvError as exc:
                 log.error("%s", exc)
                 rows.append({"clip": clip.name, "error": str(exc)})
-    print(markdown(rows))
+    table = markdown(rows)
+    print(table)
+    if args.write:
+        import common
+
+        if args.clips or args.model or args.stand_in or args.temporal is not None or args.no_safety:
+            log.error("--write records the default run only: all shared clips, default options")
+            return 2
+        common.write_section("temporal", f"### Flicker of every shared clip, default options\n\n{common.today()}; "
+                             f"{common.machine()}\n\n`python benchmarks/temporal.py --seconds {args.seconds:g} "
+                             f"--write`\n\n{table}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 1 if any("error" in r for r in rows) else 0
