@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from framefusion_video.errors import FfvError
     from framefusion_video.faces import FaceDetector
-    from framefusion_video.restore import RestoreConfig, load_default_restorer
+    from framefusion_video.config import RestoreConfig
+    from framefusion_video.restore import load_default_restorer
 
     clips = args.clips or sorted(p for p in SHARED_VIDEOS.glob("*") if p.is_file())
     if not clips:

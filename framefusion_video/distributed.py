@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FfvError
-from .restore import FileResult, RestoreConfig, faces_line, log_skipped, plan_outputs
+from .batch import faces_line, log_skipped, plan_outputs
+from .config import RestoreConfig
+from .restore import FileResult
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +304,8 @@ def restore_paths_ray(
     """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .restore import check_input, check_run, summarize, write_report
+    from .batch import check_run, summarize, write_report
+    from .restore import check_input
 
     import_ray()  # fail with the hint before planning anything
     started = time.perf_counter()

@@ -146,3 +146,14 @@ def os_reason(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on device"
     return (exc.strerror or str(exc)).lower()
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same file on disk, or, when either does
+    not exist yet, the same absolute path."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))

@@ -1,4 +1,4 @@
-"""Tests of restore.py: the per-frame pipeline, output planning, one clip and folder runs.
+"""Tests of the per-frame pipeline (pipeline.py), one clip (restore.py), output planning and folder runs (batch.py).
 
 A fake restorer (it inverts the crops, which colour matching cannot undo) stands in for the model,
 so these tests need no TensorFlow; the tests of the pipeline's mechanics turn the safety checks off
@@ -20,15 +20,11 @@ import pytest
 
 from framefusion_video import alignment
 from framefusion_video.errors import FfvError
-from framefusion_video.restore import (
-    FileResult,
-    RestoreConfig,
-    plan_outputs,
-    prefetch,
-    restore_frames,
-    restore_paths,
-    restore_video,
-)
+from framefusion_video.batch import plan_outputs, restore_paths
+from framefusion_video.config import RestoreConfig
+from framefusion_video.pipeline import restore_frames
+from framefusion_video.restore import FileResult, restore_video
+from framefusion_video.threads import prefetch
 
 FPS = 10
 N_FRAMES = 12
@@ -462,10 +458,10 @@ def test_second_run_resumes(folder, tmp_path):
 
 
 def test_model_is_loaded_once_and_only_when_needed(folder, tmp_path, monkeypatch):
-    import framefusion_video.restore as restore_module
+    import framefusion_video.batch as batch_module
 
     loads = []
-    monkeypatch.setattr(restore_module, "load_default_restorer", lambda config: loads.append(1) or FakeRestorer())
+    monkeypatch.setattr(batch_module, "load_default_restorer", lambda config: loads.append(1) or FakeRestorer())
     restore_paths([tmp_path / "missing.mp4"], quiet=True)
     assert loads == []  # nothing to restore: no model
     results = restore_paths([folder], tmp_path / "out", quiet=True)

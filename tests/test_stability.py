@@ -14,7 +14,8 @@ import pytest
 
 from framefusion_video import alignment
 from framefusion_video.faces import Face
-from framefusion_video.restore import RestoreConfig, restore_frames
+from framefusion_video.config import RestoreConfig
+from framefusion_video.pipeline import restore_frames
 from framefusion_video.stabilize import (
     StabilizeConfig,
     TrackState,
@@ -311,11 +312,11 @@ def test_face_missed_by_the_detector_in_one_frame_is_still_restored():
 def test_restore_cli_passes_temporal_to_the_config(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import framefusion_video.restore as restore_module
+    import framefusion_video.batch as batch_module
     from framefusion_video.cli import main
 
     seen = []
-    monkeypatch.setattr(restore_module, "restore_paths", lambda inputs, output, config, **kw: seen.append(config) or [])
+    monkeypatch.setattr(batch_module, "restore_paths", lambda inputs, output, config, **kw: seen.append(config) or [])
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")
     result = CliRunner().invoke(main, ["restore", str(clip), "--temporal", "0.3"])

@@ -1,0 +1,325 @@
+"""Files and folders of clips: the plan, skipping finished outputs, per-file log lines, the summary
+and the JSON report (:func:`restore_paths`).
+
+Each planned clip is restored by ``restore.restore_output``; a file that fails is reported and the
+run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .config import RestoreConfig
+from .errors import FfvError
+from .outputs import os_reason, same_file
+from .pipeline import Restorer
+from .restore import FileResult, load_default_restorer, restore_output
+
+log = logging.getLogger(__name__)
+
+#: File extensions (lower case, with the dot) taken as videos when a folder is scanned.
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .avi .webm .mpg .mpeg .mpe .m2v .wmv .asf .flv .f4v .ts .mts .m2ts "
+    ".3gp .3g2 .ogv .vob .dv .mxf .y4m".split()
+)
+#: Suffix of the default output name of a single file, and of the default output folder.
+RESTORED_SUFFIX = "_restored"
+
+
+def is_video_file(path: Path) -> bool:
+    """Whether ``path`` has a video file extension (case-insensitive); not a hidden file."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
+
+
+def _looks_like_folder(path: Path, raw: str) -> bool:
+    return path.is_dir() or raw.endswith((os.sep, "/")) or (not path.exists() and not path.suffix)
+
+
+def _scan_folder(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    """Video files of ``folder`` (sorted), descending into sub-folders when ``recursive``."""
+    found = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for root, dirs, names in walker:
+        root_path = Path(root)
+        # Never descend into the output folder (a previous run's results) or hidden folders.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and not (exclude is not None and same_file(root_path / d, exclude)))
+        stems = {Path(name).stem for name in names if is_video_file(Path(name))}
+        for name in names:
+            path = root_path / name
+            if not (is_video_file(path) and path.is_file()):
+                continue
+            stem = path.stem
+            if stem.endswith(RESTORED_SUFFIX) and stem[:-len(RESTORED_SUFFIX)] in stems:
+                log.info("%s: not an input, the output of an earlier run on %s*", path,
+                         root_path / stem[:-len(RESTORED_SUFFIX)])
+                continue
+            found.append(path)
+    return sorted(found)
+
+
+def plan_outputs(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    *,
+    recursive: bool = False,
+) -> list[tuple[Path, Path]]:
+    """Pair every input video with its output path.
+
+    - A file becomes ``<stem>_restored.mp4`` beside it, or ``output`` itself when a single file is
+      given with ``-o FILE``, or ``output/<stem>_restored.mp4`` when ``output`` is a folder (an
+      existing folder, a name ending with ``/``, a name without an extension, or several inputs).
+    - A folder's video files (by extension) are mirrored under ``output`` (default
+      ``<folder>_restored/``) as ``<relative path>.mp4``; sub-folders only with ``recursive``.
+    - A path that does not exist is kept as a file, so that its run reports it as missing.
+    - ``<stem>_restored.*`` files beside a video ``<stem>.*`` in a scanned folder are earlier
+      single-file outputs, not inputs.
+
+    Raises:
+        FfvError: an output equal to an input, two inputs that would write the same output, or an
+            output suffix ffv cannot write (see ``video_io.OUTPUT_CONTAINERS``).
+    """
+    raw_inputs = [os.fspath(p) for p in inputs]
+    paths = [Path(p) for p in raw_inputs]
+    out_path = None if output is None else Path(output)
+    out_is_folder = out_path is not None and (
+        len(paths) > 1 or any(p.is_dir() for p in paths) or _looks_like_folder(out_path, os.fspath(output))
+    )
+    pairs: list[tuple[Path, Path]] = []
+    for path in paths:
+        if path.is_dir():
+            root = out_path if out_path is not None else path.with_name(path.resolve().name + RESTORED_SUFFIX)
+            if out_path is not None and len([p for p in paths if p.is_dir()]) > 1:
+                root = out_path / path.resolve().name  # several folders: keep them apart
+            files = _scan_folder(path, recursive, exclude=root)
+            if not files:
+                log.warning("%s: no video files found%s", path, "" if recursive else " (--recursive looks in sub-folders)")
+            for f in files:
+                pairs.append((f, root / f.relative_to(path).with_suffix(".mp4")))
+        elif out_path is None:
+            pairs.append((path, path.with_name(path.stem + RESTORED_SUFFIX + ".mp4")))
+        elif out_is_folder:
+            pairs.append((path, out_path / (path.stem + RESTORED_SUFFIX + ".mp4")))
+        else:
+            pairs.append((path, out_path))
+
+    from .video_io import output_container
+
+    sources = [src for src, _ in pairs]
+    seen: dict[str, Path] = {}
+    for src, dst in pairs:
+        output_container(dst)
+        for other in sources:
+            if same_file(other, dst):
+                raise FfvError(dst, "the output would overwrite an input; choose another output")
+        key = os.path.normcase(os.path.abspath(dst))
+        if key in seen:
+            raise FfvError(dst, f"both {seen[key]} and {src} would be written here; rename one or use separate runs")
+        seen[key] = src
+    return pairs
+
+
+def write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
+    """Write the JSON run report atomically (temp file, then rename)."""
+    from . import __version__
+
+    report = {
+        "ffv_version": __version__,
+        "config": asdict(config),
+        "summary": summarize(results, seconds),
+        "files": [r.to_dict() for r in results],
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise FfvError(path, f"cannot write the report ({os_reason(exc)})") from exc
+
+
+def _check_folder_can_be_made(folder: Path, what: str) -> None:
+    """Raise FfvError unless ``folder`` is, or can be created as, a writable folder."""
+    existing = folder
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link
+            raise FfvError(folder, f"cannot create the {what} ({existing} is a broken link)")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FfvError(folder, f"cannot create the {what} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FfvError(existing, f"cannot write to the {what} (permission denied)")
+
+
+def check_report_path(path: str | os.PathLike) -> None:
+    """Raise FfvError when a report could not be written at ``path`` (checked before a run)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FfvError(path, "the report path is a folder, expected a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FfvError(path, "cannot write the report (permission denied)")
+    _check_folder_can_be_made(path.parent, "report's folder")
+
+
+def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
+              report: str | os.PathLike | None = None) -> None:
+    """Every option of a run checked before any work starts: the model file, the report path and
+    the output folders. Raises FfvError naming the first problem."""
+    from .inference import check_model_file
+
+    check_model_file(config.model_path)
+    if report is not None:
+        check_report_path(report)
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        _check_folder_can_be_made(folder, "output folder")
+
+
+def faces_line(restored: int, left_alone: int, refused: int) -> str:
+    """``"12 faces restored, 3 left alone, 1 refused"``: the face counts of a summary line
+    (face-frames: a face seen in 25 frames counts 25 times)."""
+    return f"{restored} faces restored, {left_alone} left alone, {refused} refused"
+
+
+def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    return {"files": len(results), **counts,
+            "frames": sum(r.frames for r in results if r.status == "done"),
+            "faces": sum(r.faces for r in results if r.status == "done"),
+            "faces_left_alone": sum(r.faces_left_alone for r in results if r.status == "done"),
+            "faces_refused": sum(r.faces_refused for r in results if r.status == "done"),
+            "seconds": round(seconds, 3)}
+
+
+class ProgressBar:
+    """A tqdm bar for one file, fed by :data:`ProgressCallback` calls."""
+
+    def __init__(self, name: str, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc=name, unit="frame", disable=disable, leave=False, dynamic_ncols=True)
+
+    def __call__(self, frames: int, faces: int, total: int | None) -> None:
+        if total and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
+        self._bar.update(frames - self._bar.n)
+        self._bar.set_postfix(faces=faces, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def log_skipped(tag: str, result: FileResult) -> None:
+    """The log line of a skipped file: its output exists, or another run is writing it."""
+    if result.error:
+        log.warning("%s: skipped, %s", tag, result.error)
+    else:
+        log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+
+
+class _ModelError(Exception):
+    """The model could not be loaded: carries the FfvError through a file's error handling."""
+
+    def __init__(self, error: FfvError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _restore_one(src: Path, dst: Path, tag: str, config: RestoreConfig, *, overwrite: bool, quiet: bool,
+                 get_restorer: Callable[[], Restorer]) -> FileResult:
+    """One file of :func:`restore_paths`: skipped, done or failed, with its log line."""
+    if dst.exists() and not overwrite:
+        result = FileResult(src, dst, status="skipped")
+        log_skipped(tag, result)
+        return result
+    bar = ProgressBar(src.name, disable=quiet)
+    try:
+        # get_restorer raises FfvError when the model cannot be loaded: the run stops
+        result = restore_output(src, dst, config, overwrite=overwrite, get_restorer=get_restorer, progress=bar)
+    except _ModelError as exc:
+        raise exc.error from exc
+    except FfvError as exc:
+        log.error("%s: failed: %s", tag, exc if exc.path != str(src) else exc.reason)
+        return FileResult(src, dst, status="failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a folder run
+        log.debug("%s: unexpected error", tag, exc_info=True)
+        log.error("%s: failed: %s: %s", tag, type(exc).__name__, exc)
+        return FileResult(src, dst, status="failed", error=f"{src}: {type(exc).__name__}: {exc}")
+    finally:
+        bar.close()
+    if result.status == "skipped":
+        log_skipped(tag, result)
+        return result
+    log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps)",
+             tag, dst, result.frames, faces_line(result.faces, result.faces_left_alone, result.faces_refused),
+             result.seconds, result.fps)
+    return result
+
+
+def restore_paths(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    recursive: bool = False,
+    overwrite: bool = False,
+    report: str | os.PathLike | None = None,
+    quiet: bool = False,
+    restorer: Restorer | None = None,
+) -> list[FileResult]:
+    """Restore files and folders (see :func:`plan_outputs` for where outputs go).
+
+    Existing outputs are skipped unless ``overwrite`` (so a stopped run resumes where it stopped);
+    the model is loaded once, and only if some file needs it; a file that fails is reported and the
+    run goes on. Logs one line per file and a summary; writes a JSON report to ``report`` if given.
+
+    Returns:
+        One :class:`FileResult` per planned input, in order.
+
+    Raises:
+        FfvError: the plan itself is impossible (output equal to an input), an option is wrong
+            (model file, report path, output folder: checked before any work), the model cannot
+            be loaded, or the report cannot be written. Failures of single files do not raise.
+    """
+    started = time.perf_counter()
+    pairs = plan_outputs(inputs, output, recursive=recursive)
+    if not pairs:
+        raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    check_run(pairs, config, report)
+    loaded: list[Restorer] = [] if restorer is None else [restorer]
+
+    def get_restorer() -> Restorer:
+        if not loaded:  # once, and only when a file needs it; failing here stops the run
+            try:
+                loaded.append(load_default_restorer(config))
+            except FfvError as exc:
+                raise _ModelError(exc) from exc
+        return loaded[0]
+
+    results: list[FileResult] = []
+    # While bars are shown, console log lines go through tqdm.write so that they do not break them.
+    with contextlib.nullcontext() if quiet else logging_redirect_tqdm():
+        for i, (src, dst) in enumerate(pairs, 1):
+            tag = f"[{i}/{len(pairs)}] {src}"
+            results.append(_restore_one(src, dst, tag, config, overwrite=overwrite, quiet=quiet,
+                                        get_restorer=get_restorer))
+    seconds = time.perf_counter() - started
+    s = summarize(results, seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
+             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
+    if report is not None:
+        write_report(Path(report), results, config, seconds)
+    return results
