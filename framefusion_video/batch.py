@@ -1,8 +1,11 @@
 """Files and folders of clips: the plan, skipping finished outputs, per-file log lines, the summary
 and the JSON report (:func:`restore_paths`).
 
-Each planned clip is restored by ``restore.restore_output``; a file that fails is reported and the
-run goes on.
+:func:`run_plan` owns a run: the plan, the checks before any work, each file's log line, the
+summary and the report. An executor runs the planned clips: :class:`SerialExecutor` one after the
+other in this process, ``distributed.RayExecutor`` as Ray tasks; both settle what needs no model
+first (:func:`settle_before_run`) and restore each clip with :func:`run_job`
+(``restore.restore_output``), so a file that fails is reported and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from .config import RestoreConfig
 from .errors import FfvError
 from .outputs import os_reason, same_file
 from .pipeline import Restorer
-from .restore import FileResult, load_default_restorer, restore_output
+from .restore import FileResult, ProgressCallback, check_input, load_default_restorer, restore_output
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,7 @@ def faces_line(restored: int, left_alone: int, refused: int) -> str:
 
 
 def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
+    """The run's totals: files by status, and frames and faces of the files done."""
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     return {"files": len(results), **counts,
             "frames": sum(r.frames for r in results if r.status == "done"),
@@ -209,6 +213,7 @@ class ProgressBar:
         self._bar = tqdm(desc=name, unit="frame", disable=disable, leave=False, dynamic_ncols=True)
 
     def __call__(self, frames: int, faces: int, total: int | None) -> None:
+        """Show ``frames`` of ``total`` done and the faces restored so far."""
         if total and self._bar.total != total:
             self._bar.total = total
             self._bar.refresh()
@@ -219,51 +224,167 @@ class ProgressBar:
         self._bar.close()
 
 
-def log_skipped(tag: str, result: FileResult) -> None:
-    """The log line of a skipped file: its output exists, or another run is writing it."""
-    if result.error:
-        log.warning("%s: skipped, %s", tag, result.error)
-    else:
-        log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+@dataclass(frozen=True)
+class Job:
+    """One planned clip of a run: its place in the plan, its input and output, and its log tag."""
+
+    index: int
+    src: Path
+    dst: Path
+    tag: str
 
 
-class _ModelError(Exception):
-    """The model could not be loaded: carries the FfvError through a file's error handling."""
+Finished = Callable[[Job, FileResult], None]
+"""Called by an executor with each job's result as soon as it has it (the result is logged and kept)."""
+
+Executor = Callable[[Sequence[Job], Finished], None]
+"""Runs a plan's jobs and hands each result to ``finished``: :class:`SerialExecutor` in this process,
+``distributed.RayExecutor`` as Ray tasks."""
+
+
+def settle_before_run(job: Job, overwrite: bool, result_type: type[FileResult] = FileResult) -> FileResult | None:
+    """The result of a job that needs no restorer, or None for a job to run: "skipped" when its
+    output exists (unless ``overwrite``), "failed" when its input cannot be a video
+    (:func:`restore.check_input`)."""
+    if job.dst.exists() and not overwrite:
+        return result_type(job.src, job.dst, status="skipped")
+    try:
+        check_input(job.src)
+    except FfvError as exc:
+        return result_type(job.src, job.dst, status="failed", error=str(exc))
+    return None
+
+
+class ModelUnavailable(Exception):
+    """The model could not be loaded: the run stops. Carries the FfvError past a clip's own error
+    handling, which turns every other error into a "failed" result."""
 
     def __init__(self, error: FfvError) -> None:
         super().__init__(str(error))
         self.error = error
 
 
-def _restore_one(src: Path, dst: Path, tag: str, config: RestoreConfig, *, overwrite: bool, quiet: bool,
-                 get_restorer: Callable[[], Restorer]) -> FileResult:
-    """One file of :func:`restore_paths`: skipped, done or failed, with its log line."""
-    if dst.exists() and not overwrite:
-        result = FileResult(src, dst, status="skipped")
-        log_skipped(tag, result)
-        return result
-    bar = ProgressBar(src.name, disable=quiet)
+def run_job(job: Job, config: RestoreConfig, *, overwrite: bool, get_restorer: Callable[[], Restorer],
+            progress: ProgressCallback | None = None) -> FileResult:
+    """:func:`restore.restore_output` of one job; a failure of the clip becomes a "failed" result.
+
+    ``get_restorer`` is called only when the clip is restored.
+
+    Raises:
+        ModelUnavailable: ``get_restorer`` raised FfvError; the run cannot go on.
+    """
+    def load() -> Restorer:
+        try:
+            return get_restorer()
+        except FfvError as exc:
+            raise ModelUnavailable(exc) from exc
+
     try:
-        # get_restorer raises FfvError when the model cannot be loaded: the run stops
-        result = restore_output(src, dst, config, overwrite=overwrite, get_restorer=get_restorer, progress=bar)
-    except _ModelError as exc:
-        raise exc.error from exc
+        return restore_output(job.src, job.dst, config, overwrite=overwrite, get_restorer=load, progress=progress)
+    except ModelUnavailable:
+        raise
     except FfvError as exc:
-        log.error("%s: failed: %s", tag, exc if exc.path != str(src) else exc.reason)
-        return FileResult(src, dst, status="failed", error=str(exc))
+        return FileResult(job.src, job.dst, status="failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a folder run
-        log.debug("%s: unexpected error", tag, exc_info=True)
-        log.error("%s: failed: %s: %s", tag, type(exc).__name__, exc)
-        return FileResult(src, dst, status="failed", error=f"{src}: {type(exc).__name__}: {exc}")
-    finally:
-        bar.close()
-    if result.status == "skipped":
-        log_skipped(tag, result)
-        return result
-    log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps)",
-             tag, dst, result.frames, faces_line(result.faces, result.faces_left_alone, result.faces_refused),
-             result.seconds, result.fps)
-    return result
+        log.debug("%s: unexpected error", job.tag, exc_info=True)
+        return FileResult(job.src, job.dst, status="failed", error=f"{job.src}: {type(exc).__name__}: {exc}")
+
+
+def log_result(tag: str, result: FileResult) -> None:
+    """The log line of one file: done (with its counts), skipped (why) or failed (why)."""
+    if result.status == "done":
+        log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps)%s", tag, result.output, result.frames,
+                 faces_line(result.faces, result.faces_left_alone, result.faces_refused),
+                 result.seconds, result.fps, result.where())
+    elif result.status == "skipped":
+        if result.error:
+            log.warning("%s: skipped, %s", tag, result.error)
+        else:
+            log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+    else:
+        reason, prefix = result.error or "", f"{result.input}: "
+        log.error("%s: failed: %s", tag, reason[len(prefix):] if reason.startswith(prefix) else reason)
+
+
+class SerialExecutor:
+    """Runs a plan's jobs one after the other in this process, with a progress bar per clip.
+
+    The model is loaded once, when the first clip needs it (``restorer``, when given, is used
+    instead); a model that cannot be loaded stops the run (FfvError).
+    """
+
+    def __init__(self, config: RestoreConfig, *, overwrite: bool = False, quiet: bool = False,
+                 restorer: Restorer | None = None) -> None:
+        self.config = config
+        self.overwrite = overwrite
+        self.quiet = quiet
+        self._restorer = restorer
+
+    def _get_restorer(self) -> Restorer:
+        if self._restorer is None:
+            self._restorer = load_default_restorer(self.config)
+        return self._restorer
+
+    def __call__(self, jobs: Sequence[Job], finished: Finished) -> None:
+        for job in jobs:
+            result = settle_before_run(job, self.overwrite)
+            if result is None:
+                bar = ProgressBar(job.src.name, disable=self.quiet)
+                try:
+                    result = run_job(job, self.config, overwrite=self.overwrite, get_restorer=self._get_restorer,
+                                     progress=bar)
+                except ModelUnavailable as exc:
+                    raise exc.error from exc
+                finally:
+                    bar.close()
+            finished(job, result)
+
+
+def run_plan(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None,
+    config: RestoreConfig,
+    execute: Executor,
+    *,
+    recursive: bool = False,
+    report: str | os.PathLike | None = None,
+    quiet: bool = False,
+) -> list[FileResult]:
+    """Plan the outputs of ``inputs``, check the run's options, have ``execute`` run the jobs, and
+    log each file's line and the summary; write the JSON report to ``report`` if given.
+
+    This is the one place that owns a run's plan, checks, log lines, summary and report, whoever
+    executes its clips (:class:`SerialExecutor`, ``distributed.RayExecutor``).
+
+    Raises:
+        FfvError: as :func:`restore_paths`, and what ``execute`` raises.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    started = time.perf_counter()
+    pairs = plan_outputs(inputs, output, recursive=recursive)
+    if not pairs:
+        raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
+    check_run(pairs, config, report)
+    jobs = [Job(i, src, dst, f"[{i + 1}/{len(pairs)}] {src}") for i, (src, dst) in enumerate(pairs)]
+    results: list[FileResult | None] = [None] * len(jobs)
+
+    def finished(job: Job, result: FileResult) -> None:
+        results[job.index] = result
+        log_result(job.tag, result)
+
+    # While bars are shown, console log lines go through tqdm.write so that they do not break them.
+    with contextlib.nullcontext() if quiet else logging_redirect_tqdm():
+        execute(jobs, finished)
+    seconds = time.perf_counter() - started
+    final = [r for r in results if r is not None]
+    s = summarize(final, seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
+             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
+    if report is not None:
+        write_report(Path(report), final, config, seconds)
+    return final
 
 
 def restore_paths(
@@ -291,35 +412,5 @@ def restore_paths(
             (model file, report path, output folder: checked before any work), the model cannot
             be loaded, or the report cannot be written. Failures of single files do not raise.
     """
-    started = time.perf_counter()
-    pairs = plan_outputs(inputs, output, recursive=recursive)
-    if not pairs:
-        raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    check_run(pairs, config, report)
-    loaded: list[Restorer] = [] if restorer is None else [restorer]
-
-    def get_restorer() -> Restorer:
-        if not loaded:  # once, and only when a file needs it; failing here stops the run
-            try:
-                loaded.append(load_default_restorer(config))
-            except FfvError as exc:
-                raise _ModelError(exc) from exc
-        return loaded[0]
-
-    results: list[FileResult] = []
-    # While bars are shown, console log lines go through tqdm.write so that they do not break them.
-    with contextlib.nullcontext() if quiet else logging_redirect_tqdm():
-        for i, (src, dst) in enumerate(pairs, 1):
-            tag = f"[{i}/{len(pairs)}] {src}"
-            results.append(_restore_one(src, dst, tag, config, overwrite=overwrite, quiet=quiet,
-                                        get_restorer=get_restorer))
-    seconds = time.perf_counter() - started
-    s = summarize(results, seconds)
-    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
-             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
-             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
-    if report is not None:
-        write_report(Path(report), results, config, seconds)
-    return results
+    execute = SerialExecutor(config, overwrite=overwrite, quiet=quiet, restorer=restorer)
+    return run_plan(inputs, output, config, execute, recursive=recursive, report=report, quiet=quiet)

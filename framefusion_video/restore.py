@@ -57,6 +57,10 @@ class FileResult:
     faces_left_alone: int = 0
     faces_refused: int = 0
 
+    def where(self) -> str:
+        """Where the clip was processed, as its log line ends ("": in this process)."""
+        return ""
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings, times rounded)."""
         out = asdict(self)

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from framefusion_video.cli import main
 from framefusion_video.errors import FfvError
 from framefusion_video.outputs import OutputBusy, claim_output, lock_path
-from framefusion_video.batch import plan_outputs
+from framefusion_video.batch import Job, plan_outputs
 from framefusion_video.pipeline import RestoredFrame
 from framefusion_video.video_io import VideoWriter, probe, read_frames
 
@@ -479,10 +479,10 @@ def test_ray_workers_get_absolute_paths(tmp_path, monkeypatch):
     make_clip(tmp_path / "in" / "a.mp4", (64, 48), 10, 10.0)
     (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 stand-in")
     monkeypatch.chdir(tmp_path)
-    pairs = plan_outputs(["in"], "out")
-    results = [None]
-    distributed._run_tasks(fake_ray, pairs, [0], results, ["[1/1] in/a.mp4"], RestoreConfig(model_path="m.keras"),
-                           False, True, distributed.RayConfig())
+    [(src, dst)] = plan_outputs(["in"], "out")
+    results = []
+    distributed._run_tasks(fake_ray, [Job(0, src, dst, "[1/1] in/a.mp4")], lambda job, result: results.append(result),
+                           RestoreConfig(model_path="m.keras"), False, True, distributed.RayConfig())
     [(src, dst, config, *_)] = seen
     assert src == str(tmp_path / "in" / "a.mp4") and dst == str(tmp_path / "out" / "a.mp4")
     assert config.model_path == str(tmp_path / "m.keras")
