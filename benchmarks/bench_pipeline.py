@@ -93,17 +93,17 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     aligned = clock.run("align", lambda: [pipeline.frame_crops(f, faces, crop_size, safety) for f, faces in tracked])
     all_crops = [c for _, crops, _, _, _ in aligned for c in crops]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
-    restored = clock.run("model", lambda: pipeline.restore_in_batches(restorer, all_crops, config.batch_size)
-                         if all_crops else [])
+    restored, left_alone = clock.run("model", lambda: pipeline.restore_in_batches(restorer, all_crops, config.batch_size)
+                                     if all_crops else ([], []))
     blending = pipeline.blend_config(config)
 
     def blend():
         out, start = [], 0
         for index, ((frame, faces), (matrices, crops, boxes, _, refused)) in enumerate(zip(tracked, aligned)):
-            mine = restored[start:start + len(crops)]
+            mine, alone = restored[start:start + len(crops)], left_alone[start:start + len(crops)]
             start += len(crops)
             item = pipeline.PendingFrame(index, frame, faces, matrices, crops, boxes=boxes, refused=refused)
-            out.append(pipeline.finish_frame(item, mine, config, blending).restored)
+            out.append(pipeline.finish_frame(item, mine, alone, config, blending).restored)
         return out
 
     pasted = clock.run("blend", blend)

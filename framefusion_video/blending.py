@@ -272,8 +272,8 @@ def paste_faces(
     keeps its detail above the crop's resolution; that face is then blended in with
     alpha = :func:`face_mask` * ``config.strength``, inside the face's bounding box only; later
     faces are pasted over earlier ones where they overlap. With ``config.colour_match`` the crop
-    is first colour-matched to the original crop (:func:`match_colour`). A restored crop
-    bit-identical to its original crop (the generator's gate left that face alone) is skipped.
+    is first colour-matched to the original crop (:func:`match_colour`). Pass only the faces to
+    paste: the pipeline leaves out those left alone or refused.
 
     ``frame`` is not modified; every pixel where alpha is 0, or where the restorer changed
     nothing, is bit-identical to the input. The mask is warped as uint8 and blended with integer
@@ -296,8 +296,6 @@ def paste_faces(
         size = crop.shape[0]
         if original_crops is not None:
             original = np.asarray(original_crops[index], dtype=np.float32)
-            if np.array_equal(crop, original):
-                continue
         else:
             original = alignment.warp_to_crop(frame, matrix, size).astype(np.float32) * np.float32(1.0 / 255.0)
         if config.colour_match:

@@ -140,6 +140,16 @@ class LiteRestorer:
         return out
 
 
+def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """Per crop, whether the generator's gate left it alone: bool (N,).
+
+    The gate says "leave this face alone" by returning its crop bit-identical; this is the one
+    place that reads it, right after the restorer, so that stabilisation, the review and the
+    paste-back receive it as a flag. ``restored`` and ``crops``: float32 (N, S, S, 3) in [0, 1].
+    """
+    return np.array([np.array_equal(r, c) for r, c in zip(restored, crops)], dtype=bool)
+
+
 def export_tflite(model, path: str | os.PathLike) -> Path:
     """Convert the Keras generator ``model`` to a float32 ``.tflite`` file at ``path`` (atomically)."""
     import tempfile

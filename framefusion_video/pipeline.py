@@ -152,16 +152,24 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
     return matrices, crops, boxes, ids, refused
 
 
-def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
-    """Run ``restorer.restore`` over ``crops`` in batches of at most ``batch_size``; same order."""
+def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int
+                       ) -> tuple[list[np.ndarray], list[bool]]:
+    """Run ``restorer.restore`` over ``crops`` in batches of at most ``batch_size``: the restored
+    crops (clipped to [0, 1]) in the same order, and per crop whether the generator's gate left it
+    alone (``inference.left_alone``)."""
+    from .inference import left_alone
+
     out: list[np.ndarray] = []
+    flags: list[bool] = []
     for start in range(0, len(crops), batch_size):
         batch = np.stack(crops[start:start + batch_size]).astype(np.float32, copy=False)
         restored = np.asarray(restorer.restore(batch), dtype=np.float32)
         if restored.shape != batch.shape:
             raise RuntimeError(f"restorer returned shape {restored.shape} for crops of shape {batch.shape}")
-        out.extend(np.clip(restored, 0.0, 1.0))
-    return out
+        restored = np.clip(restored, 0.0, 1.0)
+        out.extend(restored)
+        flags.extend(bool(f) for f in left_alone(restored, batch))
+    return out, flags
 
 
 def blend_config(config: RestoreConfig) -> BlendConfig:
@@ -178,13 +186,14 @@ def safety_config(config: RestoreConfig) -> SafetyConfig:
     return SafetyConfig(enable=config.safety)
 
 
-def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], *, colour_match: bool = True,
-                 safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
+def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool], *,
+                 colour_match: bool = True, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
                  plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
-    ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise. A crop bit-identical to
-    its original was left alone by the generator's gate. Otherwise its colours are matched
+    ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
+    crop, whether it is its original as it came (the generator's gate left the face alone, and
+    stabilisation added nothing): its original is kept as it is. Otherwise its colours are matched
     (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
     a face that changes more than its estimated damage (``damages``, grey levels, one per face,
     ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
@@ -195,8 +204,8 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
     from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
     out, statuses, reasons = [], [], []
-    for k, (crop, original) in enumerate(zip(restored, originals)):
-        if np.array_equal(crop, original):
+    for k, (crop, original, alone) in enumerate(zip(restored, originals, left_alone)):
+        if alone:
             out.append(original)
             statuses.append(LEFT_ALONE)
             reasons.append("")
@@ -217,16 +226,16 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
     return out, statuses, reasons
 
 
-def _damages(frame: np.ndarray, boxes: Sequence, restored: Sequence[np.ndarray], originals: Sequence[np.ndarray],
-             safety: SafetyConfig, plausible: Sequence[np.ndarray]) -> list[float]:
+def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], safety: SafetyConfig,
+             plausible: Sequence[np.ndarray]) -> list[float]:
     """``safety.estimate_damage`` of each face's own pixels, dark as its ``plausible`` range says
     (0 where it is not needed: a face left alone, or the checks off)."""
     from .safety import estimate_damage, face_region
 
     if not safety.enable:
         return [0.0] * len(boxes)
-    return [0.0 if np.array_equal(r, o) else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
-            for box, r, o, p in zip(boxes, restored, originals, plausible)]
+    return [0.0 if alone else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
+            for box, alone, p in zip(boxes, left_alone, plausible)]
 
 
 def _plausible_means(frame: np.ndarray, boxes: Sequence) -> list[np.ndarray]:
@@ -236,9 +245,13 @@ def _plausible_means(frame: np.ndarray, boxes: Sequence) -> list[np.ndarray]:
     return [scene_plausible_means(surround_luma(frame, box)) for box in boxes]
 
 
-def finish_frame(item: PendingFrame, restored: list[np.ndarray], config: RestoreConfig,
+def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool], config: RestoreConfig,
                  blending: BlendConfig | None = None) -> RestoredFrame:
     """Review and paste the restored crops of one pending frame (upscaling it first if asked).
+
+    ``restored`` and ``left_alone``: one entry per crop of ``item``, as :func:`restored_crops`
+    gives them. Only the faces the review keeps as restored are pasted; the others keep the
+    frame's pixels.
 
     ``blending``: the paste-back's options, :func:`blend_config` of ``config`` when None (pass it
     to reuse one across frames).
@@ -252,16 +265,17 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], config: Restore
         return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
     safety = safety_config(config)
     plausible = _plausible_means(item.frame, item.boxes)
-    damages = _damages(item.frame, item.boxes, restored, item.crops, safety, plausible)
-    crops, statuses, reasons = review_crops(restored, item.crops, colour_match=config.colour_match,
+    damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
+    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
                                             safety=safety, damages=damages, plausible=plausible)
     ids = item.track_ids or [None] * len(crops)
     outcomes = [FaceOutcome(box, status, track_id, reason)
                 for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
     outcomes += item.refused
     matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
-    out = paste_faces(base, list(zip(crops, matrices)), config=blending or blend_config(config),
-                      original_crops=item.crops)
+    pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
+    out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
+                      original_crops=[item.crops[k] for k in pasted])
     kept = [box for box, status in zip(item.boxes, statuses) if status == RESTORED]
     return RestoredFrame(item.index, item.frame, out, item.faces, len(kept), kept, outcomes)
 
@@ -273,13 +287,23 @@ def stabilize_config(config: RestoreConfig) -> StabilizeConfig:
     return StabilizeConfig(enable=config.temporal > 0.0, alpha=config.temporal)
 
 
-def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], options: StabilizeConfig):
-    """Temporal term on one frame's restored crops: ``(crops, new track states)``."""
+def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool],
+               options: StabilizeConfig) -> tuple[list[np.ndarray], list[bool], dict]:
+    """Temporal term on one frame's restored crops: ``(crops, left-alone flags, new track states)``.
+
+    A crop left alone stays so unless stabilisation fades in what earlier restorations of its
+    track added (its state's ``excess`` is then not None).
+    """
     from .stabilize import stabilize_tracks
 
     if not item.track_ids:
-        return restored, {}
-    return stabilize_tracks(tracks, item.index, item.track_ids, item.crops, restored, options)
+        return restored, left_alone, {}
+    out, states = stabilize_tracks(tracks, item.index, item.track_ids, item.crops, restored, options,
+                                   left_alone=left_alone)
+    first = {track_id: k for k, track_id in reversed(list(enumerate(item.track_ids)))}
+    flags = [alone and (first[t] != k or states[t].excess is None)
+             for k, (t, alone) in enumerate(zip(item.track_ids, left_alone))]
+    return out, flags, states
 
 
 def restore_frames(
@@ -307,13 +331,13 @@ def restore_frames(
     return paste_restored(restored_crops(tracked_frames, restorer, config, select=select), config)
 
 
-def paste_restored(pairs: Iterable[tuple[PendingFrame, list[np.ndarray]]],
+def paste_restored(items: Iterable[tuple[PendingFrame, list[np.ndarray], list[bool]]],
                    config: RestoreConfig = RestoreConfig()) -> Iterator[RestoredFrame]:
-    """The second half of :func:`restore_frames`: paste each ``(frame, restored crops)`` pair
-    of :func:`restored_crops` back into its frame."""
+    """The second half of :func:`restore_frames`: paste each ``(frame, restored crops, left-alone
+    flags)`` of :func:`restored_crops` back into its frame."""
     blending = blend_config(config)
-    for item, restored in pairs:
-        yield finish_frame(item, restored, config, blending)
+    for item, restored, left_alone in items:
+        yield finish_frame(item, restored, left_alone, config, blending)
 
 
 def restored_crops(
@@ -322,10 +346,10 @@ def restored_crops(
     config: RestoreConfig = RestoreConfig(),
     *,
     select: Callable[[int], bool] | None = None,
-) -> Iterator[tuple[PendingFrame, list[np.ndarray]]]:
+) -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
     """The first half of :func:`restore_frames`: align, restore in batches and stabilise.
 
-    Yields ``(frame with its faces and crops, restored crops)`` in clip order, ready for
+    Yields ``(frame with its faces and crops, restored crops, left-alone flags)`` in clip order, ready for
     :func:`finish_frame` (the paste-back), so that the model and the paste-back can run in different threads.
     """
     crop_size = int(restorer.crop_size)
@@ -335,17 +359,17 @@ def restored_crops(
     safety = safety_config(config)
     tracks: dict = {}  # track id -> stabilize.TrackState of its latest restored frame
 
-    def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray]]]:
+    def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
         nonlocal n_crops, tracks
         crops = [c for item in pending for c in item.crops]
-        restored = restore_in_batches(restorer, crops, config.batch_size) if crops else []
+        restored, left_alone = restore_in_batches(restorer, crops, config.batch_size) if crops else ([], [])
         start = 0
         for item in pending:
-            mine = restored[start:start + len(item.crops)]
+            mine, alone = restored[start:start + len(item.crops)], left_alone[start:start + len(item.crops)]
             start += len(item.crops)
             if mine and stabilizing.active:
-                mine, tracks = _stabilize(tracks, item, mine, stabilizing)
-            yield item, mine
+                mine, alone, tracks = _stabilize(tracks, item, mine, alone, stabilizing)
+            yield item, mine, alone
         pending.clear()
         n_crops = 0
 
@@ -356,7 +380,7 @@ def restored_crops(
         else:
             matrices, crops, boxes, ids, refused = [], [], [], [], []
         if not crops and not pending:  # nothing to wait for: pass straight through
-            yield PendingFrame(index, frame, faces, [], [], refused=refused), []
+            yield PendingFrame(index, frame, faces, [], [], refused=refused), [], []
             continue
         pending.append(PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused))
         n_crops += len(crops)
