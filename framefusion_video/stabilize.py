@@ -133,7 +133,7 @@ def crop_flow(prev_grey: np.ndarray, grey: np.ndarray, preset: str = "ultrafast"
     """Flow that brings ``prev_grey`` onto ``grey`` (both float32 (S, S) in [0, 1]).
 
     Returns float32 (S, S, 2) on ``grey``'s grid: ``grey[y, x] ~ prev_grey[y + f[..., 1], x + f[..., 0]]``,
-    i.e. ``warp_crop(prev, f) ~ current`` (the convention of ``temporal.flow``).
+    i.e. ``warp_crop(prev, f) ~ current`` (the convention of ``flicker.flow``).
     """
     a = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
     b = np.clip(prev_grey * 255.0 + 0.5, 0, 255).astype(np.uint8)

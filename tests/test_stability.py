@@ -1,7 +1,7 @@
 """Temporal stabilisation: the pure maths of ``stabilize.py``, then the restore pipeline end to end
 (``track_faces`` with a scripted detector -> ``restore_frames``) on tiny synthetic clips.
 
-The metric itself is tested in ``test_temporal.py`` and the tracker in ``test_tracking.py``; here
+The metric itself is tested in ``test_flicker.py`` and the tracker in ``test_tracking.py``; here
 only what the temporal term adds: static faces stop flickering, motion is not smeared, nothing is
 carried across a scene cut, and a face missed by the detector in one frame is still restored.
 """
@@ -26,7 +26,7 @@ from framefusion_video.stabilize import (
     to_grey,
     warp_crop,
 )
-from framefusion_video.temporal import FaceRegion, measure
+from framefusion_video.flicker import FaceRegion, measure
 from framefusion_video.tracking import TrackingConfig, track_faces
 
 S = 64  # crop size of the fake restorers
