@@ -234,6 +234,21 @@ def test_default_restorer_uses_half_the_cores_unless_told():
     assert load_default_restorer(RestoreConfig(model_threads=3)).threads == 3
 
 
+def test_batch_size_reaches_the_lite_restorer_and_does_not_change_its_outputs():
+    """``--batch-size`` sets how many crops go through LiteRT at a time; crops restored in
+    batches come out as they do one by one."""
+    from framefusion_video.inference import LiteRestorer, default_model_path
+    from framefusion_video.restore import load_default_restorer
+
+    if default_model_path().suffix != ".tflite" or not default_model_path().is_file():
+        pytest.skip("shipped .tflite weights not present")
+    batched = load_default_restorer(RestoreConfig(batch_size=4, model_threads=1))
+    assert isinstance(batched, LiteRestorer) and batched.batch_size == 4
+    crops = np.random.default_rng(5).random((6, batched.crop_size, batched.crop_size, 3), dtype=np.float32)
+    single = LiteRestorer(default_model_path(), batch_size=1, threads=1)
+    np.testing.assert_array_equal(batched.restore(crops), single.restore(crops))
+
+
 # --------------------------------------------------------------------------- plan_outputs
 
 
