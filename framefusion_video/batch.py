@@ -22,24 +22,16 @@ from typing import Any
 
 from .config import RestoreConfig
 from .errors import FfvError
-from .outputs import os_reason, same_file
+from .filetypes import is_video_file
+from .outputs import atomic_path, os_reason, same_file
 from .pipeline import Restorer
-from .restore import FileResult, ProgressCallback, check_input, load_default_restorer, restore_output
+from .restore import FileResult, ProgressCallback, load_default_restorer, restore_output
+from .video_io import check_input
 
 log = logging.getLogger(__name__)
 
-#: File extensions (lower case, with the dot) taken as videos when a folder is scanned.
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .avi .webm .mpg .mpeg .mpe .m2v .wmv .asf .flv .f4v .ts .mts .m2ts "
-    ".3gp .3g2 .ogv .vob .dv .mxf .y4m".split()
-)
 #: Suffix of the default output name of a single file, and of the default output folder.
 RESTORED_SUFFIX = "_restored"
-
-
-def is_video_file(path: Path) -> bool:
-    """Whether ``path`` has a video file extension (case-insensitive); not a hidden file."""
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
 
 
 def _looks_like_folder(path: Path, raw: str) -> bool:
@@ -131,7 +123,7 @@ def plan_outputs(
 
 
 def write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
-    """Write the JSON run report atomically (temp file, then rename)."""
+    """Write the JSON run report atomically (``outputs.atomic_path``)."""
     from . import __version__
 
     report = {
@@ -140,14 +132,10 @@ def write_report(path: Path, results: list[FileResult], config: RestoreConfig, s
         "summary": summarize(results, seconds),
         "files": [r.to_dict() for r in results],
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise FfvError(path, f"cannot write the report ({os_reason(exc)})") from exc
 
 
@@ -245,7 +233,7 @@ Executor = Callable[[Sequence[Job], Finished], None]
 def settle_before_run(job: Job, overwrite: bool, result_type: type[FileResult] = FileResult) -> FileResult | None:
     """The result of a job that needs no restorer, or None for a job to run: "skipped" when its
     output exists (unless ``overwrite``), "failed" when its input cannot be a video
-    (:func:`restore.check_input`)."""
+    (:func:`video_io.check_input`)."""
     if job.dst.exists() and not overwrite:
         return result_type(job.src, job.dst, status="skipped")
     try:

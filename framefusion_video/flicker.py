@@ -220,8 +220,8 @@ class CoverageReport:
     Attributes:
         face_frames: frames with at least one visible face.
         missed_frames: those of them where a visible face had no restored face over it.
-        longest_miss: the longest run of consecutive frames with a missed face (the issue allows
-            at most 2 for a face that is detected in the frames around).
+        longest_miss: the longest run of consecutive frames with a missed face (a face detected
+            in the frames around should miss at most 2).
     """
 
     face_frames: int

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FfvError, read_head
+from .outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,8 @@ def export_tflite(model, path: str | os.PathLike) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         keras.Model(inp, model(inp)).export(tmp, format="tf_saved_model", verbose=False)
         flat = tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part{os.getpid()}")
-    try:
+    with atomic_path(path) as part:
         part.write_bytes(flat)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
     return path
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from .alignment import estimate_alignment, warp_to_crop
 from .config import RestoreConfig
+from .pixels import to_unit_float
 
 if TYPE_CHECKING:
     from .blending import BlendConfig
@@ -146,7 +147,7 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
             continue
         crop = warp_to_crop(frame, matrix, crop_size)
         matrices.append(matrix)
-        crops.append(crop.astype(np.float32) * np.float32(1.0 / 255.0))
+        crops.append(to_unit_float(crop))
         boxes.append(box)
         ids.append(track_id)
     return matrices, crops, boxes, ids, refused

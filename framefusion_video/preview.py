@@ -26,7 +26,8 @@ import numpy as np
 from .errors import FfvError
 from .config import RestoreConfig
 from .pipeline import Restorer
-from .restore import check_input, iter_restored, load_default_restorer
+from .restore import iter_restored, load_default_restorer
+from .video_io import check_input
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from .errors import FfvError
 from .outputs import OutputBusy, OutputClaim, claim_output, same_file
 from .pipeline import Restorer, RestoredFrame, paste_restored, restored_crops
 from .threads import BackgroundWriter, prefetch, queue_length
+from .video_io import check_input
 
 if TYPE_CHECKING:
     from .faces import FaceDetectorConfig
@@ -67,18 +68,6 @@ class FileResult:
         out.update(input=str(self.input), output=str(self.output),
                    seconds=round(self.seconds, 3), fps=round(self.fps, 2))
         return out
-
-
-def check_input(src: Path) -> None:
-    """Raise FfvError for inputs that cannot be videos before starting ffmpeg on them."""
-    if not src.exists():
-        raise FfvError(src, "no such file")
-    if src.is_dir():
-        raise FfvError(src, "is a folder, not a video file")
-    if not os.access(src, os.R_OK):
-        raise FfvError(src, "cannot read the file (permission denied)")
-    if src.stat().st_size == 0:
-        raise FfvError(src, "the file is empty (0 bytes)")
 
 
 def check_output(src: Path, dst: Path) -> None:

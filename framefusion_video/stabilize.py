@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .pixels import to_unit_float
+
 log = logging.getLogger(__name__)
 
 #: DIS presets by name, for :class:`StabilizeConfig.flow_preset`.
@@ -117,7 +119,7 @@ def to_grey(crop: np.ndarray) -> np.ndarray:
     """float32 (S, S) in [0, 1] from an RGB crop, float in [0, 1] or uint8 in [0, 255]."""
     crop = np.asarray(crop)
     if crop.dtype == np.uint8:
-        return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+        return to_unit_float(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
     return cv2.cvtColor(crop.astype(np.float32, copy=False), cv2.COLOR_RGB2GRAY)
 
 
@@ -125,7 +127,7 @@ def _as_float(crop: np.ndarray) -> np.ndarray:
     """An RGB crop as float32 in [0, 1] (uint8 crops are scaled as ``restore`` scales them)."""
     crop = np.asarray(crop)
     if crop.dtype == np.uint8:
-        return crop.astype(np.float32) * np.float32(1.0 / 255.0)
+        return to_unit_float(crop)
     return crop.astype(np.float32, copy=False)
 
 
