@@ -69,7 +69,8 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     """
     import itertools
 
-    from framefusion_video import restore as R
+    from framefusion_video import pipeline
+    from framefusion_video.restore import detector_config, tracking_config
     from framefusion_video.faces import FaceDetector
     from framefusion_video.tracking import track_faces
     from framefusion_video.video_io import VideoWriter, probe, read_frames
@@ -85,24 +86,24 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
             reader.close()
 
     decoded = clock.run("decode", decode)
-    with FaceDetector(R._detector_config(config)) as detector:
-        tracked = clock.run("detect", lambda: list(track_faces(decoded, detector, R._tracking_config(config))))
+    with FaceDetector(detector_config(config)) as detector:
+        tracked = clock.run("detect", lambda: list(track_faces(decoded, detector, tracking_config(config))))
     crop_size = int(restorer.crop_size)
-    safety = R._safety_config(config)
-    aligned = clock.run("align", lambda: [R._frame_crops(f, faces, crop_size, safety) for f, faces in tracked])
+    safety = pipeline.safety_config(config)
+    aligned = clock.run("align", lambda: [pipeline.frame_crops(f, faces, crop_size, safety) for f, faces in tracked])
     all_crops = [c for _, crops, _, _, _ in aligned for c in crops]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
-    restored = clock.run("model", lambda: R._restore_in_batches(restorer, all_crops, config.batch_size)
-                         if all_crops else [])
-    blend_config = R._blend_config(config)
+    restored, left_alone = clock.run("model", lambda: pipeline.restore_in_batches(restorer, all_crops, config.batch_size)
+                                     if all_crops else ([], []))
+    blending = pipeline.blend_config(config)
 
     def blend():
         out, start = [], 0
         for index, ((frame, faces), (matrices, crops, boxes, _, refused)) in enumerate(zip(tracked, aligned)):
-            mine = restored[start:start + len(crops)]
+            mine, alone = restored[start:start + len(crops)], left_alone[start:start + len(crops)]
             start += len(crops)
-            item = R._Pending(index, frame, faces, matrices, crops, boxes=boxes, refused=refused)
-            out.append(R._finish(item, mine, config, blend_config).restored)
+            item = pipeline.PendingFrame(index, frame, faces, matrices, crops, boxes=boxes, refused=refused)
+            out.append(pipeline.finish_frame(item, mine, alone, config, blending).restored)
         return out
 
     pasted = clock.run("blend", blend)
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_logging()
     from dataclasses import replace
 
-    from framefusion_video.restore import load_default_restorer, preset_config
+    from framefusion_video.config import preset_config
+    from framefusion_video.restore import load_default_restorer
 
     model, description = common.model_path(args.model)
     config = preset_config(args.speed, model_path=str(model))

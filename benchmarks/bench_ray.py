@@ -3,7 +3,7 @@
 The first ``--seconds`` of each clip (default: the small clips of ``../shared/data/videos``) are cut
 without re-encoding into a temporary folder, copied ``--copies`` times, and restored by
 :func:`framefusion_video.distributed.restore_paths_ray` on a local Ray started with ``num_cpus = W``
-for each ``W`` of ``--workers``, plus the serial :func:`restore.restore_paths` as a reference.
+for each ``W`` of ``--workers``, plus the serial :func:`batch.restore_paths` as a reference.
 Each Ray run starts with a warm-up (one short clip per worker: the workers' TensorFlow import and
 model load), timed apart, then the folder is restored into a fresh output folder. Prints a markdown
 table: mode, workers, clips, frames, start-up seconds, restore seconds, frames/s, speed-up over 1
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
-    from framefusion_video.restore import RestoreConfig, restore_paths
+    from framefusion_video.batch import restore_paths
+    from framefusion_video.config import RestoreConfig
 
     clips = args.clips or [SHARED_VIDEOS / name for name in DEFAULT_CLIPS if (SHARED_VIDEOS / name).is_file()]
     if not clips:

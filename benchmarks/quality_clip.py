@@ -7,7 +7,7 @@ downscale, noise, dark, colour cast, strong x264 or MPEG-4 on the face), then fo
 - the **damaged** clip (x264 CRF 30 of the damaged frames) and
 - the **clean** clip (x264 CRF 12 of the clean frames)
 
-runs ``ffv restore`` (``restore.restore_paths``, what the CLI calls, with ``--restore`` options)
+runs ``ffv restore`` (``batch.restore_paths``, what the CLI calls, with ``--restore`` options)
 and a plain ``ffmpeg -c:v libx264 -preset veryfast -crf 18`` transcode, and scores them against
 the clean frames: PSNR/SSIM on every face box of every frame and PSNR on whole frames, beside the
 input itself and the classical OpenCV baseline (told each face's damage kind), broken down by
@@ -67,7 +67,7 @@ def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *
         with_ssim: bool = True, inputs: tuple[str, ...] = INPUTS) -> dict:
     """Build the clip in ``work``, restore and transcode each input, score everything."""
     from framefusion_video.quality_clip import build_clip, restore_config_from, score_videos, transcode
-    from framefusion_video.restore import restore_paths
+    from framefusion_video.batch import restore_paths
 
     config = restore_config_from(restore_options)
     clip = build_clip(faces, work / "clip", clip_config)

@@ -4,7 +4,7 @@ Each step is a separate script run in its own process (so that one's memory and 
 disturb the next), in order: generator throughput, end to end and per stage (the default
 options, then the --fast and --quality presets), peak memory on a looped clip. Pass ``--quick`` for a short memory run (1 minute instead
 of 10) and ``--no-write`` to print without touching RESULTS.md. The temporal-stability benchmark
-(``benchmarks/temporal.py``) is separate: it measures quality, not speed.
+(``benchmarks/flicker.py``) is separate: it measures quality, not speed.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--model PATH] [--no-write]
 """

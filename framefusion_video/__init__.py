@@ -27,15 +27,17 @@ __version__ = "0.1.0"
 #: The public API: name -> the module under framefusion_video that defines it.
 _LAZY = {
     "FileResult": "restore",
-    "RestoreConfig": "restore",
-    "restore_paths": "restore",
+    "RestoreConfig": "config",
+    "restore_paths": "batch",
     "restore_video": "restore",
 }
 
 __all__ = ["FfvError", "FileResult", "RestoreConfig", "restore_paths", "restore_video"]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports them
-    from .restore import FileResult, RestoreConfig, restore_paths, restore_video
+    from .batch import restore_paths
+    from .config import RestoreConfig
+    from .restore import FileResult, restore_video
 
 
 def __getattr__(name: str) -> Any:

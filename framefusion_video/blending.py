@@ -22,6 +22,8 @@ import numpy as np
 
 from framefusion_video import alignment
 
+from .pixels import to_unit_float
+
 log = logging.getLogger(__name__)
 
 # Face extent in the template, in eye-to-mouth distances (vertical) and eye distances
@@ -272,8 +274,8 @@ def paste_faces(
     keeps its detail above the crop's resolution; that face is then blended in with
     alpha = :func:`face_mask` * ``config.strength``, inside the face's bounding box only; later
     faces are pasted over earlier ones where they overlap. With ``config.colour_match`` the crop
-    is first colour-matched to the original crop (:func:`match_colour`). A restored crop
-    bit-identical to its original crop (the generator's gate left that face alone) is skipped.
+    is first colour-matched to the original crop (:func:`match_colour`). Pass only the faces to
+    paste: the pipeline leaves out those left alone or refused.
 
     ``frame`` is not modified; every pixel where alpha is 0, or where the restorer changed
     nothing, is bit-identical to the input. The mask is warped as uint8 and blended with integer
@@ -296,10 +298,8 @@ def paste_faces(
         size = crop.shape[0]
         if original_crops is not None:
             original = np.asarray(original_crops[index], dtype=np.float32)
-            if np.array_equal(crop, original):
-                continue
         else:
-            original = alignment.warp_to_crop(frame, matrix, size).astype(np.float32) * np.float32(1.0 / 255.0)
+            original = to_unit_float(alignment.warp_to_crop(frame, matrix, size))
         if config.colour_match:
             crop = match_colour(crop, original, face_mask(size, config))
         x0, y0, x1, y1 = _frame_box(matrix, _mask_support(size, config.erode, config.feather), width, height)
@@ -339,13 +339,6 @@ def restored_at_frame_resolution(region: np.ndarray, restored: np.ndarray, origi
     """
     delta = alignment.warp_to_frame(correction(restored, original), matrix, region.shape[1::-1])
     return cv2.add(region, delta, dtype=cv2.CV_8U)
-
-
-def _to_uint8(crop: np.ndarray) -> np.ndarray:
-    """float32 (S, S, 3) in [0, 1] -> uint8 (S, S, 3), rounded (values outside [0, 1] clipped)."""
-    scaled = np.clip(crop, 0.0, 1.0) * np.float32(255.0)
-    scaled += np.float32(0.5)
-    return scaled.astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=16)

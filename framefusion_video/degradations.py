@@ -34,12 +34,13 @@ import cv2
 import numpy as np
 
 from .errors import FfvError
+from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from .outputs import atomic_path
+from .pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
 KINDS = ("blur", "motion_blur", "noise", "jpeg", "lowres", "occlusion", "lighting", "mixed")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 _INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -318,14 +319,10 @@ def poisson_noise(img: np.ndarray, rng: np.random.Generator, peak: float, grey: 
     return _finish(img + noise.astype(np.float32))
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """JPEG round trip through OpenCV at ``quality`` (1–100; 4:2:0 chroma, libjpeg's default)."""
     _check(img)
-    bgr = cv2.cvtColor(_to_uint8(img), cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(np.clip(quality, 1, 100))])
     if not ok:
         raise RuntimeError("OpenCV could not encode a JPEG")
@@ -763,19 +760,14 @@ def _read_image(path: Path) -> np.ndarray:
 def _write_image(path: Path, img: np.ndarray) -> None:
     """Write atomically (temporary file, then rename); JPEG at quality 100 so that saving adds
     no damage of its own."""
-    bgr = cv2.cvtColor(_to_uint8(img), cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR)
     suffix = path.suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, 100] if suffix in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(suffix, bgr, params)
     if not ok:
         raise FfvError(path, f"OpenCV cannot write {suffix} images")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _file_rng(seed: int, name: str) -> np.random.Generator:
@@ -795,7 +787,7 @@ def _degrade_video(src: Path, dst: Path, config: DegradationConfig, seed: int, k
     with video_io.VideoWriter(dst, info, audio_from=src) as writer:
         for frame in video_io.read_frames(src, info):
             img = frame.astype(np.float32) / np.float32(255.0)
-            writer.write(_to_uint8(apply_degradation(img, params, rng)))
+            writer.write(to_uint8(apply_degradation(img, params, rng)))
 
 
 def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: DegradationConfig = DegradationConfig(),
@@ -824,17 +816,17 @@ def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: Degr
         if dst.exists() and not dst.is_dir():
             raise FfvError(dst, "input is a folder, so the output must be a folder")
         inside = dst.resolve().is_relative_to(src.resolve())
-        for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
             if inside and path.resolve().is_relative_to(dst.resolve()):
                 continue  # a previous run's outputs inside the input folder
             jobs.append((path, dst / path.relative_to(src)))
         if not jobs:
-            raise FfvError(src, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            raise FfvError(src, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     else:
         suffix = src.suffix.lower()
-        if suffix not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        if suffix not in IMAGE_EXTENSIONS and suffix not in VIDEO_EXTENSIONS:
             raise FfvError(src, f"unsupported file type {suffix or '(none)'}; expected an image or a video")
-        is_video = suffix in VIDEO_SUFFIXES
+        is_video = suffix in VIDEO_EXTENSIONS
         if dst.suffix and not dst.is_dir():
             if is_video and dst.suffix.lower() != ".mp4":
                 raise FfvError(dst, "a video is written as H.264 MP4; give the output a .mp4 name or a folder")
@@ -851,7 +843,7 @@ def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: Degr
 
     written = []
     for s, d in jobs:
-        if s.suffix.lower() in VIDEO_SUFFIXES:
+        if s.suffix.lower() in VIDEO_EXTENSIONS:
             _degrade_video(s, d, config, seed, kind)
         else:
             name = s.relative_to(src).as_posix() if src.is_dir() else s.name

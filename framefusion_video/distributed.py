@@ -1,12 +1,13 @@
 """Folder runs on a Ray cluster: one task per clip, the serial restore function on every worker.
 
-``restore_paths_ray`` is :func:`framefusion_video.restore.restore_paths` with the clips spread
-over Ray workers (a local Ray started for the run, or an existing cluster joined by address):
+``restore_paths_ray`` is :func:`framefusion_video.batch.restore_paths` with the clips spread
+over Ray workers (a local Ray started for the run, or an existing cluster joined by address).
+This module is only the executor (:class:`RayExecutor`): the plan, the skip-existing resume, the
+per-file log lines, the summary and the JSON report are ``batch.run_plan``'s, as in a serial run;
+each result also names the ``node`` (host name) that processed it.
 
-- The plan, the skip-existing resume, the per-file log lines, the summary and the JSON report are
-  those of the serial run; each result also names the ``node`` (host name) that processed it.
-- Each clip is one Ray task that calls :func:`restore.restore_video` as the serial run does, with
-  a restorer loaded once per worker process and cached there for the next clips.
+- Each clip is one Ray task that runs ``batch.run_job`` as the serial run does, with a restorer
+  loaded once per worker process and cached there for the next clips.
 - Inputs and outputs are plain paths, made absolute before they are sent (a worker's working
   folder is not the caller's): every node must see them at the same place (shared storage: NFS,
   a cluster file system, a bind mount). Workers claim each output and write it as a serial run
@@ -30,12 +31,14 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import FfvError
-from .restore import FileResult, RestoreConfig, faces_line, log_skipped, plan_outputs
+from .batch import Finished, Job, run_job, run_plan, settle_before_run
+from .config import RestoreConfig
+from .restore import FileResult
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,10 @@ class RayFileResult(FileResult):
     before dispatch, or never ran)."""
 
     node: str | None = None
+
+    def where(self) -> str:
+        """`` on HOST``: the node that processed the clip, as its log line ends."""
+        return f" on {self.node}"
 
 
 _ADDRESS_RE = re.compile(r"^(auto|local|ray://\S+|[A-Za-z0-9_.\-]+:\d{1,5})$")
@@ -150,40 +157,22 @@ def _progress_reporter(board, index: int) -> Callable[[int, int, int | None], No
 
 def restore_clip(src: str, dst: str, config: RestoreConfig, overwrite: bool = False, index: int = 0,
                  board=None) -> _Outcome:
-    """One clip, as a Ray task runs it: :func:`restore.restore_output` with this worker's model.
+    """One clip, as a Ray task runs it: ``batch.run_job`` with this worker's model.
 
     Claims ``dst`` and writes it atomically, as a serial run does (skipped when it exists, or when
     another run holds it). Failures of the clip become a "failed" result (never an exception, so
     Ray does not retry them); a model that cannot be loaded becomes ``fatal``. Runs without Ray
     too (``node`` is then this host).
     """
-    from .restore import restore_output
+    from .batch import ModelUnavailable
 
-    src_path, dst_path = Path(src), Path(dst)
-    node = socket.gethostname()
-    fatal: list[FfvError] = []
-
-    def get_restorer():
-        try:
-            return _worker_restorer(config)
-        except FfvError as exc:
-            fatal.append(exc)
-            raise
-
+    job = Job(index, Path(src), Path(dst), src)
     try:
-        res = restore_output(src_path, dst_path, config, overwrite=overwrite, get_restorer=get_restorer,
-                             progress=_progress_reporter(board, index))
-    except FfvError as exc:
-        if fatal:
-            return _Outcome(fatal=(fatal[0].path, fatal[0].reason))
-        return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node, error=str(exc)))
-    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a folder run
-        log.debug("%s: unexpected error", src, exc_info=True)
-        return _Outcome(RayFileResult(src_path, dst_path, status="failed", node=node,
-                                      error=f"{src_path}: {type(exc).__name__}: {exc}"))
-    return _Outcome(RayFileResult(src_path, dst_path, res.frames, res.faces, res.seconds, res.fps, res.status,
-                                  res.error, faces_left_alone=res.faces_left_alone, faces_refused=res.faces_refused,
-                                  node=node))
+        res = run_job(job, config, overwrite=overwrite, get_restorer=lambda: _worker_restorer(config),
+                      progress=_progress_reporter(board, index))
+    except ModelUnavailable as exc:
+        return _Outcome(fatal=(exc.error.path, exc.error.reason))
+    return _Outcome(RayFileResult(**{f.name: getattr(res, f.name) for f in fields(res)}, node=socket.gethostname()))
 
 
 class ProgressBoard:
@@ -264,21 +253,6 @@ class _RunBar:
         self._bar.close()
 
 
-def _log_result(tag: str, result: FileResult) -> None:
-    """The per-file log line of the serial run (plus the node)."""
-    node = getattr(result, "node", None)
-    if result.status == "done":
-        log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps) on %s", tag, result.output, result.frames,
-                 faces_line(result.faces, result.faces_left_alone, result.faces_refused),
-                 result.seconds, result.fps, node)
-    elif result.status == "skipped":
-        log_skipped(tag, result)
-    else:
-        reason = result.error or ""
-        prefix = f"{result.input}: "
-        log.error("%s: failed: %s", tag, reason[len(prefix):] if reason.startswith(prefix) else reason)
-
-
 def restore_paths_ray(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike | None = None,
@@ -300,67 +274,54 @@ def restore_paths_ray(
             the model cannot be loaded (the remaining clips are cancelled); the report cannot be
             written. Failures of single clips do not raise.
     """
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from .restore import check_input, check_run, summarize, write_report
-
     import_ray()  # fail with the hint before planning anything
-    started = time.perf_counter()
-    pairs = plan_outputs(inputs, output, recursive=recursive)
-    if not pairs:
-        raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
-    check_run(pairs, config, report)
-    results: list[RayFileResult | None] = [None] * len(pairs)
-    tags = [f"[{i}/{len(pairs)}] {src}" for i, (src, _) in enumerate(pairs, 1)]
-    todo = []
-    for i, (src, dst) in enumerate(pairs):  # the serial run's checks, before any worker starts
-        if dst.exists() and not overwrite:
-            results[i] = RayFileResult(src, dst, status="skipped")
-            continue
-        try:
-            check_input(src)
-        except FfvError as exc:
-            results[i] = RayFileResult(src, dst, status="failed", error=str(exc))
-            continue
-        todo.append(i)
+    execute = RayExecutor(config, overwrite=overwrite, quiet=quiet, ray_config=ray_config)
+    return run_plan(inputs, output, config, execute, recursive=recursive, report=report, quiet=quiet)
 
-    with contextlib.nullcontext() if quiet else logging_redirect_tqdm():
-        for i, result in enumerate(results):
-            if result is not None:
-                _log_result(tags[i], result)
+
+class RayExecutor:
+    """A ``batch.Executor`` that runs each clip as a Ray task: what needs no model is settled here
+    first (``batch.settle_before_run``), then Ray starts (or is joined) only if a clip remains."""
+
+    def __init__(self, config: RestoreConfig, *, overwrite: bool = False, quiet: bool = False,
+                 ray_config: RayConfig = RayConfig()) -> None:
+        self.config = config
+        self.overwrite = overwrite
+        self.quiet = quiet
+        self.ray_config = ray_config
+
+    def __call__(self, jobs: Sequence[Job], finished: Finished) -> None:
+        todo = []
+        for job in jobs:  # the serial run's checks, before any worker starts
+            result = settle_before_run(job, self.overwrite, RayFileResult)
+            if result is None:
+                todo.append(job)
+            else:
+                finished(job, result)
         if todo:
-            with ray_session(ray_config) as ray:
-                _run_tasks(ray, pairs, todo, results, tags, config, overwrite, quiet, ray_config)
-    seconds = time.perf_counter() - started
-    final = [r for r in results if r is not None]
-    s = summarize(final, seconds)
-    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
-             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
-             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
-    if report is not None:
-        write_report(Path(report), final, config, seconds)
-    return final
+            with ray_session(self.ray_config) as ray:
+                _run_tasks(ray, todo, finished, self.config, self.overwrite, self.quiet, self.ray_config)
 
 
-def _run_tasks(ray, pairs, todo: list[int], results: list, tags: list[str], config: RestoreConfig,
+def _run_tasks(ray, jobs: Sequence[Job], finished: Finished, config: RestoreConfig,
                overwrite: bool, quiet: bool, ray_config: RayConfig) -> None:
-    """Submit one task per clip in ``todo``, fill ``results`` as they finish, drive the bar."""
+    """Submit one task per job, hand each result to ``finished`` as it comes, drive the bar."""
     board = ray.remote(num_cpus=0)(ProgressBoard).remote()
     task = ray.remote(restore_clip).options(num_cpus=ray_config.cpus_per_clip, max_retries=ray_config.max_retries,
                                             retry_exceptions=False)
     # Workers do not run in the caller's folder: every path they get is absolute.
     if config.model_path is not None:
         config = dataclasses.replace(config, model_path=os.path.abspath(config.model_path))
-    refs = {task.remote(os.path.abspath(pairs[i][0]), os.path.abspath(pairs[i][1]), config, overwrite, i, board): i
-            for i in todo}
-    bar = _RunBar(len(todo), disable=quiet)
+    refs = {task.remote(os.path.abspath(job.src), os.path.abspath(job.dst), config, overwrite, job.index, board): job
+            for job in jobs}
+    bar = _RunBar(len(jobs), disable=quiet)
     done = 0
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=_PROGRESS_EVERY)
             for ref in ready:
-                i = refs.pop(ref)
-                src, dst = pairs[i]
+                job = refs.pop(ref)
+                src, dst = job.src, job.dst
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the worker or node died more than max_retries times
@@ -374,10 +335,9 @@ def _run_tasks(ray, pairs, todo: list[int], results: list, tags: list[str], conf
                 if outcome.result.error:
                     outcome.result.error = outcome.result.error.replace(os.path.abspath(src), str(src)) \
                         .replace(os.path.abspath(dst), str(dst))
-                results[i] = outcome.result
                 done += 1
-                bar.finish(i, outcome.result.frames)
-                _log_result(tags[i], outcome.result)
+                bar.finish(job.index, outcome.result.frames)
+                finished(job, outcome.result)
             with contextlib.suppress(ray.exceptions.RayError):
                 bar.update(ray.get(board.snapshot.remote(), timeout=5), done)
     finally:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .degradations import KINDS, DegradationConfig, degrade_kind
+from .pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def denoise(img: np.ndarray) -> np.ndarray:
     are hardly touched."""
     sigma255 = 255.0 * estimate_noise_sigma(img)
     h = float(np.clip(sigma255, 2.0, 20.0))
-    u8 = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    u8 = to_uint8(img)
     out = cv2.fastNlMeansDenoisingColored(u8, None, h, h, 5, 15)
     return out.astype(np.float32) / np.float32(255.0)
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .degradations import KINDS, DegradationConfig, training_damage
 from .evaluation import per_image_psnr
+from .outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +183,8 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     log.info("scoring the generator on %d damaged faces from %s", config.samples, data_dir)
     report = fit_gate(generator, gate_data(generator, crops, config), config)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.stem + ".tmp.keras")
-    generator.save(tmp)
-    if tflite:
-        tmp_lite = export_tflite(generator, output.with_name(output.stem + ".tmp.tflite"))
-        os.replace(tmp_lite, output.with_suffix(".tflite"))
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        generator.save(tmp)
+        if tflite:
+            export_tflite(generator, output.with_suffix(".tflite"))
     return output, report

@@ -3,7 +3,8 @@
 The generator ships twice: ``ffv_generator.keras`` (what training writes and fine-tuning loads) and
 ``ffv_generator.tflite``, the same weights converted for the LiteRT runtime. ``ffv restore`` uses the
 ``.tflite`` file by default: LiteRT's XNNPACK kernels are as fast as TensorFlow's on these small
-convolutions, its outputs match the Keras model's to 1e-6, and it loads in a fraction of a second,
+convolutions, its outputs match the Keras model's within 1e-4 per pixel (the tolerance
+``tests/test_model.py`` checks), and it loads in a fraction of a second,
 where importing TensorFlow alone takes several (most of a short clip's run time).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FfvError, read_head
+from .outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,8 @@ class LiteRestorer:
 
     Same contract as :class:`Restorer`, but nothing is padded: ``batch_size`` crops go through
     the interpreter at a time and the rest of a call one by one, through a second, batch-1
-    interpreter. (On these small convolutions XNNPACK is as fast per crop at batch 1 as at 8 or
-    16, so padding a call of 11 crops to 16 would waste a third of the work.) ``threads``: XNNPACK
+    interpreter, so that no work is spent on padding. A crop comes out the same whatever the
+    batch (``tests/test_restore.py``). ``threads``: XNNPACK
     threads, default one per core. Not thread-safe: one per thread.
     """
 
@@ -140,6 +142,16 @@ class LiteRestorer:
         return out
 
 
+def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """Per crop, whether the generator's gate left it alone: bool (N,).
+
+    The gate says "leave this face alone" by returning its crop bit-identical; this is the one
+    place that reads it, right after the restorer, so that stabilisation, the review and the
+    paste-back receive it as a flag. ``restored`` and ``crops``: float32 (N, S, S, 3) in [0, 1].
+    """
+    return np.array([np.array_equal(r, c) for r, c in zip(restored, crops)], dtype=bool)
+
+
 def export_tflite(model, path: str | os.PathLike) -> Path:
     """Convert the Keras generator ``model`` to a float32 ``.tflite`` file at ``path`` (atomically)."""
     import tempfile
@@ -153,13 +165,8 @@ def export_tflite(model, path: str | os.PathLike) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         keras.Model(inp, model(inp)).export(tmp, format="tf_saved_model", verbose=False)
         flat = tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part{os.getpid()}")
-    try:
+    with atomic_path(path) as part:
         part.write_bytes(flat)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
     return path
 
 
@@ -197,13 +204,12 @@ def load_generator(path: str | os.PathLike | None = None):
 
 def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int = 8,
                   threads: int | None = None) -> Restorer | LiteRestorer:
-    """A restorer for the generator at ``model_path`` (default: the shipped one): a
-    :class:`LiteRestorer` for ``.tflite`` files (``threads`` XNNPACK threads, default one per
-    core; it runs crops one by one, its fastest way), a :class:`Restorer` for ``.keras`` files
-    (``batch_size`` crops per graph call)."""
+    """A restorer for the generator at ``model_path`` (default: the shipped one), running
+    ``batch_size`` crops per call of the model: a :class:`LiteRestorer` for ``.tflite`` files
+    (``threads`` XNNPACK threads, default one per core), a :class:`Restorer` for ``.keras`` files."""
     path = check_model_file(model_path)
     if path.suffix.lower() == ".tflite":
-        restorer = LiteRestorer(path, threads=threads)
+        restorer = LiteRestorer(path, batch_size=batch_size, threads=threads)
         log.debug("loaded generator %s (%d px crops, LiteRT)", path, restorer.crop_size)
         return restorer
     model = load_generator(path)

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import FfvError
@@ -49,7 +50,8 @@ def new_token() -> str:
 
 
 def _stale_temporaries(dst: Path) -> list[Path]:
-    """Temporaries of ``dst``, including the fixed names that earlier versions of ffv used."""
+    """Temporaries of ``dst``: this module's names, and the fixed names (``.<stem>.ffv-tmp.mp4``,
+    ``.<stem>.ffv-ray-*``) that ffv 0.1 wrote before output claiming, so that they are cleaned too."""
     name, stem = glob.escape(dst.name), glob.escape(dst.stem)
     found = set(dst.parent.glob(f".{name}{_TMP_MARKER}*"))
     found |= set(dst.parent.glob(f".{stem}.ffv-ray-*")) | set(dst.parent.glob(f"..{stem}.ffv-ray-*"))
@@ -146,3 +148,29 @@ def os_reason(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on device"
     return (exc.strerror or str(exc)).lower()
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same file on disk, or, when either does
+    not exist yet, the same absolute path."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary beside ``path`` (same suffix) to write the file to; it is renamed onto
+    ``path`` when the block ends without an error and removed otherwise, so that ``path`` is
+    never seen half-written. The folder is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path, new_token(), path.suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -24,7 +24,10 @@ import cv2
 import numpy as np
 
 from .errors import FfvError
-from .restore import Restorer, RestoreConfig, check_input, iter_restored, load_default_restorer
+from .config import RestoreConfig
+from .pipeline import Restorer
+from .restore import iter_restored, load_default_restorer
+from .video_io import check_input
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def annotate_frame(frame: np.ndarray, faces: Sequence, scale: float = 1.0, outco
     """A copy of ``frame`` (uint8 RGB (H, W, 3)) with face boxes, track ids and the 5 landmarks drawn.
 
     ``faces`` are ``tracking.TrackedFace`` values in the original frame's pixels; ``scale`` maps
-    them onto ``frame`` (the upscale factor). ``outcomes`` (``restore.FaceOutcome``, same pixels)
+    them onto ``frame`` (the upscale factor). ``outcomes`` (``pipeline.FaceOutcome``, same pixels)
     colour each face's box by its status (:data:`STATUS_COLOURS`) and name it in the label; faces
     without an outcome (frames not restored) keep the detection colours.
     """

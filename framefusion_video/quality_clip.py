@@ -689,7 +689,7 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, crf: int = 18, pre
 def restore_config_from(options: Mapping[str, str]):
     """A ``restore.RestoreConfig`` from ``field=value`` strings (``strength=0``,
     ``colour_match=false``), each converted to the type of the field's default."""
-    from .restore import RestoreConfig
+    from .config import RestoreConfig
 
     base = RestoreConfig()
     values = {}

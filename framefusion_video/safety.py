@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from . import alignment
+from .pixels import to_unit_float
 
 RESTORED = "restored"
 LEFT_ALONE = "left alone"
@@ -181,7 +182,7 @@ def face_region(frame: np.ndarray, box: tuple[float, float, float, float],
     if longest > max_side:
         size = (max(8, round((x1 - x0) * max_side / longest)), max(8, round((y1 - y0) * max_side / longest)))
         region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-    region = region.astype(np.float32) * np.float32(1.0 / 255.0)
+    region = to_unit_float(region)
     return region, _ellipse_weights(region.shape[0], region.shape[1])
 
 

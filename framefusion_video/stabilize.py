@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .pixels import to_unit_float
+
 log = logging.getLogger(__name__)
 
 #: DIS presets by name, for :class:`StabilizeConfig.flow_preset`.
@@ -117,7 +119,7 @@ def to_grey(crop: np.ndarray) -> np.ndarray:
     """float32 (S, S) in [0, 1] from an RGB crop, float in [0, 1] or uint8 in [0, 255]."""
     crop = np.asarray(crop)
     if crop.dtype == np.uint8:
-        return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
+        return to_unit_float(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
     return cv2.cvtColor(crop.astype(np.float32, copy=False), cv2.COLOR_RGB2GRAY)
 
 
@@ -125,7 +127,7 @@ def _as_float(crop: np.ndarray) -> np.ndarray:
     """An RGB crop as float32 in [0, 1] (uint8 crops are scaled as ``restore`` scales them)."""
     crop = np.asarray(crop)
     if crop.dtype == np.uint8:
-        return crop.astype(np.float32) * np.float32(1.0 / 255.0)
+        return to_unit_float(crop)
     return crop.astype(np.float32, copy=False)
 
 
@@ -133,7 +135,7 @@ def crop_flow(prev_grey: np.ndarray, grey: np.ndarray, preset: str = "ultrafast"
     """Flow that brings ``prev_grey`` onto ``grey`` (both float32 (S, S) in [0, 1]).
 
     Returns float32 (S, S, 2) on ``grey``'s grid: ``grey[y, x] ~ prev_grey[y + f[..., 1], x + f[..., 0]]``,
-    i.e. ``warp_crop(prev, f) ~ current`` (the convention of ``temporal.flow``).
+    i.e. ``warp_crop(prev, f) ~ current`` (the convention of ``flicker.flow``).
     """
     a = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
     b = np.clip(prev_grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -177,6 +179,7 @@ def stabilize_crop(
     input_crop: np.ndarray,
     restored: np.ndarray,
     config: StabilizeConfig = StabilizeConfig(),
+    left_alone: bool | None = None,
 ) -> tuple[np.ndarray, TrackState]:
     """One track's output for frame ``index`` and its new state.
 
@@ -185,11 +188,12 @@ def stabilize_crop(
             A state from another frame than ``index - 1``, or of another crop size, is ignored.
         input_crop: the aligned input crop, float32 (S, S, 3) in [0, 1] (or uint8).
         restored: the restorer's output for it, float32 (S, S, 3) in [0, 1].
+        left_alone: whether the generator's gate left the face alone (``restored`` is the input
+            crop); None: read from the crops with ``inference.left_alone``.
 
     Returns:
         ``(output float32 (S, S, 3) in [0, 1], new state)``. The output is ``restored`` itself when
-        there is no usable state or the term is off. A face the restorer left alone (``restored``
-        is the input crop, bit-identical) is not blended with older inputs: its output is the
+        there is no usable state or the term is off. A face the restorer left alone is not blended with older inputs: its output is the
         input crop itself, so the paste-back keeps its original pixels, except that what earlier
         restorations of the track added fades out with the usual weight (a face that stops being
         restored returns to the input without a jump) until it is under half a grey level.
@@ -197,7 +201,10 @@ def stabilize_crop(
     grey = to_grey(input_crop)
     restored = np.asarray(restored, dtype=np.float32)
     original = _as_float(input_crop)
-    left_alone = np.array_equal(restored, original)
+    if left_alone is None:
+        from .inference import left_alone as gate_left_alone
+
+        left_alone = bool(gate_left_alone(restored[None], original[None])[0])
     usable = (config.active and state is not None and state.index == index - 1
               and state.grey.shape == grey.shape and state.output.shape == restored.shape)
     if not usable or (left_alone and state.excess is None):
@@ -223,6 +230,7 @@ def stabilize_tracks(
     input_crops: Sequence[np.ndarray],
     restored: Sequence[np.ndarray],
     config: StabilizeConfig = StabilizeConfig(),
+    left_alone: Sequence[bool] | None = None,
 ) -> tuple[list[np.ndarray], dict[int, TrackState]]:
     """Stabilise the restored crops of one frame.
 
@@ -230,6 +238,8 @@ def stabilize_tracks(
         states: ``{track_id: TrackState}`` returned for the previous frame (``{}`` to start).
         index: this frame's index in the clip.
         track_ids, input_crops, restored: one entry per face of this frame, in the same order.
+        left_alone: per face, whether the generator's gate left it alone (None: read from the
+            crops, see :func:`stabilize_crop`).
 
     Returns:
         ``(outputs, new_states)``: the stabilised crops (same order) and the states of exactly this
@@ -242,10 +252,11 @@ def stabilize_tracks(
     if not config.active:
         return list(restored), {}
     outputs, new_states = [], {}
-    for track_id, inp, out in zip(track_ids, input_crops, restored):
+    flags = [None] * len(restored) if left_alone is None else list(left_alone)
+    for track_id, inp, out, alone in zip(track_ids, input_crops, restored, flags):
         if track_id in new_states:  # two faces with one id: keep the first's history only
             outputs.append(np.asarray(out, dtype=np.float32))
             continue
-        out, new_states[track_id] = stabilize_crop(states.get(track_id), index, inp, out, config)
+        out, new_states[track_id] = stabilize_crop(states.get(track_id), index, inp, out, config, alone)
         outputs.append(out)
     return outputs, new_states

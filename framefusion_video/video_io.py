@@ -159,9 +159,17 @@ def _last_error(stderr: str | bytes) -> str:
     return lines[-1] if lines else "ffmpeg failed without a message"
 
 
-def _check_readable(path: Path) -> None:
-    if not read_head(path, 1, "video file"):
-        raise FfvError(path, "is empty (0 bytes)")
+def check_input(src: Path) -> None:
+    """Raise FfvError for an input that cannot be a video (missing, a folder, unreadable, empty),
+    before ffmpeg is started on it."""
+    if not src.exists():
+        raise FfvError(src, "no such file")
+    if src.is_dir():
+        raise FfvError(src, "is a folder, not a video file")
+    if not os.access(src, os.R_OK):
+        raise FfvError(src, "cannot read the file (permission denied)")
+    if src.stat().st_size == 0:
+        raise FfvError(src, "the file is empty (0 bytes)")
 
 
 _STREAM_RE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
@@ -275,7 +283,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             no video stream, a still image, or a truncated file (as far as demuxing can tell).
     """
     path = Path(path)
-    _check_readable(path)
+    check_input(path)
     dump = _run(["-i", str(path)], path)  # exits 1 ("no output file") even when all is well
     text = dump.stderr.decode("utf-8", "replace")
     facts = _parse_dump(text)

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 
 
 def main() -> None:
+    import framefusion_video.batch as batch
     import framefusion_video.restore as restore
+    from framefusion_video.pipeline import RestoredFrame
     from framefusion_video.cli import main as ffv
     from framefusion_video.video_io import read_frames
 
@@ -30,9 +32,9 @@ def main() -> None:
     def frames_unchanged(src, info, restorer, config, *, detector=None, select=None) -> Iterator:
         for index, frame in enumerate(read_frames(src, info)):
             time.sleep(delay)
-            yield restore.RestoredFrame(index, frame, frame)
+            yield RestoredFrame(index, frame, frame)
 
-    restore.load_default_restorer = lambda config: PassThrough()
+    batch.load_default_restorer = lambda config: PassThrough()
     restore.iter_restored = frames_unchanged
     ffv(args=sys.argv[1:], prog_name="ffv")
 

@@ -38,11 +38,11 @@ def test_all_is_exactly_the_public_api():
 
 
 def test_public_names_are_the_library_objects():
-    from framefusion_video import errors, restore
+    from framefusion_video import batch, config, errors, restore
 
     assert FfvError is errors.FfvError
     assert (RestoreConfig, FileResult, restore_video, restore_paths) == (
-        restore.RestoreConfig, restore.FileResult, restore.restore_video, restore.restore_paths)
+        config.RestoreConfig, restore.FileResult, restore.restore_video, batch.restore_paths)
 
 
 def test_unknown_names_raise_attribute_error():

@@ -32,11 +32,11 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def fake_model(monkeypatch) -> FakeRestorer:
     """Make every command use a fake restorer instead of loading the shipped model."""
+    import framefusion_video.batch as batch_module
     import framefusion_video.preview as preview_module
-    import framefusion_video.restore as restore_module
 
     restorer = FakeRestorer()
-    monkeypatch.setattr(restore_module, "load_default_restorer", lambda config: restorer)
+    monkeypatch.setattr(batch_module, "load_default_restorer", lambda config: restorer)
     monkeypatch.setattr(preview_module, "load_default_restorer", lambda config: restorer)
     return restorer
 
@@ -176,13 +176,13 @@ def test_report_and_summary_count_restored_left_alone_and_refused(clips, tmp_pat
 
 
 def test_report_counts_faces_the_gate_left_alone(clips, tmp_path, monkeypatch):
-    import framefusion_video.restore as restore_module
+    import framefusion_video.batch as batch_module
 
     class Gate(FakeRestorer):  # returns every face unchanged, as the generator's gate does
         def restore(self, crops):
             return crops.copy()
 
-    monkeypatch.setattr(restore_module, "load_default_restorer", lambda config: Gate())
+    monkeypatch.setattr(batch_module, "load_default_restorer", lambda config: Gate())
     report = tmp_path / "r.json"
     assert run("restore", str(clips["face"]), "-o", str(tmp_path / "a.mp4"), "--report", str(report)).exit_code == 0
     entry = json.loads(report.read_text())["files"][0]
@@ -263,7 +263,8 @@ def test_every_registered_command_loads_and_has_help(name):
 def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import framefusion_video.restore as restore_module
+    import framefusion_video.batch as batch_module
+    import framefusion_video.config as config_module
     from framefusion_video.cli import main
 
     seen = {}
@@ -272,7 +273,7 @@ def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
         seen["config"] = config
         return []
 
-    monkeypatch.setattr(restore_module, "restore_paths", fake_restore_paths)
+    monkeypatch.setattr(batch_module, "restore_paths", fake_restore_paths)
     clip = tmp_path / "c.mp4"
     clip.write_bytes(b"x")
     assert CliRunner().invoke(main, ["restore", str(clip), "--fast", "--crf", "30"]).exit_code == 0
@@ -281,4 +282,4 @@ def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
     assert CliRunner().invoke(main, ["restore", str(clip), "--quality"]).exit_code == 0
     assert (seen["config"].detect_every, seen["config"].preset) == (1, "medium")
     assert CliRunner().invoke(main, ["restore", str(clip)]).exit_code == 0
-    assert seen["config"] == restore_module.RestoreConfig()
+    assert seen["config"] == config_module.RestoreConfig()

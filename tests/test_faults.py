@@ -25,7 +25,8 @@ from click.testing import CliRunner
 from framefusion_video.cli import main
 from framefusion_video.errors import FfvError
 from framefusion_video.outputs import OutputBusy, claim_output, lock_path
-from framefusion_video.restore import RestoredFrame, plan_outputs
+from framefusion_video.batch import Job, plan_outputs
+from framefusion_video.pipeline import RestoredFrame
 from framefusion_video.video_io import VideoWriter, probe, read_frames
 
 from media import ffmpeg, make_clip, short_copy
@@ -309,6 +310,7 @@ def test_after_kill_9_the_next_run_removes_the_leftovers_and_completes(tmp_path)
 @pytest.fixture
 def pass_through(monkeypatch):
     """In-process runs with the pass-through pipeline of slow_ffv.py (no MediaPipe, no model)."""
+    import framefusion_video.batch as batch
     import framefusion_video.restore as restore
 
     class PassThrough:
@@ -321,7 +323,7 @@ def pass_through(monkeypatch):
         for index, frame in enumerate(read_frames(src, info)):
             yield RestoredFrame(index, frame, frame)
 
-    monkeypatch.setattr(restore, "load_default_restorer", lambda config: PassThrough())
+    monkeypatch.setattr(batch, "load_default_restorer", lambda config: PassThrough())
     monkeypatch.setattr(restore, "iter_restored", frames_unchanged)
 
 
@@ -445,7 +447,7 @@ def test_ray_workers_get_absolute_paths(tmp_path, monkeypatch):
     import types
 
     import framefusion_video.distributed as distributed
-    from framefusion_video.restore import RestoreConfig
+    from framefusion_video.config import RestoreConfig
 
     seen: list[tuple] = []
 
@@ -477,10 +479,10 @@ def test_ray_workers_get_absolute_paths(tmp_path, monkeypatch):
     make_clip(tmp_path / "in" / "a.mp4", (64, 48), 10, 10.0)
     (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 stand-in")
     monkeypatch.chdir(tmp_path)
-    pairs = plan_outputs(["in"], "out")
-    results = [None]
-    distributed._run_tasks(fake_ray, pairs, [0], results, ["[1/1] in/a.mp4"], RestoreConfig(model_path="m.keras"),
-                           False, True, distributed.RayConfig())
+    [(src, dst)] = plan_outputs(["in"], "out")
+    results = []
+    distributed._run_tasks(fake_ray, [Job(0, src, dst, "[1/1] in/a.mp4")], lambda job, result: results.append(result),
+                           RestoreConfig(model_path="m.keras"), False, True, distributed.RayConfig())
     [(src, dst, config, *_)] = seen
     assert src == str(tmp_path / "in" / "a.mp4") and dst == str(tmp_path / "out" / "a.mp4")
     assert config.model_path == str(tmp_path / "m.keras")

@@ -26,7 +26,8 @@ from click.testing import CliRunner
 from framefusion_video.cli import main
 from framefusion_video.distributed import RAY_HINT, RayConfig, parse_ray_address, restore_paths_ray
 from framefusion_video.errors import FfvError
-from framefusion_video.restore import RestoreConfig, restore_paths
+from framefusion_video.batch import restore_paths
+from framefusion_video.config import RestoreConfig
 
 from media import make_clip
 

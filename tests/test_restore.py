@@ -1,4 +1,4 @@
-"""Tests of restore.py: the per-frame pipeline, output planning, one clip and folder runs.
+"""Tests of the per-frame pipeline (pipeline.py), one clip (restore.py), output planning and folder runs (batch.py).
 
 A fake restorer (it inverts the crops, which colour matching cannot undo) stands in for the model,
 so these tests need no TensorFlow; the tests of the pipeline's mechanics turn the safety checks off
@@ -20,15 +20,11 @@ import pytest
 
 from framefusion_video import alignment
 from framefusion_video.errors import FfvError
-from framefusion_video.restore import (
-    FileResult,
-    RestoreConfig,
-    plan_outputs,
-    prefetch,
-    restore_frames,
-    restore_paths,
-    restore_video,
-)
+from framefusion_video.batch import plan_outputs, restore_paths
+from framefusion_video.config import RestoreConfig
+from framefusion_video.pipeline import restore_frames
+from framefusion_video.restore import FileResult, restore_video
+from framefusion_video.threads import prefetch
 
 FPS = 10
 N_FRAMES = 12
@@ -236,6 +232,21 @@ def test_default_restorer_uses_half_the_cores_unless_told():
     auto = load_default_restorer(RestoreConfig())
     assert isinstance(auto, LiteRestorer) and auto.threads == max(1, (os.cpu_count() or 1) // 2)
     assert load_default_restorer(RestoreConfig(model_threads=3)).threads == 3
+
+
+def test_batch_size_reaches_the_lite_restorer_and_does_not_change_its_outputs():
+    """``--batch-size`` sets how many crops go through LiteRT at a time; crops restored in
+    batches come out as they do one by one."""
+    from framefusion_video.inference import LiteRestorer, default_model_path
+    from framefusion_video.restore import load_default_restorer
+
+    if default_model_path().suffix != ".tflite" or not default_model_path().is_file():
+        pytest.skip("shipped .tflite weights not present")
+    batched = load_default_restorer(RestoreConfig(batch_size=4, model_threads=1))
+    assert isinstance(batched, LiteRestorer) and batched.batch_size == 4
+    crops = np.random.default_rng(5).random((6, batched.crop_size, batched.crop_size, 3), dtype=np.float32)
+    single = LiteRestorer(default_model_path(), batch_size=1, threads=1)
+    np.testing.assert_array_equal(batched.restore(crops), single.restore(crops))
 
 
 # --------------------------------------------------------------------------- plan_outputs
@@ -462,10 +473,10 @@ def test_second_run_resumes(folder, tmp_path):
 
 
 def test_model_is_loaded_once_and_only_when_needed(folder, tmp_path, monkeypatch):
-    import framefusion_video.restore as restore_module
+    import framefusion_video.batch as batch_module
 
     loads = []
-    monkeypatch.setattr(restore_module, "load_default_restorer", lambda config: loads.append(1) or FakeRestorer())
+    monkeypatch.setattr(batch_module, "load_default_restorer", lambda config: loads.append(1) or FakeRestorer())
     restore_paths([tmp_path / "missing.mp4"], quiet=True)
     assert loads == []  # nothing to restore: no model
     results = restore_paths([folder], tmp_path / "out", quiet=True)

@@ -57,7 +57,7 @@ def test_landmarks_of_a_face_fit_its_box() -> None:
 def test_landmarks_that_do_not_fit_their_box_are_not_used() -> None:
     points, box = _face()
     mouth_far_away = points.copy()
-    mouth_far_away[4] += (20.0, 90.0)  # the case: a mouth point far outside the box
+    mouth_far_away[4] += (20.0, 90.0)  # a mouth point far outside the box
     assert "outside" in landmark_problem(mouth_far_away, box)
     scattered = points.copy()
     scattered[3] += (-25.0, 10.0)

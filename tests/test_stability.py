@@ -1,7 +1,7 @@
 """Temporal stabilisation: the pure maths of ``stabilize.py``, then the restore pipeline end to end
 (``track_faces`` with a scripted detector -> ``restore_frames``) on tiny synthetic clips.
 
-The metric itself is tested in ``test_temporal.py`` and the tracker in ``test_tracking.py``; here
+The metric itself is tested in ``test_flicker.py`` and the tracker in ``test_tracking.py``; here
 only what the temporal term adds: static faces stop flickering, motion is not smeared, nothing is
 carried across a scene cut, and a face missed by the detector in one frame is still restored.
 """
@@ -14,7 +14,8 @@ import pytest
 
 from framefusion_video import alignment
 from framefusion_video.faces import Face
-from framefusion_video.restore import RestoreConfig, restore_frames
+from framefusion_video.config import RestoreConfig
+from framefusion_video.pipeline import restore_frames
 from framefusion_video.stabilize import (
     StabilizeConfig,
     TrackState,
@@ -25,7 +26,7 @@ from framefusion_video.stabilize import (
     to_grey,
     warp_crop,
 )
-from framefusion_video.temporal import FaceRegion, measure
+from framefusion_video.flicker import FaceRegion, measure
 from framefusion_video.tracking import TrackingConfig, track_faces
 
 S = 64  # crop size of the fake restorers
@@ -311,11 +312,11 @@ def test_face_missed_by_the_detector_in_one_frame_is_still_restored():
 def test_restore_cli_passes_temporal_to_the_config(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import framefusion_video.restore as restore_module
+    import framefusion_video.batch as batch_module
     from framefusion_video.cli import main
 
     seen = []
-    monkeypatch.setattr(restore_module, "restore_paths", lambda inputs, output, config, **kw: seen.append(config) or [])
+    monkeypatch.setattr(batch_module, "restore_paths", lambda inputs, output, config, **kw: seen.append(config) or [])
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")
     result = CliRunner().invoke(main, ["restore", str(clip), "--temporal", "0.3"])

@@ -27,9 +27,9 @@ def eval_video(input: str, restored: str, json_path: Path | None, whole_frame: b
     the same frame size and count (restored at upscale 1).
     """
     from framefusion_video.errors import FfvError
-    from framefusion_video.temporal import TemporalConfig, measure_videos
+    from framefusion_video.flicker import FlickerConfig, measure_videos
 
-    config = TemporalConfig(unrestored_threshold=unrestored_threshold)
+    config = FlickerConfig(unrestored_threshold=unrestored_threshold)
     try:
         report = measure_videos(input, restored, config, faces=not whole_frame)
     except FfvError as exc:

@@ -35,7 +35,7 @@ def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, fra
             max_faces: int, safety: bool) -> None:
     """Write before/after PNGs of INPUT, face close-ups and a page (index.html) to OUTPUT."""
     from framefusion_video.preview import export_preview
-    from framefusion_video.restore import RestoreConfig
+    from framefusion_video.config import RestoreConfig
 
     if every is not None and frames is not None:
         raise click.UsageError("use either --every or --frames, not both", ctx)

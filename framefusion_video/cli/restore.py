@@ -1,4 +1,4 @@
-"""``ffv restore``: parse options, call :func:`framefusion_video.restore.restore_paths`."""
+"""``ffv restore``: parse options, call :func:`framefusion_video.batch.restore_paths`."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
 
     from click.core import ParameterSource
 
-    from framefusion_video.restore import preset_config, restore_paths
+    from framefusion_video.batch import restore_paths
+    from framefusion_video.config import preset_config
 
     quiet = quiet or bool((ctx.obj or {}).get("quiet"))
     if quiet:

@@ -3,16 +3,16 @@
 For each clip (default: every video in ``../shared/data/videos``), the first ``--seconds`` are cut
 without re-encoding into a temporary folder, restored with
 :func:`framefusion_video.restore.restore_video`, and compared with the cut by
-:func:`framefusion_video.temporal.measure_videos` (flow on the input, face regions from the input's
+:func:`framefusion_video.flicker.measure_videos` (flow on the input, face regions from the input's
 face tracks). Prints a markdown table: clip, frames, warping-error ratio (1 = as stable as the
 input, > 1 = the restoration flickers), the metric's estimate of face frames left unrestored, the
 exact count (faces the detector finds in each input frame that the pipeline did not restore, from
-its own record: :func:`framefusion_video.temporal.restoration_coverage`) with the longest run of
+its own record: :func:`framefusion_video.flicker.restoration_coverage`) with the longest run of
 such frames, and restore seconds.
 
-    .venv/bin/python benchmarks/temporal.py                       # all shared clips
-    .venv/bin/python benchmarks/temporal.py CLIP.mp4 --seconds 2 --model run/generator.keras
-    .venv/bin/python benchmarks/temporal.py CLIP.mp4 --stand-in noisy --temporal 0   # flicker, no fix
+    .venv/bin/python benchmarks/flicker.py                       # all shared clips
+    .venv/bin/python benchmarks/flicker.py CLIP.mp4 --seconds 2 --model run/generator.keras
+    .venv/bin/python benchmarks/flicker.py CLIP.mp4 --stand-in noisy --temporal 0   # flicker, no fix
 
 ``--stand-in noisy`` replaces the model by :class:`NoisyStandIn`, a per-frame restorer that sharpens
 each crop by a random amount and adds independent noise: the flicker per-frame restorers produce,
@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
 
-log = logging.getLogger("benchmarks.temporal")
+log = logging.getLogger("benchmarks.flicker")
 
 
 def cut(src: Path, dst: Path, seconds: float) -> Path:
@@ -80,7 +80,7 @@ class NoisyStandIn:
 def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detector) -> dict:
     """Cut, restore and measure one clip; a dict of the table's columns plus the full report."""
     from framefusion_video.restore import restore_video
-    from framefusion_video.temporal import measure_videos, restoration_coverage
+    from framefusion_video.flicker import measure_videos, restoration_coverage
     from framefusion_video.video_io import probe, read_frames
 
     short = cut(src, workdir / f"{src.stem}_cut{src.suffix}", seconds)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(noisy: random sharpening + per-frame noise, i.e. flicker)")
     parser.add_argument("--temporal", type=float, help="RestoreConfig.temporal (0 = off; default: its default)")
     parser.add_argument("--no-safety", action="store_true", help="RestoreConfig.safety off (landmark checks, refusal)")
-    parser.add_argument("--write", action="store_true", help="replace the section 'temporal' of benchmarks/RESULTS.md "
+    parser.add_argument("--write", action="store_true", help="replace the section 'flicker' of benchmarks/RESULTS.md "
                         "(all shared clips, default options only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from framefusion_video.errors import FfvError
     from framefusion_video.faces import FaceDetector
-    from framefusion_video.restore import RestoreConfig, load_default_restorer
+    from framefusion_video.config import RestoreConfig
+    from framefusion_video.restore import load_default_restorer
 
     clips = args.clips or sorted(p for p in SHARED_VIDEOS.glob("*") if p.is_file())
     if not clips:
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", exc)
             return 2
     rows = []
-    with tempfile.TemporaryDirectory(prefix="ffv-temporal-") as tmp, FaceDetector() as detector:
+    with tempfile.TemporaryDirectory(prefix="ffv-flicker-") as tmp, FaceDetector() as detector:
         for clip in clips:
             log.info("%s ...", clip.name)
             try:
@@ -177,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.clips or args.model or args.stand_in or args.temporal is not None or args.no_safety:
             log.error("--write records the default run only: all shared clips, default options")
             return 2
-        common.write_section("temporal", f"### Flicker of every shared clip, default options\n\n{common.today()}; "
-                             f"{common.machine()}\n\n`python benchmarks/temporal.py --seconds {args.seconds:g} "
+        common.write_section("flicker", f"### Flicker of every shared clip, default options\n\n{common.today()}; "
+                             f"{common.machine()}\n\n`python benchmarks/flicker.py --seconds {args.seconds:g} "
                              f"--write`\n\n{table}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

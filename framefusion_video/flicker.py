@@ -47,7 +47,7 @@ Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
-class TemporalConfig:
+class FlickerConfig:
     """Options of :func:`measure`.
 
     Attributes:
@@ -220,8 +220,8 @@ class CoverageReport:
     Attributes:
         face_frames: frames with at least one visible face.
         missed_frames: those of them where a visible face had no restored face over it.
-        longest_miss: the longest run of consecutive frames with a missed face (the issue allows
-            at most 2 for a face that is detected in the frames around).
+        longest_miss: the longest run of consecutive frames with a missed face (a face detected
+            in the frames around should miss at most 2).
     """
 
     face_frames: int
@@ -353,7 +353,7 @@ def measure(
     input_frames: Iterable[np.ndarray],
     restored_frames: Iterable[np.ndarray],
     face_regions: Iterable[Sequence[FaceRegion]] | None = None,
-    config: TemporalConfig = TemporalConfig(),
+    config: FlickerConfig = FlickerConfig(),
 ) -> TemporalReport:
     """Warping-error ratio of ``restored_frames`` against ``input_frames``, streamed in lock-step.
 
@@ -362,7 +362,7 @@ def measure(
         face_regions: per input frame, the :class:`FaceRegion` list of its faces; the error is then
             measured inside the (enlarged) face boxes of frame ``t`` for each pair (t-1, t), overall
             and per track, and unrestored faces are counted. None = whole frames, no face results.
-        config: see :class:`TemporalConfig`.
+        config: see :class:`FlickerConfig`.
 
     Raises:
         ValueError: the streams differ in frame size or in length (callers with files turn this
@@ -406,12 +406,12 @@ def measure(
             track.input_error /= track.pixels
         else:
             track.restored_error = track.input_error = None
-    log.debug("temporal: %d frames, %d pairs, ratio %s", report.frames, report.pairs, report.ratio)
+    log.debug("flicker: %d frames, %d pairs, ratio %s", report.frames, report.pairs, report.ratio)
     return report
 
 
 def _measure_pair(report: TemporalReport, sums: list[float], prev_in, inp, prev_out, out,
-                  regions: Sequence[FaceRegion] | None, cfg: TemporalConfig) -> None:
+                  regions: Sequence[FaceRegion] | None, cfg: FlickerConfig) -> None:
     """Add one pair's warping errors (flow, mask and regions from the input) to the report."""
     f_bw = flow(prev_in, inp, cfg.flow_max_side)   # on inp's grid, towards prev_in
     f_fw = flow(inp, prev_in, cfg.flow_max_side)   # on prev_in's grid, towards inp
@@ -441,7 +441,7 @@ def _measure_pair(report: TemporalReport, sums: list[float], prev_in, inp, prev_
 
 
 def _count_unrestored(report: TemporalReport, inp: np.ndarray, out: np.ndarray,
-                      regions: Sequence[FaceRegion], cfg: TemporalConfig) -> None:
+                      regions: Sequence[FaceRegion], cfg: FlickerConfig) -> None:
     """Update the per-track frame counts and the unrestored counts of one frame."""
     shape = inp.shape[:2]
     diff = _abs_diff(out, inp)
@@ -478,7 +478,7 @@ def regions_from_tracked(faces: Iterable) -> list[FaceRegion]:
 def measure_videos(
     input_path: str | os.PathLike,
     restored_path: str | os.PathLike,
-    config: TemporalConfig = TemporalConfig(),
+    config: FlickerConfig = FlickerConfig(),
     *,
     faces: bool = True,
     detector=None,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from framefusion_video import temporal
+from framefusion_video import flicker
 from framefusion_video.cli.eval_video import eval_video
 from framefusion_video.errors import FfvError
-from framefusion_video.temporal import FaceRegion, TemporalConfig
+from framefusion_video.flicker import FaceRegion, FlickerConfig
 
 from media import ffmpeg, make_clip, short_copy
 
@@ -49,22 +49,22 @@ def noisy_input(texture) -> list[np.ndarray]:
 
 def test_flow_finds_the_shift_and_warp_recovers_the_frame(texture):
     prev, cur = pan(texture, 2)
-    f = temporal.flow(prev, cur)
+    f = flicker.flow(prev, cur)
     assert f.shape == (*cur.shape[:2], 2) and f.dtype == np.float32
     inner = (slice(10, -10), slice(10, -10))
     assert np.median(f[inner][..., 0]) == pytest.approx(SHIFT[0], abs=0.3)
     assert np.median(f[inner][..., 1]) == pytest.approx(SHIFT[1], abs=0.3)
     # With the exact flow, the backward warp of prev is cur, away from the border it samples past.
     exact = np.broadcast_to(np.float32(SHIFT), f.shape).copy()
-    recovered = temporal.warp(prev, exact)
+    recovered = flicker.warp(prev, exact)
     assert np.array_equal(recovered[:-SHIFT[1], :-SHIFT[0]], cur[:-SHIFT[1], :-SHIFT[0]])
     assert not np.array_equal(prev, cur)
 
 
 def test_flow_on_a_downscaled_copy_is_rescaled(texture):
     prev, cur = pan(texture, 2)
-    full = temporal.flow(prev, cur, max_side=640)
-    small = temporal.flow(prev, cur, max_side=80)  # computed at half size
+    full = flicker.flow(prev, cur, max_side=640)
+    small = flicker.flow(prev, cur, max_side=80)  # computed at half size
     assert small.shape == full.shape
     assert np.median(small[..., 0]) == pytest.approx(SHIFT[0], abs=0.5)
 
@@ -73,13 +73,13 @@ def test_occlusion_mask_rejects_inconsistent_flow():
     h, w = 40, 50
     fw = np.broadcast_to(np.float32([3, -2]), (h, w, 2)).copy()
     bw = -fw
-    mask = temporal.occlusion_mask(fw, bw)
+    mask = flicker.occlusion_mask(fw, bw)
     assert mask.dtype == bool and mask.shape == (h, w)
     assert mask[5:-5, 5:-5].all()
     assert not mask[:, -3:].any() and not mask[:2, :].any()  # lands outside the frame
     bad = bw.copy()
     bad[10:20, 10:20] = [4, 4]  # the flow back from there does not return
-    mask_bad = temporal.occlusion_mask(fw, bad)
+    mask_bad = flicker.occlusion_mask(fw, bad)
     assert not mask_bad[12:22, 7:17].any()  # the pixels (x, y) whose match (x + 3, y - 2) is in the block
     assert mask_bad[12:22, 17:27].all() and mask_bad[22:32, 7:17].all()
     assert mask_bad[25:35, 30:40].all()
@@ -88,17 +88,17 @@ def test_occlusion_mask_rejects_inconsistent_flow():
 def test_warping_error_is_zero_for_exact_motion_and_counts_only_valid_pixels(texture):
     prev, cur = pan(texture, 2)
     f = np.broadcast_to(np.float32(SHIFT), (*cur.shape[:2], 2)).copy()
-    mask = temporal.occlusion_mask(f, -f)
-    assert temporal.warping_error(prev, cur, f, mask) == 0.0
-    assert temporal.warping_error(prev, cur, np.zeros_like(f), mask) > 1.0
+    mask = flicker.occlusion_mask(f, -f)
+    assert flicker.warping_error(prev, cur, f, mask) == 0.0
+    assert flicker.warping_error(prev, cur, np.zeros_like(f), mask) > 1.0
     region = np.zeros(mask.shape, bool)
-    assert math.isnan(temporal.warping_error(prev, cur, f, mask, region))
+    assert math.isnan(flicker.warping_error(prev, cur, f, mask, region))
 
 
 def test_box_mask_scales_and_clips():
-    mask = temporal.box_mask((20, 30), [(10, 5, 20, 15)], scale=1.0)
+    mask = flicker.box_mask((20, 30), [(10, 5, 20, 15)], scale=1.0)
     assert mask.sum() == 100 and mask[5:15, 10:20].all()
-    bigger = temporal.box_mask((20, 30), [(10, 5, 20, 15), (25, 15, 40, 30)], scale=2.0)
+    bigger = flicker.box_mask((20, 30), [(10, 5, 20, 15), (25, 15, 40, 30)], scale=2.0)
     assert bigger[0:20, 5:25].all() and bigger.sum() > mask.sum()
     assert bigger.shape == (20, 30)
 
@@ -107,7 +107,7 @@ def test_box_mask_scales_and_clips():
 
 
 def test_video_against_itself_has_ratio_one(noisy_input):
-    report = temporal.measure(noisy_input, noisy_input)
+    report = flicker.measure(noisy_input, noisy_input)
     assert report.ratio == pytest.approx(1.0)
     assert report.frames == len(noisy_input) and report.pairs == len(noisy_input) - 1
     assert report.input_error > 0 and report.unrestored_fraction is None
@@ -115,7 +115,7 @@ def test_video_against_itself_has_ratio_one(noisy_input):
 
 def test_per_frame_noise_raises_the_ratio(noisy_input):
     restored = add_noise(noisy_input, 10.0, np.random.default_rng(2))
-    assert temporal.measure(noisy_input, restored).ratio > 1.3
+    assert flicker.measure(noisy_input, restored).ratio > 1.3
 
 
 def test_temporal_smoothing_lowers_the_ratio(noisy_input):
@@ -124,20 +124,20 @@ def test_temporal_smoothing_lowers_the_ratio(noisy_input):
     smoothed = [noisy_input[0]] + [
         ((cur.astype(np.float32) + np.roll(prev, (-dy, -dx), (0, 1))) / 2).round().astype(np.uint8)
         for prev, cur in zip(noisy_input, noisy_input[1:])]
-    assert temporal.measure(noisy_input, smoothed).ratio < 0.8
+    assert flicker.measure(noisy_input, smoothed).ratio < 0.8
 
 
 def test_face_regions_give_per_track_ratios_and_unrestored_faces(noisy_input):
     rng = np.random.default_rng(3)
-    still, flicker = (10, 10, 60, 60), (90, 40, 150, 100)
+    still, flickering = (10, 10, 60, 60), (90, 40, 150, 100)
     restored = []
     for f in noisy_input:
         g = f.copy()
-        x0, y0, x1, y1 = flicker
+        x0, y0, x1, y1 = flickering
         g[y0:y1, x0:x1] = np.clip(g[y0:y1, x0:x1] + rng.normal(0, 12, (y1 - y0, x1 - x0, 3)), 0, 255)
         restored.append(g)
-    regions = [[FaceRegion(0, still), FaceRegion(1, flicker, visible=t != 3)] for t in range(len(noisy_input))]
-    report = temporal.measure(noisy_input, restored, regions, TemporalConfig(box_scale=1.0))
+    regions = [[FaceRegion(0, still), FaceRegion(1, flickering, visible=t != 3)] for t in range(len(noisy_input))]
+    report = flicker.measure(noisy_input, restored, regions, FlickerConfig(box_scale=1.0))
     assert set(report.per_track) == {0, 1}
     assert report.per_track[0].ratio == pytest.approx(1.0)
     assert report.per_track[1].ratio > 1.3
@@ -154,28 +154,28 @@ def test_face_regions_give_per_track_ratios_and_unrestored_faces(noisy_input):
 
 def test_frames_without_faces_are_not_measured(noisy_input):
     regions = [[] for _ in noisy_input]
-    report = temporal.measure(noisy_input, noisy_input, regions)
+    report = flicker.measure(noisy_input, noisy_input, regions)
     assert report.pairs == 0 and report.ratio is None and report.unrestored_fraction is None
 
 
 def test_is_unrestored_uses_the_noise_floor():
-    assert temporal.is_unrestored(face_diff=1.0, noise_floor=0.8, threshold=1.5)
-    assert not temporal.is_unrestored(face_diff=6.0, noise_floor=0.8, threshold=1.5)
-    assert temporal.is_unrestored(face_diff=3.0, noise_floor=2.0, threshold=1.5)
+    assert flicker.is_unrestored(face_diff=1.0, noise_floor=0.8, threshold=1.5)
+    assert not flicker.is_unrestored(face_diff=6.0, noise_floor=0.8, threshold=1.5)
+    assert flicker.is_unrestored(face_diff=3.0, noise_floor=2.0, threshold=1.5)
 
 
 def test_scene_cuts_are_skipped(noisy_input):
     other = [f // 4 for f in noisy_input[:3]]  # a much darker shot
     frames = noisy_input[:4] + other
-    report = temporal.measure(frames, frames)
+    report = flicker.measure(frames, frames)
     assert report.scene_cuts == 1 and report.pairs == len(frames) - 2
 
 
 def test_mismatched_streams_are_errors(noisy_input):
     with pytest.raises(ValueError, match="more frames"):
-        temporal.measure(noisy_input, noisy_input[:-1])
+        flicker.measure(noisy_input, noisy_input[:-1])
     with pytest.raises(ValueError, match="160x120"):
-        temporal.measure(noisy_input, [f[:-2] for f in noisy_input])
+        flicker.measure(noisy_input, [f[:-2] for f in noisy_input])
 
 
 # --------------------------------------------------------------------------- files and CLI
@@ -184,7 +184,7 @@ def test_mismatched_streams_are_errors(noisy_input):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """A 160x120 test pattern clip, a copy with per-frame noise, and a shorter copy."""
-    folder = tmp_path_factory.mktemp("temporal")
+    folder = tmp_path_factory.mktemp("flicker")
     src = make_clip(folder / "src.mp4", size=(160, 120), frames=12, fps=12.0, audio=False)
     noisy = folder / "noisy.mp4"
     ffmpeg("-i", str(src), "-vf", "noise=alls=25:allf=t", "-c:v", "libx264", "-preset", "ultrafast",
@@ -219,7 +219,7 @@ def test_eval_video_cli_rejects_different_frame_counts(clips):
 def test_measure_videos_rejects_a_missing_file(clips, tmp_path):
     src = clips[0]
     with pytest.raises(FfvError, match="no such file"):
-        temporal.measure_videos(src, tmp_path / "missing.mp4", faces=False)
+        flicker.measure_videos(src, tmp_path / "missing.mp4", faces=False)
 
 
 def test_measure_videos_on_real_faces(shared_videos, tmp_path):
@@ -228,7 +228,7 @@ def test_measure_videos_on_real_faces(shared_videos, tmp_path):
 
     clip = short_copy(shared_videos / "closeup_audio-first-stream_410x412.mp4", tmp_path / "c.mp4", 0.5)
     with FaceDetector(FaceDetectorConfig(use_mesh=False, full_range=False)) as detector:
-        report = temporal.measure_videos(clip, clip, detector=detector)
+        report = flicker.measure_videos(clip, clip, detector=detector)
     assert report.per_track, "no face found in the close-up"
     assert report.pairs > 0 and report.ratio == pytest.approx(1.0)
     assert report.face_frames > 0 and report.unrestored_fraction == 1.0
@@ -239,11 +239,11 @@ def test_coverage_counts_visible_faces_left_unrestored_and_the_longest_run():
     near = (12, 11, 62, 59)  # the same face, boxed by another pass of the detector
     visible = [[face], [face, other], [face, other], [face], [], [face], [face]]
     restored = [[near], [near], [near], [], [], [near], [(300, 300, 350, 350)]]
-    report = temporal.restoration_coverage(visible, restored)
+    report = flicker.restoration_coverage(visible, restored)
     # missed: frames 1 and 2 (other), 3 (face), 6 (the restored box is elsewhere)
     assert (report.face_frames, report.missed_frames, report.longest_miss) == (6, 4, 3)
     assert report.missed_fraction == pytest.approx(4 / 6)
-    assert temporal.restoration_coverage([[face]] * 3, [[near]] * 3).missed_frames == 0
-    assert temporal.restoration_coverage([[]], [[]]).missed_fraction is None
+    assert flicker.restoration_coverage([[face]] * 3, [[near]] * 3).missed_frames == 0
+    assert flicker.restoration_coverage([[]], [[]]).missed_fraction is None
     with pytest.raises(ValueError):
-        temporal.restoration_coverage([[face]], [])
+        flicker.restoration_coverage([[face]], [])

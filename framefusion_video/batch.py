@@ -1,0 +1,404 @@
+"""Files and folders of clips: the plan, skipping finished outputs, per-file log lines, the summary
+and the JSON report (:func:`restore_paths`).
+
+:func:`run_plan` owns a run: the plan, the checks before any work, each file's log line, the
+summary and the report. An executor runs the planned clips: :class:`SerialExecutor` one after the
+other in this process, ``distributed.RayExecutor`` as Ray tasks; both settle what needs no model
+first (:func:`settle_before_run`) and restore each clip with :func:`run_job`
+(``restore.restore_output``), so a file that fails is reported and the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RestoreConfig
+from .errors import FfvError
+from .filetypes import is_video_file
+from .outputs import atomic_path, os_reason, same_file
+from .pipeline import Restorer
+from .restore import FileResult, ProgressCallback, load_default_restorer, restore_output
+from .video_io import check_input
+
+log = logging.getLogger(__name__)
+
+#: Suffix of the default output name of a single file, and of the default output folder.
+RESTORED_SUFFIX = "_restored"
+
+
+def _looks_like_folder(path: Path, raw: str) -> bool:
+    return path.is_dir() or raw.endswith((os.sep, "/")) or (not path.exists() and not path.suffix)
+
+
+def _scan_folder(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    """Video files of ``folder`` (sorted), descending into sub-folders when ``recursive``."""
+    found = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for root, dirs, names in walker:
+        root_path = Path(root)
+        # Never descend into the output folder (a previous run's results) or hidden folders.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and not (exclude is not None and same_file(root_path / d, exclude)))
+        stems = {Path(name).stem for name in names if is_video_file(Path(name))}
+        for name in names:
+            path = root_path / name
+            if not (is_video_file(path) and path.is_file()):
+                continue
+            stem = path.stem
+            if stem.endswith(RESTORED_SUFFIX) and stem[:-len(RESTORED_SUFFIX)] in stems:
+                log.info("%s: not an input, the output of an earlier run on %s*", path,
+                         root_path / stem[:-len(RESTORED_SUFFIX)])
+                continue
+            found.append(path)
+    return sorted(found)
+
+
+def plan_outputs(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    *,
+    recursive: bool = False,
+) -> list[tuple[Path, Path]]:
+    """Pair every input video with its output path.
+
+    - A file becomes ``<stem>_restored.mp4`` beside it, or ``output`` itself when a single file is
+      given with ``-o FILE``, or ``output/<stem>_restored.mp4`` when ``output`` is a folder (an
+      existing folder, a name ending with ``/``, a name without an extension, or several inputs).
+    - A folder's video files (by extension) are mirrored under ``output`` (default
+      ``<folder>_restored/``) as ``<relative path>.mp4``; sub-folders only with ``recursive``.
+    - A path that does not exist is kept as a file, so that its run reports it as missing.
+    - ``<stem>_restored.*`` files beside a video ``<stem>.*`` in a scanned folder are earlier
+      single-file outputs, not inputs.
+
+    Raises:
+        FfvError: an output equal to an input, two inputs that would write the same output, or an
+            output suffix ffv cannot write (see ``video_io.OUTPUT_CONTAINERS``).
+    """
+    raw_inputs = [os.fspath(p) for p in inputs]
+    paths = [Path(p) for p in raw_inputs]
+    out_path = None if output is None else Path(output)
+    out_is_folder = out_path is not None and (
+        len(paths) > 1 or any(p.is_dir() for p in paths) or _looks_like_folder(out_path, os.fspath(output))
+    )
+    pairs: list[tuple[Path, Path]] = []
+    for path in paths:
+        if path.is_dir():
+            root = out_path if out_path is not None else path.with_name(path.resolve().name + RESTORED_SUFFIX)
+            if out_path is not None and len([p for p in paths if p.is_dir()]) > 1:
+                root = out_path / path.resolve().name  # several folders: keep them apart
+            files = _scan_folder(path, recursive, exclude=root)
+            if not files:
+                log.warning("%s: no video files found%s", path, "" if recursive else " (--recursive looks in sub-folders)")
+            for f in files:
+                pairs.append((f, root / f.relative_to(path).with_suffix(".mp4")))
+        elif out_path is None:
+            pairs.append((path, path.with_name(path.stem + RESTORED_SUFFIX + ".mp4")))
+        elif out_is_folder:
+            pairs.append((path, out_path / (path.stem + RESTORED_SUFFIX + ".mp4")))
+        else:
+            pairs.append((path, out_path))
+
+    from .video_io import output_container
+
+    sources = [src for src, _ in pairs]
+    seen: dict[str, Path] = {}
+    for src, dst in pairs:
+        output_container(dst)
+        for other in sources:
+            if same_file(other, dst):
+                raise FfvError(dst, "the output would overwrite an input; choose another output")
+        key = os.path.normcase(os.path.abspath(dst))
+        if key in seen:
+            raise FfvError(dst, f"both {seen[key]} and {src} would be written here; rename one or use separate runs")
+        seen[key] = src
+    return pairs
+
+
+def write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
+    """Write the JSON run report atomically (``outputs.atomic_path``)."""
+    from . import __version__
+
+    report = {
+        "ffv_version": __version__,
+        "config": asdict(config),
+        "summary": summarize(results, seconds),
+        "files": [r.to_dict() for r in results],
+    }
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise FfvError(path, f"cannot write the report ({os_reason(exc)})") from exc
+
+
+def _check_folder_can_be_made(folder: Path, what: str) -> None:
+    """Raise FfvError unless ``folder`` is, or can be created as, a writable folder."""
+    existing = folder
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link
+            raise FfvError(folder, f"cannot create the {what} ({existing} is a broken link)")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FfvError(folder, f"cannot create the {what} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FfvError(existing, f"cannot write to the {what} (permission denied)")
+
+
+def check_report_path(path: str | os.PathLike) -> None:
+    """Raise FfvError when a report could not be written at ``path`` (checked before a run)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FfvError(path, "the report path is a folder, expected a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FfvError(path, "cannot write the report (permission denied)")
+    _check_folder_can_be_made(path.parent, "report's folder")
+
+
+def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
+              report: str | os.PathLike | None = None) -> None:
+    """Every option of a run checked before any work starts: the model file, the report path and
+    the output folders. Raises FfvError naming the first problem."""
+    from .inference import check_model_file
+
+    check_model_file(config.model_path)
+    if report is not None:
+        check_report_path(report)
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        _check_folder_can_be_made(folder, "output folder")
+
+
+def faces_line(restored: int, left_alone: int, refused: int) -> str:
+    """``"12 faces restored, 3 left alone, 1 refused"``: the face counts of a summary line
+    (face-frames: a face seen in 25 frames counts 25 times)."""
+    return f"{restored} faces restored, {left_alone} left alone, {refused} refused"
+
+
+def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
+    """The run's totals: files by status, and frames and faces of the files done."""
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    return {"files": len(results), **counts,
+            "frames": sum(r.frames for r in results if r.status == "done"),
+            "faces": sum(r.faces for r in results if r.status == "done"),
+            "faces_left_alone": sum(r.faces_left_alone for r in results if r.status == "done"),
+            "faces_refused": sum(r.faces_refused for r in results if r.status == "done"),
+            "seconds": round(seconds, 3)}
+
+
+class ProgressBar:
+    """A tqdm bar for one file, fed by :data:`ProgressCallback` calls."""
+
+    def __init__(self, name: str, disable: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc=name, unit="frame", disable=disable, leave=False, dynamic_ncols=True)
+
+    def __call__(self, frames: int, faces: int, total: int | None) -> None:
+        """Show ``frames`` of ``total`` done and the faces restored so far."""
+        if total and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
+        self._bar.update(frames - self._bar.n)
+        self._bar.set_postfix(faces=faces, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned clip of a run: its place in the plan, its input and output, and its log tag."""
+
+    index: int
+    src: Path
+    dst: Path
+    tag: str
+
+
+Finished = Callable[[Job, FileResult], None]
+"""Called by an executor with each job's result as soon as it has it (the result is logged and kept)."""
+
+Executor = Callable[[Sequence[Job], Finished], None]
+"""Runs a plan's jobs and hands each result to ``finished``: :class:`SerialExecutor` in this process,
+``distributed.RayExecutor`` as Ray tasks."""
+
+
+def settle_before_run(job: Job, overwrite: bool, result_type: type[FileResult] = FileResult) -> FileResult | None:
+    """The result of a job that needs no restorer, or None for a job to run: "skipped" when its
+    output exists (unless ``overwrite``), "failed" when its input cannot be a video
+    (:func:`video_io.check_input`)."""
+    if job.dst.exists() and not overwrite:
+        return result_type(job.src, job.dst, status="skipped")
+    try:
+        check_input(job.src)
+    except FfvError as exc:
+        return result_type(job.src, job.dst, status="failed", error=str(exc))
+    return None
+
+
+class ModelUnavailable(Exception):
+    """The model could not be loaded: the run stops. Carries the FfvError past a clip's own error
+    handling, which turns every other error into a "failed" result."""
+
+    def __init__(self, error: FfvError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def run_job(job: Job, config: RestoreConfig, *, overwrite: bool, get_restorer: Callable[[], Restorer],
+            progress: ProgressCallback | None = None) -> FileResult:
+    """:func:`restore.restore_output` of one job; a failure of the clip becomes a "failed" result.
+
+    ``get_restorer`` is called only when the clip is restored.
+
+    Raises:
+        ModelUnavailable: ``get_restorer`` raised FfvError; the run cannot go on.
+    """
+    def load() -> Restorer:
+        try:
+            return get_restorer()
+        except FfvError as exc:
+            raise ModelUnavailable(exc) from exc
+
+    try:
+        return restore_output(job.src, job.dst, config, overwrite=overwrite, get_restorer=load, progress=progress)
+    except ModelUnavailable:
+        raise
+    except FfvError as exc:
+        return FileResult(job.src, job.dst, status="failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a folder run
+        log.debug("%s: unexpected error", job.tag, exc_info=True)
+        return FileResult(job.src, job.dst, status="failed", error=f"{job.src}: {type(exc).__name__}: {exc}")
+
+
+def log_result(tag: str, result: FileResult) -> None:
+    """The log line of one file: done (with its counts), skipped (why) or failed (why)."""
+    if result.status == "done":
+        log.info("%s -> %s: %d frames, %s, %.1f s (%.1f fps)%s", tag, result.output, result.frames,
+                 faces_line(result.faces, result.faces_left_alone, result.faces_refused),
+                 result.seconds, result.fps, result.where())
+    elif result.status == "skipped":
+        if result.error:
+            log.warning("%s: skipped, %s", tag, result.error)
+        else:
+            log.info("%s: skipped, %s exists (--overwrite to redo it)", tag, result.output)
+    else:
+        reason, prefix = result.error or "", f"{result.input}: "
+        log.error("%s: failed: %s", tag, reason[len(prefix):] if reason.startswith(prefix) else reason)
+
+
+class SerialExecutor:
+    """Runs a plan's jobs one after the other in this process, with a progress bar per clip.
+
+    The model is loaded once, when the first clip needs it (``restorer``, when given, is used
+    instead); a model that cannot be loaded stops the run (FfvError).
+    """
+
+    def __init__(self, config: RestoreConfig, *, overwrite: bool = False, quiet: bool = False,
+                 restorer: Restorer | None = None) -> None:
+        self.config = config
+        self.overwrite = overwrite
+        self.quiet = quiet
+        self._restorer = restorer
+
+    def _get_restorer(self) -> Restorer:
+        if self._restorer is None:
+            self._restorer = load_default_restorer(self.config)
+        return self._restorer
+
+    def __call__(self, jobs: Sequence[Job], finished: Finished) -> None:
+        for job in jobs:
+            result = settle_before_run(job, self.overwrite)
+            if result is None:
+                bar = ProgressBar(job.src.name, disable=self.quiet)
+                try:
+                    result = run_job(job, self.config, overwrite=self.overwrite, get_restorer=self._get_restorer,
+                                     progress=bar)
+                except ModelUnavailable as exc:
+                    raise exc.error from exc
+                finally:
+                    bar.close()
+            finished(job, result)
+
+
+def run_plan(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None,
+    config: RestoreConfig,
+    execute: Executor,
+    *,
+    recursive: bool = False,
+    report: str | os.PathLike | None = None,
+    quiet: bool = False,
+) -> list[FileResult]:
+    """Plan the outputs of ``inputs``, check the run's options, have ``execute`` run the jobs, and
+    log each file's line and the summary; write the JSON report to ``report`` if given.
+
+    This is the one place that owns a run's plan, checks, log lines, summary and report, whoever
+    executes its clips (:class:`SerialExecutor`, ``distributed.RayExecutor``).
+
+    Raises:
+        FfvError: as :func:`restore_paths`, and what ``execute`` raises.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    started = time.perf_counter()
+    pairs = plan_outputs(inputs, output, recursive=recursive)
+    if not pairs:
+        raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
+    check_run(pairs, config, report)
+    jobs = [Job(i, src, dst, f"[{i + 1}/{len(pairs)}] {src}") for i, (src, dst) in enumerate(pairs)]
+    results: list[FileResult | None] = [None] * len(jobs)
+
+    def finished(job: Job, result: FileResult) -> None:
+        results[job.index] = result
+        log_result(job.tag, result)
+
+    # While bars are shown, console log lines go through tqdm.write so that they do not break them.
+    with contextlib.nullcontext() if quiet else logging_redirect_tqdm():
+        execute(jobs, finished)
+    seconds = time.perf_counter() - started
+    final = [r for r in results if r is not None]
+    s = summarize(final, seconds)
+    log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
+             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
+    if report is not None:
+        write_report(Path(report), final, config, seconds)
+    return final
+
+
+def restore_paths(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    recursive: bool = False,
+    overwrite: bool = False,
+    report: str | os.PathLike | None = None,
+    quiet: bool = False,
+    restorer: Restorer | None = None,
+) -> list[FileResult]:
+    """Restore files and folders (see :func:`plan_outputs` for where outputs go).
+
+    Existing outputs are skipped unless ``overwrite`` (so a stopped run resumes where it stopped);
+    the model is loaded once, and only if some file needs it; a file that fails is reported and the
+    run goes on. Logs one line per file and a summary; writes a JSON report to ``report`` if given.
+
+    Returns:
+        One :class:`FileResult` per planned input, in order.
+
+    Raises:
+        FfvError: the plan itself is impossible (output equal to an input), an option is wrong
+            (model file, report path, output folder: checked before any work), the model cannot
+            be loaded, or the report cannot be written. Failures of single files do not raise.
+    """
+    execute = SerialExecutor(config, overwrite=overwrite, quiet=quiet, restorer=restorer)
+    return run_plan(inputs, output, config, execute, recursive=recursive, report=report, quiet=quiet)

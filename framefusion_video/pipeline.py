@@ -1,0 +1,391 @@
+"""The per-frame pipeline: faces -> aligned crops -> restored crops -> reviewed -> pasted frames.
+
+One frame's work, in order:
+
+1. :func:`frame_crops`: the faces whose landmarks can be trusted are aligned and cut into crops
+   (float32 RGB (S, S, 3) in [0, 1]); the others are refused (:class:`FaceOutcome`).
+2. :func:`restored_crops`: the crops of consecutive frames are gathered into batches for the
+   restorer (:func:`restore_in_batches`) and stabilised per face track (``stabilize.py``); each
+   frame waits as a :class:`PendingFrame` until its crops are back.
+3. :func:`paste_restored` / :func:`finish_frame`: each restored face is reviewed
+   (:func:`review_crops`: left alone, colour-matched, refused by ``safety.py``) and pasted back
+   into the frame (``blending.py``), upscaled first if asked, giving a :class:`RestoredFrame`.
+
+:func:`restore_frames` chains 2 and 3. Any object with a ``crop_size`` (int) and a
+``restore(crops) -> crops`` method can act as the restorer (:class:`Restorer`), so tests can use
+a fake one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from .alignment import estimate_alignment, warp_to_crop
+from .config import RestoreConfig
+from .pixels import to_unit_float
+
+if TYPE_CHECKING:
+    from .blending import BlendConfig
+    from .safety import SafetyConfig
+    from .stabilize import StabilizeConfig
+
+log = logging.getLogger(__name__)
+
+
+class Restorer(Protocol):
+    """What the pipeline needs from a restorer (``inference.Restorer`` or a test fake)."""
+
+    crop_size: int
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        """float32 (N, S, S, 3) in [0, 1] -> the same shape, dtype and range."""
+
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    """What happened to one face of one frame.
+
+    Attributes:
+        box: (x0, y0, x1, y1) in the original frame's pixels.
+        status: one of ``safety.STATUSES``: "restored", "left alone" (the generator's gate returned
+            it unchanged) or "refused" (its landmarks or its restored face failed a safety check).
+        track_id: the face's track, or None.
+        reason: why it was refused, or "".
+    """
+
+    box: tuple[float, float, float, float]
+    status: str
+    track_id: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class RestoredFrame:
+    """One frame out of :func:`restore_frames`.
+
+    Attributes:
+        index: 0-based position in the clip.
+        original: the decoded frame, uint8 RGB (H, W, 3).
+        restored: the output frame, uint8 RGB (H*upscale, W*upscale, 3); ``original`` itself when
+            no face was restored and upscale is 1.
+        faces: the tracked faces of this frame (``tracking.TrackedFace``), in frame pixels.
+        restored_faces: how many of them were restored (0 for frames not selected).
+        restored_boxes: the boxes (x0, y0, x1, y1, frame pixels) of the faces restored, so that
+            callers can check which faces were left alone.
+        outcomes: one :class:`FaceOutcome` per face of a selected frame: restored, left alone or
+            refused.
+    """
+
+    index: int
+    original: np.ndarray
+    restored: np.ndarray
+    faces: list = field(default_factory=list)
+    restored_faces: int = 0
+    restored_boxes: list = field(default_factory=list)
+    outcomes: list[FaceOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        """How many faces of this frame ended with ``status`` (one of ``safety.STATUSES``)."""
+        return sum(o.status == status for o in self.outcomes)
+
+
+@dataclass
+class PendingFrame:
+    """A frame between :func:`frame_crops` and :func:`finish_frame`: cut into crops, waiting for
+    the restorer (crops are batched across frames, so several frames wait at once).
+
+    Attributes:
+        index: 0-based position in the clip.
+        frame: the decoded frame, uint8 RGB (H, W, 3).
+        faces: the frame's tracked faces (``tracking.TrackedFace``).
+        matrices: one frame->crop alignment matrix (float64 (2, 3)) per crop.
+        crops: the aligned crops cut from ``frame``, float32 RGB (S, S, 3) in [0, 1].
+        track_ids: one track id per crop; empty when some face has none (no stabilisation).
+        boxes: one box (x0, y0, x1, y1, frame pixels) per crop: the face it was cut from.
+        refused: the outcomes of the faces whose landmarks were not trusted (no crop).
+    """
+
+    index: int
+    frame: np.ndarray
+    faces: list
+    matrices: list[np.ndarray]
+    crops: list[np.ndarray]
+    track_ids: list[int] = field(default_factory=list)
+    boxes: list = field(default_factory=list)
+    refused: list[FaceOutcome] = field(default_factory=list)
+
+
+def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: SafetyConfig | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
+    """Alignment matrices (float64 (2, 3)), aligned crops (float32 (S, S, 3) in [0, 1]), boxes and
+    track ids of the ``faces`` that can be aligned, and the outcomes of those refused.
+
+    With a ``safety.SafetyConfig`` (enabled), a face whose landmarks do not fit its box is refused
+    rather than aligned on them.
+    """
+    from .safety import REFUSED, landmark_problem
+
+    matrices, crops, boxes, ids, refused = [], [], [], [], []
+    for tracked in faces:
+        landmarks = tracked.face.landmarks
+        box = tuple(float(v) for v in tracked.face.box)
+        track_id = getattr(tracked, "track_id", None)
+        problem = landmark_problem(landmarks, box, safety) if safety is not None and safety.enable else None
+        if problem is not None:
+            log.debug("leaving alone the face at %s: %s", box, problem)
+            refused.append(FaceOutcome(box, REFUSED, track_id, problem))
+            continue
+        try:
+            matrix = estimate_alignment(landmarks, crop_size)
+        except ValueError:  # degenerate landmarks: nothing sensible to restore
+            log.debug("skipping a face with degenerate landmarks: %s", landmarks)
+            continue
+        crop = warp_to_crop(frame, matrix, crop_size)
+        matrices.append(matrix)
+        crops.append(to_unit_float(crop))
+        boxes.append(box)
+        ids.append(track_id)
+    return matrices, crops, boxes, ids, refused
+
+
+def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int
+                       ) -> tuple[list[np.ndarray], list[bool]]:
+    """Run ``restorer.restore`` over ``crops`` in batches of at most ``batch_size``: the restored
+    crops (clipped to [0, 1]) in the same order, and per crop whether the generator's gate left it
+    alone (``inference.left_alone``)."""
+    from .inference import left_alone
+
+    out: list[np.ndarray] = []
+    flags: list[bool] = []
+    for start in range(0, len(crops), batch_size):
+        batch = np.stack(crops[start:start + batch_size]).astype(np.float32, copy=False)
+        restored = np.asarray(restorer.restore(batch), dtype=np.float32)
+        if restored.shape != batch.shape:
+            raise RuntimeError(f"restorer returned shape {restored.shape} for crops of shape {batch.shape}")
+        restored = np.clip(restored, 0.0, 1.0)
+        out.extend(restored)
+        flags.extend(bool(f) for f in left_alone(restored, batch))
+    return out, flags
+
+
+def blend_config(config: RestoreConfig) -> BlendConfig:
+    """The paste-back's options; colours are matched before the safety review, not in the paste."""
+    from .blending import BlendConfig
+
+    return BlendConfig(colour_match=False, strength=config.strength)
+
+
+def safety_config(config: RestoreConfig) -> SafetyConfig:
+    """The safety checks' options of ``config``."""
+    from .safety import SafetyConfig
+
+    return SafetyConfig(enable=config.safety)
+
+
+def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool], *,
+                 colour_match: bool = True, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
+                 plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
+
+    ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
+    crop, whether it is its original as it came (the generator's gate left the face alone, and
+    stabilisation added nothing): its original is kept as it is. Otherwise its colours are matched
+    (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
+    a face that changes more than its estimated damage (``damages``, grey levels, one per face,
+    ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
+    which leaves the frame as it was. ``plausible``: each face's range of lit-face colours for the
+    matching (``blending.scene_plausible_means``); None: ``blending.PLAUSIBLE_FACE_MEANS`` for all.
+    """
+    from .blending import PLAUSIBLE_FACE_MEANS, face_mask, match_colour
+    from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
+
+    out, statuses, reasons = [], [], []
+    for k, (crop, original, alone) in enumerate(zip(restored, originals, left_alone)):
+        if alone:
+            out.append(original)
+            statuses.append(LEFT_ALONE)
+            reasons.append("")
+            continue
+        mask = face_mask(crop.shape[0])
+        if colour_match:
+            crop = match_colour(crop, original, mask, PLAUSIBLE_FACE_MEANS if plausible is None else plausible[k])
+        if safety is not None and safety.enable:
+            weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
+            if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
+                out.append(original)
+                statuses.append(REFUSED)
+                reasons.append("the restored face differs from its input more than its damage explains")
+                continue
+        out.append(crop)
+        statuses.append(RESTORED)
+        reasons.append("")
+    return out, statuses, reasons
+
+
+def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], safety: SafetyConfig,
+             plausible: Sequence[np.ndarray]) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels, dark as its ``plausible`` range says
+    (0 where it is not needed: a face left alone, or the checks off)."""
+    from .safety import estimate_damage, face_region
+
+    if not safety.enable:
+        return [0.0] * len(boxes)
+    return [0.0 if alone else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
+            for box, alone, p in zip(boxes, left_alone, plausible)]
+
+
+def _plausible_means(frame: np.ndarray, boxes: Sequence) -> list[np.ndarray]:
+    """Each face's range of lit-face colours, from the luma of the frame around it."""
+    from .blending import scene_plausible_means, surround_luma
+
+    return [scene_plausible_means(surround_luma(frame, box)) for box in boxes]
+
+
+def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool], config: RestoreConfig,
+                 blending: BlendConfig | None = None) -> RestoredFrame:
+    """Review and paste the restored crops of one pending frame (upscaling it first if asked).
+
+    ``restored`` and ``left_alone``: one entry per crop of ``item``, as :func:`restored_crops`
+    gives them. Only the faces the review keeps as restored are pasted; the others keep the
+    frame's pixels.
+
+    ``blending``: the paste-back's options, :func:`blend_config` of ``config`` when None (pass it
+    to reuse one across frames).
+    """
+    from .blending import paste_faces, scale_matrix, upscale_frame
+    from .safety import RESTORED
+
+    factor = config.upscale
+    base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
+    if not restored:
+        return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
+    safety = safety_config(config)
+    plausible = _plausible_means(item.frame, item.boxes)
+    damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
+    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
+                                            safety=safety, damages=damages, plausible=plausible)
+    ids = item.track_ids or [None] * len(crops)
+    outcomes = [FaceOutcome(box, status, track_id, reason)
+                for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
+    outcomes += item.refused
+    matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
+    pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
+    out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
+                      original_crops=[item.crops[k] for k in pasted])
+    kept = [box for box, status in zip(item.boxes, statuses) if status == RESTORED]
+    return RestoredFrame(item.index, item.frame, out, item.faces, len(kept), kept, outcomes)
+
+
+def stabilize_config(config: RestoreConfig) -> StabilizeConfig:
+    """The temporal term's options of ``config`` (``temporal`` 0 = off)."""
+    from .stabilize import StabilizeConfig
+
+    return StabilizeConfig(enable=config.temporal > 0.0, alpha=config.temporal)
+
+
+def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool],
+               options: StabilizeConfig) -> tuple[list[np.ndarray], list[bool], dict]:
+    """Temporal term on one frame's restored crops: ``(crops, left-alone flags, new track states)``.
+
+    A crop left alone stays so unless stabilisation fades in what earlier restorations of its
+    track added (its state's ``excess`` is then not None).
+    """
+    from .stabilize import stabilize_tracks
+
+    if not item.track_ids:
+        return restored, left_alone, {}
+    out, states = stabilize_tracks(tracks, item.index, item.track_ids, item.crops, restored, options,
+                                   left_alone=left_alone)
+    first = {track_id: k for k, track_id in reversed(list(enumerate(item.track_ids)))}
+    flags = [alone and (first[t] != k or states[t].excess is None)
+             for k, (t, alone) in enumerate(zip(item.track_ids, left_alone))]
+    return out, flags, states
+
+
+def restore_frames(
+    tracked_frames: Iterable[tuple[np.ndarray, list]],
+    restorer: Restorer,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    select: Callable[[int], bool] | None = None,
+) -> Iterator[RestoredFrame]:
+    """Restore the faces of a stream of tracked frames; the pipeline shared by restore and preview.
+
+    Args:
+        tracked_frames: ``(frame uint8 RGB (H, W, 3), [TrackedFace, ...])`` in clip order, as
+            ``tracking.track_faces`` yields them.
+        restorer: anything with ``crop_size`` and ``restore(float32 (N, S, S, 3) in [0, 1])``.
+        config: batch size, strength, upscale, colour matching, temporal stabilisation (per
+            ``track_id``; a new id, e.g. after a scene cut, or a frame gap starts afresh).
+        select: frame index -> whether to restore it (None = all). Unselected frames pass through
+            (upscaled if asked) without calling the restorer.
+
+    Yields:
+        :class:`RestoredFrame` in clip order. Crops are gathered across consecutive frames until
+        ``batch_size`` are waiting, so at most about ``2 * batch_size`` frames are held.
+    """
+    return paste_restored(restored_crops(tracked_frames, restorer, config, select=select), config)
+
+
+def paste_restored(items: Iterable[tuple[PendingFrame, list[np.ndarray], list[bool]]],
+                   config: RestoreConfig = RestoreConfig()) -> Iterator[RestoredFrame]:
+    """The second half of :func:`restore_frames`: paste each ``(frame, restored crops, left-alone
+    flags)`` of :func:`restored_crops` back into its frame."""
+    blending = blend_config(config)
+    for item, restored, left_alone in items:
+        yield finish_frame(item, restored, left_alone, config, blending)
+
+
+def restored_crops(
+    tracked_frames: Iterable[tuple[np.ndarray, list]],
+    restorer: Restorer,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    select: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
+    """The first half of :func:`restore_frames`: align, restore in batches and stabilise.
+
+    Yields ``(frame with its faces and crops, restored crops, left-alone flags)`` in clip order, ready for
+    :func:`finish_frame` (the paste-back), so that the model and the paste-back can run in different threads.
+    """
+    crop_size = int(restorer.crop_size)
+    pending: list[PendingFrame] = []
+    n_crops = 0
+    stabilizing = stabilize_config(config)
+    safety = safety_config(config)
+    tracks: dict = {}  # track id -> stabilize.TrackState of its latest restored frame
+
+    def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
+        nonlocal n_crops, tracks
+        crops = [c for item in pending for c in item.crops]
+        restored, left_alone = restore_in_batches(restorer, crops, config.batch_size) if crops else ([], [])
+        start = 0
+        for item in pending:
+            mine, alone = restored[start:start + len(item.crops)], left_alone[start:start + len(item.crops)]
+            start += len(item.crops)
+            if mine and stabilizing.active:
+                mine, alone, tracks = _stabilize(tracks, item, mine, alone, stabilizing)
+            yield item, mine, alone
+        pending.clear()
+        n_crops = 0
+
+    for index, (frame, faces) in enumerate(tracked_frames):
+        faces = list(faces)
+        if faces and (select is None or select(index)):
+            matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
+        else:
+            matrices, crops, boxes, ids, refused = [], [], [], [], []
+        if not crops and not pending:  # nothing to wait for: pass straight through
+            yield PendingFrame(index, frame, faces, [], [], refused=refused), [], []
+            continue
+        pending.append(PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused))
+        n_crops += len(crops)
+        if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
