@@ -19,14 +19,14 @@ import numpy as np
 
 from .alignment import estimate_alignment, warp_to_crop
 from .errors import FfvError
+from .filetypes import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside or below ``folder``, sorted (a stable order for seeding)."""
+    """Image files (``filetypes.IMAGE_EXTENSIONS``) directly inside or below ``folder``, sorted (a stable
+    order for seeding)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FfvError(folder, "not a folder of images")

@@ -11,7 +11,9 @@ import pytest
 
 from framefusion_video.checkpoints import (export_generator, load_checkpoint, save_checkpoint, save_snapshot,
                                            snapshot_paths)
-from framefusion_video.dataset import BatchSampler
+from framefusion_video.dataset import BatchSampler, list_images
+from framefusion_video.errors import FfvError
+from framefusion_video.filetypes import IMAGE_EXTENSIONS
 from framefusion_video.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.training import TrainConfig, build_gan
 
@@ -29,6 +31,23 @@ def _crops(n: int = 8, size: int = 32) -> np.ndarray:
 
     img = cv2.resize(data.astronaut(), (size * 4, size * 4))
     return np.stack([img[(i % 4) * size:(i % 4 + 1) * size, (i // 4) * size:(i // 4 + 1) * size] for i in range(n)])
+
+
+def test_training_folders_take_the_image_extensions_of_filetypes(tmp_path):
+    # One list of image extensions (filetypes.py) for training, evaluation and ffv degrade.
+    for i, ext in enumerate(IMAGE_EXTENSIONS):  # below the folder too, and in upper case
+        folder = tmp_path / "sub" if i % 2 else tmp_path
+        folder.mkdir(exist_ok=True)
+        (folder / f"face{i}{ext.upper() if i % 3 == 0 else ext}").write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"")
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    found = list_images(tmp_path)
+    assert len(found) == len(IMAGE_EXTENSIONS) and found == sorted(found)
+    assert {p.suffix.lower() for p in found} == set(IMAGE_EXTENSIONS)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "clip.mp4").write_bytes(b"")
+    with pytest.raises(FfvError, match="no images found"):
+        list_images(tmp_path / "empty")
 
 
 def test_batches_are_a_pure_function_of_seed_and_step():
