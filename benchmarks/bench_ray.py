@@ -4,15 +4,15 @@ The first ``--seconds`` of each clip (default: the small clips of ``../shared/da
 without re-encoding into a temporary folder, copied ``--copies`` times, and restored by
 :func:`framefusion_video.distributed.restore_paths_ray` on a local Ray started with ``num_cpus = W``
 for each ``W`` of ``--workers``, plus the serial :func:`batch.restore_paths` as a reference.
-Each Ray run starts with a warm-up (one short clip per worker: the workers' TensorFlow import and
-model load), timed apart, then the folder is restored into a fresh output folder. Prints a markdown
+Each Ray run starts with a warm-up (one short clip per worker: the workers' imports, face detector
+and model load), timed apart, then the folder is restored into a fresh output folder. Prints a markdown
 table: mode, workers, clips, frames, start-up seconds, restore seconds, frames/s, speed-up over 1
 worker.
 
     .venv/bin/python benchmarks/bench_ray.py                         # shared clips, 1 and 2 workers
     .venv/bin/python benchmarks/bench_ray.py --workers 1 2 4 --model run/generator.keras DIR_OR_CLIPS...
 
-Without trained weights (no ``--model``, no shipped ``framefusion_video/weights/ffv_generator.keras``), an
+Without trained weights (no ``--model``, no shipped generator in ``framefusion_video/weights/``), an
 untrained generator of the default architecture is saved to a temporary file: same cost, not the same faces.
 """
 

@@ -37,10 +37,10 @@ _HALF_WIDTH_IN_EYE_DISTANCES = 1.15
 # centred on 0.5) of a well-lit face. Chroma: a little wider than the 1st to 99th percentiles of
 # 244 unseen studio faces (shared/data/faces/frl, aligned crops: Cr 0.532-0.645, Cb 0.435-0.478),
 # to hold the sample's astronaut (0.641, 0.571, 0.427) too. Luma: up to a little above their 99th
-# percentile (0.65), and from 0.40 (their 5th percentile is 0.30, their median 0.54): on the quality
-# clip (benchmarks/RESULTS.md) a lower bound of 0.30 undid the repair of darkened faces whose mean
-# was still above it and kept 1 dB less of it than no matching at all. Outside this range a
-# restorer's move back towards it is taken for a lighting or colour-cast repair and kept.
+# percentile (0.65), and from 0.40 (their 5th percentile is 0.30, their median 0.54): with the
+# lower bound at 0.30, a darkened face whose mean is still above it counts as lit, and its repair
+# is undone. Outside this range a restorer's move back towards it is taken for a lighting or
+# colour-cast repair and kept.
 PLAUSIBLE_FACE_MEANS = np.array([[0.40, 0.68], [0.52, 0.66], [0.42, 0.49]])
 PLAUSIBLE_FACE_MEANS.setflags(write=False)
 
@@ -209,9 +209,9 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     mask-weighted mean is :func:`colour_targets`' : the original's, except where the original's
     colours lie outside the ``plausible`` range and the restorer moved them back towards it (a
     lighting or colour-cast repair, which is kept). Spreads are left as restored: the original's
-    is its damage (noise makes it larger, blur smaller), and matching it cost the quality clip's
-    blurred faces 0.2 dB (``benchmarks/RESULTS.md``). The result is clipped to [0, 1]. A mask with no weight returns the
-    restored crop unchanged (as float32).
+    is its damage (noise makes it larger, blur smaller), and matching it would undo part of the
+    repair. The result is clipped to [0, 1]. A mask with no weight returns the restored crop
+    unchanged (as float32).
     """
     restored = np.asarray(restored, dtype=np.float32)
     original = np.asarray(original, dtype=np.float32)

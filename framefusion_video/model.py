@@ -62,7 +62,8 @@ _HE = "he_normal"
 
 def _act(name: str):
     """Leaky ReLU: with plain ReLU and no normalisation, one bad batch can kill every unit of a
-    narrow layer, and the U-Net then collapses to the identity (seen in training)."""
+    narrow layer (a unit that outputs 0 gets no gradient), and the U-Net then collapses to the
+    identity; the leaky slope keeps a gradient through every unit."""
     from keras import layers
 
     return layers.LeakyReLU(0.1, name=name)

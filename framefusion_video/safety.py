@@ -65,7 +65,8 @@ class SafetyConfig:
             about three times the detail its input lacks).
 
     The defaults were chosen on the seeded 720p clip of ``benchmarks/quality_clip.py``: keep the
-    clean clip's faces, keep the damaged clip's gain (figures in ``benchmarks/RESULTS.md``).
+    clean clip's faces, keep the damaged clip's gain (sections ``quality_clip`` and
+    ``quality_clip_safety_false`` of ``benchmarks/RESULTS.md``).
         max_fit_error: RMS distance of the landmarks from the alignment template after the best
             similarity fit, as a share of the template's eye-to-mouth distance; more is not a face's
             geometry (a point far off, eyes below the mouth). The template itself fits to 0; a

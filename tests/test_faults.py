@@ -1,4 +1,4 @@
-"""Fault tests: what an archivist's unattended runs meet (issue 22).
+"""Fault tests: what an archivist's unattended runs meet.
 
 Sound in sync for streams that do not start at 0; outputs claimed by one run at a time; signals
 and kill -9 mid-run; options checked before any work; a full disk; ``-q``; MKV/MOV outputs and

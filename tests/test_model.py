@@ -38,7 +38,7 @@ def test_generator_rejects_indivisible_crop():
 
 
 def test_default_generator_is_light():
-    # The speed issue budgets well under a GFLOP per 128 px crop.
+    # The generator's speed budget: well under a GFLOP per 128 px crop.
     assert count_flops_per_crop(GeneratorConfig()) < 1.0e9
 
 

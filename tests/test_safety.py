@@ -159,7 +159,7 @@ def test_colour_targets_undo_drift_but_keep_a_repair() -> None:
     cast = np.array([0.5, 0.70, 0.45])  # too red
     assert colour_targets(cast, well_lit)[1] == pytest.approx(well_lit[1])  # the cast's repair is kept
     assert colour_targets(cast, cast + np.array([0, 0.03, 0]))[1] == pytest.approx(cast[1])  # redder: undone
-    # No range: everything goes back to the original's (the old behaviour).
+    # No range: every channel goes back to the original's mean, repair or not.
     np.testing.assert_allclose(colour_targets(dark, repaired, plausible=None), dark)
 
 

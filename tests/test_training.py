@@ -365,7 +365,7 @@ def test_train_switches_phase_where_the_critic_starts_and_resumes_there(tmp_path
 
 def test_train_visits_batches_in_order(tmp_path, monkeypatch):
     # Batch i is the sampler's batch i: fit must not shuffle them (keras would also list every
-    # index of an open-ended phase first, which ran a long training run out of memory).
+    # index of an open-ended phase first: memory that grows with the length of the run).
     from framefusion_video import training
 
     monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
