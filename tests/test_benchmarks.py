@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -72,3 +73,22 @@ def test_stage_timing_runs_every_stage_on_a_face_clip(tmp_path) -> None:
     assert all(v > 0 for v in clock.wall.values()) and sum(clock.cpu.values()) > 0
     assert frames == N_FRAMES and crops >= N_FRAMES - 1
     assert sum(restorer.batches) == crops + 1  # every crop once, plus the warm-up crop
+
+
+def test_every_results_section_is_preceded_by_the_command_that_writes_it() -> None:
+    # RESULTS.md holds only what its scripts regenerate: before each section, the command that
+    # writes it, naming a script that exists and only options that script defines.
+    text = (BENCHMARKS / "RESULTS.md").read_text(encoding="utf-8")
+    sections = list(re.finditer(r"<!-- bench:(\S+) -->.*?<!-- /bench:\1 -->", text, re.S))
+    assert sections
+    end = 0
+    for section in sections:
+        before = text[end:section.start()]
+        commands = re.findall(r"^    \.venv/bin/python (benchmarks/\S+\.py)(.*)$", before, re.M)
+        assert len(commands) == 1, f"section {section.group(1)}: {len(commands)} commands before it"
+        script, options = commands[0]
+        source = (BENCHMARKS.parent / script).read_text(encoding="utf-8")
+        assert "--write" in options.split(), section.group(1)
+        for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", options):
+            assert f'"{option}"' in source, f"{script} has no option {option}"
+        end = section.end()
