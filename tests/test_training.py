@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from framefusion_video.checkpoints import (export_generator, load_checkpoint, save_checkpoint, save_snapshot,
-                                           snapshot_paths)
+from framefusion_video.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_paths
+from framefusion_video.export import export_generator
 from framefusion_video.dataset import BatchSampler
 from framefusion_video.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.training import TrainConfig, build_gan
