@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint, save_snapshot
+from .checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
 from .dataset import BatchSampler
 from .model import DiscriminatorConfig, GeneratorConfig
 from .span import SpanConfig
@@ -488,7 +488,7 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
             from .errors import FfvError
 
             raise FfvError(out_dir, "no checkpoint to resume from")
-        saved = read_checkpoint_config(out_dir)
+        saved = TrainConfig.from_dict(read_run_record(out_dir)["config"])
         changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
         config = replace(saved, **changes)
     deg_cfg = DegradationConfig()

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from framefusion_video.checkpoints import (export_generator, load_checkpoint, save_checkpoint, save_snapshot,
-                                           snapshot_paths)
+from framefusion_video.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_paths
 from framefusion_video.dataset import BatchSampler, list_images
 from framefusion_video.errors import FfvError
+from framefusion_video.export import export_generator
 from framefusion_video.filetypes import IMAGE_EXTENSIONS
 from framefusion_video.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.training import TrainConfig, build_gan

@@ -18,7 +18,7 @@ import click
                    "instead of its latest checkpoint; 0 = the checkpoint.")
 def export(run_dir: Path, output: Path, tflite: bool, average: int) -> None:
     """Write RUN_DIR's latest checkpoint generator to OUTPUT (.keras) and OUTPUT's .tflite twin."""
-    from framefusion_video.checkpoints import export_generator
+    from framefusion_video.export import export_generator
     from framefusion_video.errors import FfvError
 
     if not (run_dir / "checkpoint.json").is_file():

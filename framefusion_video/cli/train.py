@@ -72,7 +72,7 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
           extra_repeat: int | None, span_scale: str | None, clean_prob: float | None, single_prob: float | None,
           adv_start: int | None, adv_weight: float | None, export_path: Path | None) -> None:
     """Train the generator (a U-Net, or SPAN with --span) against a PatchGAN critic on DATA_DIR's faces."""
-    from framefusion_video.checkpoints import export_generator
+    from framefusion_video.export import export_generator
     from framefusion_video.errors import FfvError
     from framefusion_video.model import GeneratorConfig
     from framefusion_video.span import SpanConfig

@@ -1,0 +1,43 @@
+"""A training run turned into a generator file: the checkpoint's (or the mean of its last
+snapshots') weights, saved as ``.keras`` and converted for LiteRT (what ``ffv restore`` runs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .checkpoints import average_snapshots, load_checkpoint, read_run_record, snapshot_paths
+from .errors import FfvError
+from .outputs import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True,
+                     average: int = 0) -> Path:
+    """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file and, with
+    ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs).
+
+    With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
+    (``snapshot_every``) instead of the checkpoint's."""
+    from .inference import export_tflite
+    from .training import TrainConfig, build_gan
+
+    config = TrainConfig.from_dict(read_run_record(out_dir)["config"])
+    paths = snapshot_paths(out_dir)[-average:] if average > 0 else []
+    if len(paths) < average:
+        raise FfvError(out_dir, f"{len(paths)} snapshots to average, {average} asked "
+                                "(train with --snapshot-every N to keep them)")
+    gan = build_gan(config)
+    if paths:  # the snapshots replace every generator weight: the checkpoint's are not needed
+        average_snapshots(gan.generator, paths)
+        log.info("averaged %d snapshots: %s .. %s", average, paths[0].name, paths[-1].name)
+    else:
+        load_checkpoint(gan, out_dir)
+    model_path = Path(model_path)
+    with atomic_path(model_path) as tmp:
+        gan.generator.save(tmp)
+    if tflite:
+        export_tflite(gan.generator, model_path.with_suffix(".tflite"))
+    return model_path
