@@ -15,24 +15,32 @@ log = logging.getLogger(__name__)
 
 
 def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True,
-                     average: int = 0) -> Path:
+                     average: int = 0, snapshot: int | None = None) -> Path:
     """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file and, with
     ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs).
 
     With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
-    (``snapshot_every``) instead of the checkpoint's."""
+    (``snapshot_every``) instead of the checkpoint's; with ``snapshot`` = N, those of the snapshot
+    taken at batch N (e.g. to compare a run before and after its critic joined)."""
     from .inference import export_tflite
     from .training import TrainConfig, build_gan
 
     config = TrainConfig.from_dict(read_run_record(out_dir)["config"])
     paths = snapshot_paths(out_dir)[-average:] if average > 0 else []
+    if snapshot is not None:
+        if average:
+            raise ValueError("give average or snapshot, not both")
+        paths = [p for p in snapshot_paths(out_dir) if p.name == f"step_{snapshot:07d}.npz"]
+        if not paths:
+            raise FfvError(out_dir, f"no snapshot taken at batch {snapshot} "
+                                    f"(snapshots: {', '.join(p.stem[5:].lstrip('0') for p in snapshot_paths(out_dir)) or 'none'})")
     if len(paths) < average:
         raise FfvError(out_dir, f"{len(paths)} snapshots to average, {average} asked "
                                 "(train with --snapshot-every N to keep them)")
     gan = build_gan(config)
     if paths:  # the snapshots replace every generator weight: the checkpoint's are not needed
         average_snapshots(gan.generator, paths)
-        log.info("averaged %d snapshots: %s .. %s", average, paths[0].name, paths[-1].name)
+        log.info("weights of %d snapshot(s): %s .. %s", len(paths), paths[0].name, paths[-1].name)
     else:
         load_checkpoint(gan, out_dir)
     model_path = Path(model_path)

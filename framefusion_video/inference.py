@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "ffv_generator.tflite"
 KERAS_MODEL_NAME = "ffv_generator.keras"
+#: The shipped super-resolution generators, by scale: ``ffv restore --upscale N`` runs faces
+#: through them when no --model is given.
+SR_MODEL_NAMES = {4: "ffv_span4.tflite"}
 
 
 def shipped_weights_dir() -> Path:
@@ -43,6 +46,13 @@ def default_model_path() -> Path:
     return lite if lite.is_file() or not full.is_file() else full
 
 
+def default_sr_model_path(scale: int) -> Path | None:
+    """The shipped ×``scale`` super-resolution generator, or None where none ships."""
+    name = SR_MODEL_NAMES.get(int(scale))
+    path = shipped_weights_dir() / name if name else None
+    return path if path is not None and path.is_file() else None
+
+
 def _as_crops(crops: np.ndarray, crop_size: int) -> np.ndarray:
     """``crops`` as float32 (N, crop_size, crop_size, 3); ValueError for any other shape."""
     crops = np.asarray(crops, dtype=np.float32)
@@ -51,10 +61,11 @@ def _as_crops(crops: np.ndarray, crop_size: int) -> np.ndarray:
     return crops
 
 
-def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run) -> np.ndarray:
-    """``run`` over ``crops`` in fixed-size batches (the last one zero-padded); same order."""
+def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run, scale: int = 1) -> np.ndarray:
+    """``run`` over ``crops`` in fixed-size batches (the last one zero-padded); same order.
+    Outputs are ``scale`` times the crops' side."""
     crops = _as_crops(crops, crop_size)
-    out = np.empty_like(crops)
+    out = np.empty((len(crops), crop_size * scale, crop_size * scale, 3), np.float32)
     for start in range(0, len(crops), batch_size):
         chunk = crops[start:start + batch_size]
         n = len(chunk)
@@ -64,10 +75,26 @@ def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run) -> np.
     return out
 
 
-class Restorer:
-    """Runs a generator on batches of crops: float32 (N, S, S, 3) in [0, 1] -> the same.
+#: Output side / input side of the generators ``ffv`` runs: 1 restores a crop in place, 2 and 4
+#: are super-resolution networks (``span.py``) that restore a small crop into a larger one.
+SCALES = (1, 2, 4)
 
-    The batch is padded to a fixed size so the compiled graph is traced once.
+
+def _scale_of(path, input_side: int, output_shape: tuple[int, ...]) -> int:
+    """The generator's ``scale`` from its input side and output shape (N, H, W, 3)."""
+    side = int(output_shape[1]) if len(output_shape) == 4 else 0
+    if len(output_shape) != 4 or output_shape[1] != output_shape[2] or output_shape[3] != 3 \
+            or side % input_side or side // input_side not in SCALES:
+        raise FfvError(path, f"not an ffv generator (input side {input_side}, output {list(output_shape)})")
+    return side // input_side
+
+
+class Restorer:
+    """Runs a generator on batches of crops: float32 (N, S, S, 3) in [0, 1] -> (N, scale * S,
+    scale * S, 3).
+
+    The batch is padded to a fixed size so the compiled graph is traced once. ``crop_size`` is the
+    input side S, ``scale`` the output side over S (1 for a same-size restorer).
     """
 
     def __init__(self, model, batch_size: int = 8) -> None:
@@ -75,13 +102,14 @@ class Restorer:
 
         self.model = model
         self.crop_size = int(model.input_shape[1])
+        self.scale = _scale_of("the model", self.crop_size, tuple(model.output_shape))
         self.batch_size = max(1, int(batch_size))
         spec = tf.TensorSpec((self.batch_size, self.crop_size, self.crop_size, 3), tf.float32)
         self._run = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def restore(self, crops: np.ndarray) -> np.ndarray:
         """Restore ``crops`` (float32 (N, S, S, 3), [0, 1]); N may be any size, even 0."""
-        return _pad_and_run(crops, self.crop_size, self.batch_size, lambda x: self._run(x).numpy())
+        return _pad_and_run(crops, self.crop_size, self.batch_size, lambda x: self._run(x).numpy(), self.scale)
 
 
 class LiteRestorer:
@@ -98,11 +126,12 @@ class LiteRestorer:
         self.path = Path(path)
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = max(1, int(batch_size))
-        self._batched, self.crop_size = self._open(self.batch_size)
+        self._batched, self.crop_size, self.scale = self._open(self.batch_size)
         self._single = self._batched if self.batch_size == 1 else None
 
     def _open(self, batch: int):
-        """(interpreter, input index, output index) of ``self.path`` for ``batch`` crops, and the crop size."""
+        """(interpreter, input index, output index) of ``self.path`` for ``batch`` crops, the crop
+        size and the scale."""
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -112,13 +141,13 @@ class LiteRestorer:
         except (ValueError, RuntimeError) as exc:
             raise FfvError(self.path, f"not a loadable TensorFlow Lite model ({exc})") from exc
         shape = tuple(int(v) for v in inp[0]["shape"]) if len(inp) == 1 else ()
-        if len(outp) != 1 or len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 \
-                or tuple(int(v) for v in outp[0]["shape"][1:]) != shape[1:]:
+        if len(outp) != 1 or len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise FfvError(self.path, f"not an ffv generator (input {[d['shape'].tolist() for d in inp]}, "
                                       f"output {[d['shape'].tolist() for d in outp]})")
+        scale = _scale_of(self.path, shape[1], tuple(int(v) for v in outp[0]["shape"]))
         interpreter.resize_tensor_input(inp[0]["index"], [batch, shape[1], shape[2], 3])
         interpreter.allocate_tensors()
-        return (interpreter, inp[0]["index"], outp[0]["index"]), shape[1]
+        return (interpreter, inp[0]["index"], outp[0]["index"]), shape[1], scale
 
     @staticmethod
     def _invoke(runner, batch: np.ndarray) -> np.ndarray:
@@ -130,13 +159,14 @@ class LiteRestorer:
     def restore(self, crops: np.ndarray) -> np.ndarray:
         """Restore ``crops`` (float32 (N, S, S, 3), [0, 1]); N may be any size, even 0."""
         crops = _as_crops(crops, self.crop_size)
-        out = np.empty_like(crops)
+        side = self.crop_size * self.scale
+        out = np.empty((len(crops), side, side, 3), np.float32)
         full = len(crops) - len(crops) % self.batch_size
         for start in range(0, full, self.batch_size):
             stop = start + self.batch_size
             out[start:stop] = self._invoke(self._batched, np.ascontiguousarray(crops[start:stop]))
         if full < len(crops) and self._single is None:
-            self._single, _ = self._open(1)
+            self._single, _, _ = self._open(1)
         for i in range(full, len(crops)):
             out[i:i + 1] = self._invoke(self._single, np.ascontiguousarray(crops[i:i + 1]))
         return out
@@ -147,9 +177,10 @@ def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:
 
     The gate says "leave this face alone" by returning its crop bit-identical; this is the one
     place that reads it, right after the restorer, so that stabilisation, the review and the
-    paste-back receive it as a flag. ``restored`` and ``crops``: float32 (N, S, S, 3) in [0, 1].
+    paste-back receive it as a flag. ``restored`` and ``crops``: float32 (N, S, S, 3) in [0, 1];
+    a super-resolution network's larger outputs are never its crops.
     """
-    return np.array([np.array_equal(r, c) for r, c in zip(restored, crops)], dtype=bool)
+    return np.array([r.shape == c.shape and np.array_equal(r, c) for r, c in zip(restored, crops)], dtype=bool)
 
 
 def export_tflite(model, path: str | os.PathLike) -> Path:
@@ -217,4 +248,7 @@ def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int =
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise FfvError(path, f"unexpected generator input shape {shape}")
     log.debug("loaded generator %s (%d px crops)", path, shape[1])
-    return Restorer(model, batch_size=batch_size)
+    try:
+        return Restorer(model, batch_size=batch_size)
+    except FfvError as exc:
+        raise FfvError(path, exc.reason) from exc

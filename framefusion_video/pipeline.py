@@ -38,12 +38,28 @@ log = logging.getLogger(__name__)
 
 
 class Restorer(Protocol):
-    """What the pipeline needs from a restorer (``inference.Restorer`` or a test fake)."""
+    """What the pipeline needs from a restorer (``inference.Restorer`` or a test fake).
+
+    ``crop_size``: the side S of the crops it takes. An optional ``scale`` (default 1) makes it a
+    super-resolution network: its outputs are ``scale * S`` px, and the pipeline gives it the faces
+    of a frame upscaled by the same factor (``RestoreConfig.upscale``).
+    """
 
     crop_size: int
 
     def restore(self, crops: np.ndarray) -> np.ndarray:
-        """float32 (N, S, S, 3) in [0, 1] -> the same shape, dtype and range."""
+        """float32 (N, S, S, 3) in [0, 1] -> float32 (N, scale * S, scale * S, 3) in [0, 1]."""
+
+
+def restorer_scale(restorer: Restorer) -> int:
+    """The output side of ``restorer`` over its input side (1: it restores crops in place)."""
+    return int(getattr(restorer, "scale", 1))
+
+
+#: A face is given to a super-resolution network only if its crop keeps at least this share of
+#: the face's own resolution: a larger face would lose more detail than the network restores, and
+#: keeps its bicubic upscale instead (left alone).
+SR_MIN_DETAIL = 0.7
 
 
 @dataclass(frozen=True)
@@ -107,7 +123,12 @@ class PendingFrame:
         crops: the aligned crops cut from ``frame``, float32 RGB (S, S, 3) in [0, 1].
         track_ids: one track id per crop; empty when some face has none (no stabilisation).
         boxes: one box (x0, y0, x1, y1, frame pixels) per crop: the face it was cut from.
-        refused: the outcomes of the faces whose landmarks were not trusted (no crop).
+        refused: the outcomes of the faces whose landmarks were not trusted (no crop), and, for
+            a super-resolution restorer, of the faces too large for it (left alone).
+        inputs: for a super-resolution restorer, what it is given: each crop reduced by its
+            scale (float32 (S/scale, S/scale, 3)); empty otherwise (it is given ``crops``).
+        base: for a super-resolution restorer, the upscaled frame the crops were cut from and the
+            faces are pasted into (``matrices`` map it to the crops); None otherwise.
     """
 
     index: int
@@ -118,6 +139,8 @@ class PendingFrame:
     track_ids: list[int] = field(default_factory=list)
     boxes: list = field(default_factory=list)
     refused: list[FaceOutcome] = field(default_factory=list)
+    inputs: list[np.ndarray] = field(default_factory=list)
+    base: np.ndarray | None = None
 
 
 def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: SafetyConfig | None = None
@@ -153,6 +176,42 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
     return matrices, crops, boxes, ids, refused
 
 
+def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, input_size: int, scale: int,
+                   safety: SafetyConfig | None = None
+                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
+    """The crops of ``faces`` for a super-resolution restorer of ``scale`` taking ``input_size`` px.
+
+    ``base`` is ``frame`` upscaled by ``scale`` (``blending.upscale_frame``). Each face is aligned
+    at the output size S = ``scale * input_size``; the restorer's input is that crop of the frame
+    reduced by area to ``input_size`` (how ``ffv train --span`` makes its inputs), and the crop it is
+    reviewed and pasted against is the same face cut from ``base``. Returns matrices (``base`` ->
+    crop, float64 (2, 3)), crops of ``base`` (float32 (S, S, 3) in [0, 1]), inputs, boxes, track ids,
+    and the outcomes of faces refused or too large (their crop at ``input_size`` would keep less than
+    :data:`SR_MIN_DETAIL` of their resolution: left alone, as their bicubic upscale).
+    """
+    import cv2
+
+    from .blending import scale_matrix
+    from .safety import LEFT_ALONE
+
+    size = input_size * scale
+    matrices, crops, boxes, ids, outcomes = frame_crops(frame, faces, size, safety)
+    kept: tuple[list, ...] = ([], [], [], [], [])
+    for matrix, crop, box, track_id in zip(matrices, crops, boxes, ids):
+        detail = float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / scale  # input px per frame px
+        if detail < SR_MIN_DETAIL:
+            outcomes.append(FaceOutcome(box, LEFT_ALONE, track_id,
+                                        f"larger than {input_size} px super-resolution input: upscaled by bicubic"))
+            continue
+        up = scale_matrix(matrix, scale)
+        kept[0].append(up)
+        kept[1].append(to_unit_float(warp_to_crop(base, up, size)))
+        kept[2].append(cv2.resize(crop, (input_size, input_size), interpolation=cv2.INTER_AREA))
+        kept[3].append(box)
+        kept[4].append(track_id)
+    return (*kept, outcomes)
+
+
 def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int
                        ) -> tuple[list[np.ndarray], list[bool]]:
     """Run ``restorer.restore`` over ``crops`` in batches of at most ``batch_size``: the restored
@@ -162,10 +221,12 @@ def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: 
 
     out: list[np.ndarray] = []
     flags: list[bool] = []
+    scale = restorer_scale(restorer)
     for start in range(0, len(crops), batch_size):
         batch = np.stack(crops[start:start + batch_size]).astype(np.float32, copy=False)
         restored = np.asarray(restorer.restore(batch), dtype=np.float32)
-        if restored.shape != batch.shape:
+        n, side = batch.shape[:2]
+        if restored.shape != (n, side * scale, side * scale, 3):
             raise RuntimeError(f"restorer returned shape {restored.shape} for crops of shape {batch.shape}")
         restored = np.clip(restored, 0.0, 1.0)
         out.extend(restored)
@@ -189,7 +250,8 @@ def safety_config(config: RestoreConfig) -> SafetyConfig:
 
 def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool], *,
                  colour_match: bool = True, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
-                 plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+                 plausible: Sequence[np.ndarray] | None = None,
+                 inputs: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
@@ -200,7 +262,12 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
     ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
     which leaves the frame as it was. ``plausible``: each face's range of lit-face colours for the
     matching (``blending.scene_plausible_means``); None: ``blending.PLAUSIBLE_FACE_MEANS`` for all.
+    ``inputs``: for a super-resolution restorer, the small crops it was given; the safety check
+    then compares each restored crop, reduced by area to its input's size, with that input (the
+    detail it adds above the input's resolution is not a change of the input).
     """
+    import cv2
+
     from .blending import PLAUSIBLE_FACE_MEANS, face_mask, match_colour
     from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
@@ -215,8 +282,13 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
         if colour_match:
             crop = match_colour(crop, original, mask, PLAUSIBLE_FACE_MEANS if plausible is None else plausible[k])
         if safety is not None and safety.enable:
-            weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
-            if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
+            seen, before, seen_mask = crop, original, mask
+            if inputs is not None:
+                before = inputs[k]
+                seen = cv2.resize(crop, before.shape[1::-1], interpolation=cv2.INTER_AREA)
+                seen_mask = face_mask(before.shape[0])
+            weights = seen_mask * np.float32(1.0 / max(float(seen_mask.sum()), 1e-6))
+            if refuse(seen, before, weights, 0.0 if damages is None else damages[k], safety):
                 out.append(original)
                 statuses.append(REFUSED)
                 reasons.append("the restored face differs from its input more than its damage explains")
@@ -261,19 +333,26 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     from .safety import RESTORED
 
     factor = config.upscale
-    base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
+    if item.base is not None:
+        base = item.base
+    else:
+        base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
     if not restored:
         return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
     safety = safety_config(config)
     plausible = _plausible_means(item.frame, item.boxes)
     damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
     crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
-                                            safety=safety, damages=damages, plausible=plausible)
+                                            safety=safety, damages=damages, plausible=plausible,
+                                            inputs=item.inputs or None)
     ids = item.track_ids or [None] * len(crops)
     outcomes = [FaceOutcome(box, status, track_id, reason)
                 for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
     outcomes += item.refused
-    matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
+    if item.base is not None or factor == 1:  # a super-resolution frame's matrices map its base already
+        matrices = item.matrices
+    else:
+        matrices = [scale_matrix(m, factor) for m in item.matrices]
     pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
     out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
                       original_crops=[item.crops[k] for k in pasted])
@@ -354,6 +433,9 @@ def restored_crops(
     :func:`finish_frame` (the paste-back), so that the model and the paste-back can run in different threads.
     """
     crop_size = int(restorer.crop_size)
+    scale = restorer_scale(restorer)
+    if scale > 1 and config.upscale != scale:
+        raise ValueError(f"a x{scale} super-resolution restorer needs upscale {scale}, got {config.upscale}")
     pending: list[PendingFrame] = []
     n_crops = 0
     stabilizing = stabilize_config(config)
@@ -362,7 +444,7 @@ def restored_crops(
 
     def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
         nonlocal n_crops, tracks
-        crops = [c for item in pending for c in item.crops]
+        crops = [c for item in pending for c in (item.inputs or item.crops)]
         restored, left_alone = restore_in_batches(restorer, crops, config.batch_size) if crops else ([], [])
         start = 0
         for item in pending:
@@ -376,14 +458,21 @@ def restored_crops(
 
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
-        if faces and (select is None or select(index)):
+        inputs, base = [], None
+        if faces and (select is None or select(index)) and scale > 1:
+            from .blending import upscale_frame
+
+            base = upscale_frame(frame, scale)
+            matrices, crops, inputs, boxes, ids, refused = sr_frame_crops(frame, base, faces, crop_size, scale, safety)
+        elif faces and (select is None or select(index)):
             matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
         else:
             matrices, crops, boxes, ids, refused = [], [], [], [], []
         if not crops and not pending:  # nothing to wait for: pass straight through
-            yield PendingFrame(index, frame, faces, [], [], refused=refused), [], []
+            yield PendingFrame(index, frame, faces, [], [], refused=refused, base=base), [], []
             continue
-        pending.append(PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused))
+        pending.append(PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused,
+                                    inputs, base))
         n_crops += len(crops)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()

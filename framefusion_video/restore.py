@@ -105,16 +105,29 @@ def detector_config(config: RestoreConfig) -> FaceDetectorConfig:
 
 
 def load_default_restorer(config: RestoreConfig) -> Restorer:
-    """The restorer named by ``config.model_path`` (None = shipped weights); errors as FfvError."""
-    from .inference import load_restorer
+    """The restorer named by ``config.model_path``; errors as FfvError.
 
+    None = the shipped weights: with ``upscale`` N > 1, the shipped ×N super-resolution generator
+    where one ships (``inference.SR_MODEL_NAMES``), else the default same-size generator. A
+    super-resolution model given by path must match ``upscale``.
+    """
+    from .inference import default_sr_model_path, load_restorer
+    from .pipeline import restorer_scale
+
+    path = config.model_path
+    if path is None and config.upscale > 1:
+        path = default_sr_model_path(config.upscale)
     try:
         threads = config.model_threads or max(1, (os.cpu_count() or 1) // 2)
-        return load_restorer(config.model_path, batch_size=config.batch_size, threads=threads)
+        restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:
-        raise FfvError(config.model_path or "default model", f"cannot load the model ({exc})") from exc
+        raise FfvError(path or "default model", f"cannot load the model ({exc})") from exc
+    scale = restorer_scale(restorer)
+    if scale > 1 and scale != config.upscale:
+        raise FfvError(path, f"a x{scale} super-resolution model: restore with --upscale {scale}")
+    return restorer
 
 
 def restore_video(

@@ -649,3 +649,90 @@ def test_a_face_as_dark_as_its_scene_is_not_brightened():
     assert _face_psnr([brightened], [dark], inner) < 20.0  # what the restorer alone does
     luma = [float(f[inner[1]:inner[3], inner[0]:inner[2]].mean()) for f in (dark, kept, brightened)]
     assert abs(luma[1] - luma[0]) < 2.0 < luma[2] - luma[0]
+
+
+class BlockySuperResolution:
+    """A x4 "super-resolution" restorer: nearest-neighbour upscaling. Reduced by area it gives its
+    input back exactly, so the safety check's consistency test passes, and it is easy to tell
+    from the bicubic upscale of the frame."""
+
+    crop_size, scale = 32, 4
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        assert crops.shape[1:] == (32, 32, 3)
+        self.calls += 1
+        return np.repeat(np.repeat(crops, 4, axis=1), 4, axis=2)
+
+
+def _small_face_frame():
+    """The astronaut at a quarter of its size (a ~16 px face) and that face, found at full size."""
+    import dataclasses
+
+    import cv2
+
+    from framefusion_video.faces import FaceDetector
+
+    clean = astronaut_frames(1)[0]
+    with FaceDetector() as detector:
+        face = detector.detect(clean)[0]
+    small = cv2.resize(clean, (clean.shape[1] // 4, clean.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    quarter = dataclasses.replace(face, box=tuple(0.25 * (v + 0.5) - 0.5 for v in face.box),
+                                  landmarks=(0.25 * (face.landmarks + 0.5) - 0.5).astype(np.float32))
+    return clean, small, face, quarter
+
+
+def test_a_super_resolution_restorer_upscales_small_faces():
+    from framefusion_video.blending import upscale_frame
+
+    _, small, _, face = _small_face_frame()
+    restorer = BlockySuperResolution()
+    stream = iter([(small, [SimpleNamespace(track_id=0, carried=False, face=face)])])
+    out = next(restore_frames(stream, restorer, RestoreConfig(upscale=4, temporal=0.0)))
+    bicubic = upscale_frame(small, 4)
+    assert out.restored.shape == bicubic.shape and restorer.calls == 1
+    assert out.count("restored") == 1
+    x0, y0, x1, y1 = (int(4 * v) for v in face.box)
+    inner = np.s_[y0 + 8:y1 - 8, x0 + 8:x1 - 8]
+    assert mean_abs_diff(out.restored[inner], bicubic[inner]) > 1.0  # the network's face is pasted
+    changed = np.any(out.restored != bicubic, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert xs.min() >= x0 - 12 and xs.max() <= x1 + 12 and ys.min() >= y0 - 16 and ys.max() <= y1 + 12  # only there
+
+
+def test_a_face_too_large_for_super_resolution_keeps_its_bicubic_upscale():
+    from framefusion_video.blending import upscale_frame
+
+    clean, _, face, _ = _small_face_frame()  # a ~66 px face: a 32 px input would keep a third of it
+    restorer = BlockySuperResolution()
+    stream = iter([(clean, [SimpleNamespace(track_id=0, carried=False, face=face)])])
+    out = next(restore_frames(stream, restorer, RestoreConfig(upscale=4, temporal=0.0)))
+    assert out.count("left alone") == 1 and "super-resolution" in out.outcomes[0].reason
+    np.testing.assert_array_equal(out.restored, upscale_frame(clean, 4))
+    assert restorer.calls == 0
+
+
+def test_a_super_resolution_restorer_needs_its_own_upscale():
+    _, small, _, face = _small_face_frame()
+    stream = iter([(small, [SimpleNamespace(track_id=0, carried=False, face=face)])])
+    with pytest.raises(ValueError, match="x4 super-resolution restorer needs upscale 4"):
+        next(restore_frames(stream, BlockySuperResolution(), RestoreConfig(upscale=2)))
+
+
+class InventingSuperResolution(BlockySuperResolution):
+    """Upscales something else than its input (the negative): inconsistent with the input."""
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        return 1.0 - super().restore(crops)
+
+
+def test_a_super_resolved_face_that_disagrees_with_its_input_is_refused():
+    from framefusion_video.blending import upscale_frame
+
+    _, small, _, face = _small_face_frame()
+    stream = iter([(small, [SimpleNamespace(track_id=0, carried=False, face=face)])])
+    out = next(restore_frames(stream, InventingSuperResolution(), RestoreConfig(upscale=4, temporal=0.0)))
+    assert out.count("refused") == 1
+    np.testing.assert_array_equal(out.restored, upscale_frame(small, 4))

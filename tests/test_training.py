@@ -121,6 +121,12 @@ def test_export_average_is_the_mean_of_the_last_snapshots(tmp_path):
     assert any(not np.allclose(kept[1][i], kept[2][i]) for i in range(len(exported)))  # a real mean
     with pytest.raises(FfvError, match="3 snapshots to average, 4 asked"):
         export_generator(tmp_path / "run", tmp_path / "h.keras", tflite=False, average=4)
+    second = keras.models.load_model(export_generator(tmp_path / "run", tmp_path / "s.keras", tflite=False,
+                                                      snapshot=2), compile=False).weights
+    for v, w in zip(second, kept[1]):
+        np.testing.assert_array_equal(v.numpy(), w)  # exactly the snapshot taken at batch 2
+    with pytest.raises(FfvError, match="no snapshot taken at batch 5 .snapshots: 1, 2, 3"):
+        export_generator(tmp_path / "run", tmp_path / "t.keras", tflite=False, snapshot=5)
 
 
 def test_ffv_train_two_steps_then_export(face_folder, tmp_path):

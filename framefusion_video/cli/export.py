@@ -16,7 +16,9 @@ import click
 @click.option("--average", default=0, show_default=True, type=click.IntRange(min=0),
               help="Export the mean of the run's last N weight snapshots (ffv train --snapshot-every) "
                    "instead of its latest checkpoint; 0 = the checkpoint.")
-def export(run_dir: Path, output: Path, tflite: bool, average: int) -> None:
+@click.option("--snapshot", type=click.IntRange(min=0),
+              help="Export the weight snapshot taken at this batch instead of the checkpoint.")
+def export(run_dir: Path, output: Path, tflite: bool, average: int, snapshot: int | None) -> None:
     """Write RUN_DIR's latest checkpoint generator to OUTPUT (.keras) and OUTPUT's .tflite twin."""
     from framefusion_video.export import export_generator
     from framefusion_video.errors import FfvError
@@ -24,6 +26,6 @@ def export(run_dir: Path, output: Path, tflite: bool, average: int) -> None:
     if not (run_dir / "checkpoint.json").is_file():
         raise click.ClickException(f"{run_dir}: no checkpoint.json (not an ffv training run)")
     try:
-        click.echo(f"exported {export_generator(run_dir, output, tflite=tflite, average=average)}")
-    except FfvError as exc:
+        click.echo(f"exported {export_generator(run_dir, output, tflite=tflite, average=average, snapshot=snapshot)}")
+    except (FfvError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
