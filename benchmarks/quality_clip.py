@@ -17,6 +17,7 @@ damage kind and face size, with the worst per-face-frame loss against the transc
     .venv/bin/python benchmarks/quality_clip.py --restore strength=0 --restore colour_match=false
     .venv/bin/python benchmarks/quality_clip.py --small --json out.json  # seconds, for tests
     .venv/bin/python benchmarks/quality_clip.py --write                  # also into RESULTS.md
+    .venv/bin/python benchmarks/quality_clip.py --upscale 4 --no-ssim    # super-resolution of a reduced clip
 
 Prints markdown; ``--json`` writes every figure (per face-frame too); ``--write`` replaces the
 section ``quality_clip`` + the ``--restore`` options (``--section`` to name another) of
@@ -63,12 +64,32 @@ def report_counts(report_path: Path) -> dict:
             and k not in skip} | {k: v for k, v in entry.items() if isinstance(v, dict)}
 
 
+def rescale(src: Path, dst: Path, scale: str, flags: str, crf: int) -> Path:
+    """``src`` resized by ffmpeg's ``scale`` filter (e.g. ``iw/4:ih/4``) with ``flags`` (area,
+    bicubic), as x264 ``-preset veryfast -crf`` ``crf``."""
+    import subprocess
+
+    from framefusion_video.video_io import ffmpeg_exe
+
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(src), "-vf", f"scale={scale}:flags={flags}",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(dst)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return dst
+
+
 def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *, classical: bool = True,
-        with_ssim: bool = True, inputs: tuple[str, ...] = INPUTS) -> dict:
-    """Build the clip in ``work``, restore and transcode each input, score everything."""
+        with_ssim: bool = True, inputs: tuple[str, ...] = INPUTS, upscale: int = 1) -> dict:
+    """Build the clip in ``work``, restore and transcode each input, score everything.
+
+    ``upscale`` F > 1: each input is first reduced by F (area, x264 CRF 12) and restored with
+    ``upscale=F``; "input" and "transcode" are then its bicubic upscale to the clip's size (x264
+    CRF 18): what a plain upscale gives."""
     from framefusion_video.quality_clip import build_clip, restore_config_from, score_videos, transcode
     from framefusion_video.batch import restore_paths
 
+    if upscale > 1:
+        restore_options = {**restore_options, "upscale": str(upscale)}
+        classical = False
     config = restore_config_from(restore_options)
     clip = build_clip(faces, work / "clip", clip_config)
     results: dict = {"clip": {"faces_dir": str(faces), "config": clip.to_dict()["config"],
@@ -76,12 +97,16 @@ def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *
                      "restore_options": restore_options, "inputs": {}}
     for name in inputs:
         src = clip.damaged if name == "damaged" else clip.clean_x264
-        plain = transcode(src, work / f"{name}_transcode.mp4")
+        if upscale > 1:
+            src = rescale(src, work / f"{name}_small.mp4", f"iw/{upscale}:ih/{upscale}", "area", 12)
+            plain = rescale(src, work / f"{name}_bicubic.mp4", f"iw*{upscale}:ih*{upscale}", "bicubic", 18)
+        else:
+            plain = transcode(src, work / f"{name}_transcode.mp4")
         out, report = work / f"{name}_ffv.mp4", work / f"{name}_report.json"
         restored = restore_paths([src], out, config, overwrite=True, report=report, quiet=True)
         if restored[0].status != "done":
             raise RuntimeError(f"ffv restore failed on {src}: {restored[0].error}")
-        scores = score_videos(clip, {"input": src, "transcode": plain, "ffv": out},
+        scores = score_videos(clip, {"input": src if upscale == 1 else plain, "transcode": plain, "ffv": out},
                               classical_from="input" if classical else None, damaged=name == "damaged",
                               with_ssim=with_ssim)
         scores["report"] = report_counts(report)
@@ -114,6 +139,11 @@ def to_markdown(results: dict, command: str) -> str:
              "kind rows group the same faces by the damage they have in the damaged clip. Report: the "
              "counts in the run's `--report` entry (`faces` = face-frames restored, `faces_left_alone` = "
              "returned unchanged by the generator's gate, `faces_refused` = kept out by the safety checks).", ""]
+    if int(options.get("upscale", 1)) > 1:
+        f = options["upscale"]
+        lines += [f"Super-resolution: each input clip was reduced by {f} (area, x264 CRF 12) and restored with "
+                  f"upscale {f}; \"input\" and \"transcode\" are both its bicubic upscale back to the clip's size "
+                  "(x264 CRF 18), what a plain upscale gives, scored against the clean full-size frames.", ""]
     for name, scores in results["inputs"].items():
         s = scores["summary"]
         methods = scores["methods"]
@@ -163,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ssim", action="store_true", help="PSNR only (faster)")
     parser.add_argument("--work", type=Path, help="keep the clips and outputs here (default: a temp folder)")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--upscale", type=int, choices=[1, 2, 4], default=1,
+                        help="reduce each input by this factor first and restore it with --upscale (super-resolution)")
     parser.add_argument("--write", action="store_true", help="replace this section of benchmarks/RESULTS.md")
     parser.add_argument("--section", help="RESULTS.md section for --write (default: quality_clip and the "
                                           "--restore options, e.g. quality_clip_strength_0)")
@@ -185,14 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         results = run(args.faces, work, clip_config, options, classical=not args.no_classical,
-                      with_ssim=not args.no_ssim, inputs=inputs)
+                      with_ssim=not args.no_ssim, inputs=inputs, upscale=args.upscale)
     command = "python benchmarks/quality_clip.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = to_markdown(results, command.strip())
     print(text)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     if args.write:
-        slug = "".join(f"_{k}_{v}" for k, v in options.items())
+        slug = "".join(f"_{k}_{v}" for k, v in results["restore_options"].items())
         common.write_section(args.section or f"quality_clip{slug}" + ("_small" if args.small else ""), text)
     return 0
 

@@ -182,15 +182,15 @@ def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, input_s
     """The crops of ``faces`` for a super-resolution restorer of ``scale`` taking ``input_size`` px.
 
     ``base`` is ``frame`` upscaled by ``scale`` (``blending.upscale_frame``). Each face is aligned
-    at the output size S = ``scale * input_size``; the restorer's input is that crop of the frame
-    reduced by area to ``input_size`` (how ``ffv train --span`` makes its inputs), and the crop it is
-    reviewed and pasted against is the same face cut from ``base``. Returns matrices (``base`` ->
+    at the output size S = ``scale * input_size``; the restorer's input is cut straight from the
+    frame at ``input_size``, on the grid an area reduction of that crop would have, with bicubic
+    interpolation (``ffv train --span`` trains on such resampled inputs: ``degradations.sr_input``),
+    and the crop it is reviewed and pasted against is the same face cut from ``base``. Returns matrices (``base`` ->
     crop, float64 (2, 3)), crops of ``base`` (float32 (S, S, 3) in [0, 1]), inputs, boxes, track ids,
     and the outcomes of faces refused or too large (their crop at ``input_size`` would keep less than
     :data:`SR_MIN_DETAIL` of their resolution: left alone, as their bicubic upscale).
     """
-    import cv2
-
+    from .alignment import reduce_matrix
     from .blending import scale_matrix
     from .safety import LEFT_ALONE
 
@@ -206,7 +206,8 @@ def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, input_s
         up = scale_matrix(matrix, scale)
         kept[0].append(up)
         kept[1].append(to_unit_float(warp_to_crop(base, up, size)))
-        kept[2].append(cv2.resize(crop, (input_size, input_size), interpolation=cv2.INTER_AREA))
+        small = warp_to_crop(frame, reduce_matrix(matrix, scale), input_size, cubic=True)
+        kept[2].append(to_unit_float(small))
         kept[3].append(box)
         kept[4].append(track_id)
     return (*kept, outcomes)

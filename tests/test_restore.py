@@ -736,3 +736,4 @@ def test_a_super_resolved_face_that_disagrees_with_its_input_is_refused():
     out = next(restore_frames(stream, InventingSuperResolution(), RestoreConfig(upscale=4, temporal=0.0)))
     assert out.count("refused") == 1
     np.testing.assert_array_equal(out.restored, upscale_frame(small, 4))
+
