@@ -20,6 +20,7 @@ import numpy as np
 from .alignment import estimate_alignment, warp_to_crop
 from .errors import FfvError
 from .filetypes import IMAGE_EXTENSIONS
+from .outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +109,11 @@ def load_aligned_crops(
         raise FfvError(folder, "no face found in any image")
     log.info("aligned %d faces from %s (%d without a detectable face skipped)", len(crops), folder, missed)
     array = np.stack(crops)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, cache)
-    cache.with_suffix(".json").write_text(json.dumps({"folder": os.fspath(folder), "files": len(files),
-                                                       "faces": len(crops), "missed": missed}))
+    with atomic_path(cache) as tmp:
+        np.save(tmp, array)
+    with atomic_path(cache.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"folder": os.fspath(folder), "files": len(files), "faces": len(crops),
+                                   "missed": missed}))
     return array
 
 
