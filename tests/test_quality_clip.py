@@ -95,3 +95,22 @@ def test_strength_zero_is_as_faithful_as_a_plain_transcode(faces_dir: Path, tmp_
         assert abs(s["frames"]["ffv"] - s["frames"]["transcode"]) <= 0.05
     printed = capsys.readouterr().out
     assert "| damage kind |" in printed and "**clean clip**" in printed
+
+
+def test_the_super_resolution_benchmark_scores_a_reduced_clip_at_full_size(faces_dir: Path, tmp_path) -> None:
+    """``--upscale 2``: each input is reduced by 2 and restored with upscale 2; at strength 0 ffv
+    gives a plain bicubic enlargement, which must score like ffmpeg's bicubic baseline."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import quality_clip as bench
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / "scores.json"
+    assert bench.main(["--faces", str(faces_dir), "--small", "--no-ssim", "--upscale", "2", "--inputs", "clean",
+                       "--restore", "strength=0", "--json", str(out), "--work", str(tmp_path / "work")]) == 0
+    results = json.loads(out.read_text())
+    assert results["restore_options"] == {"strength": "0", "upscale": "2"}
+    s = results["inputs"]["clean"]["summary"]
+    assert "classical" not in s["faces"]
+    assert s["faces"]["input"]["psnr"] == s["faces"]["transcode"]["psnr"] < 40.0  # the enlargement loses detail
+    assert abs(s["faces"]["ffv"]["psnr"] - s["faces"]["transcode"]["psnr"]) <= 0.5
