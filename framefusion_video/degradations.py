@@ -300,29 +300,6 @@ def downscale(img: np.ndarray, factor: float, down: str = "area", up: str = "cub
     return _finish(_resize_to(small, (img.shape[1], img.shape[0]), up))
 
 
-def sr_input(img: np.ndarray, scale: int, rng: np.random.Generator, exact_prob: float = 0.25,
-             frame_scale: tuple[float, float] = (0.75, 1.35)) -> np.ndarray:
-    """The input of a ×``scale`` super-resolution network for the face crop ``img`` (float32 (S, S,
-    3) in [0, 1], S a multiple of ``scale``), as video gives it: (S/scale, S/scale, 3).
-
-    With probability ``exact_prob`` it is ``img`` reduced by area, the reduction ``ffv eval``'s
-    super-resolution rows use. Otherwise the face is first reduced to a random size around the
-    input's (``frame_scale`` times it, with a random kernel: area, linear or cubic: the face as the
-    camera or a scaler recorded it in the frame), then brought to the input's size with cubic
-    interpolation, as the pipeline cuts a face out of a frame. A network trained on exact area
-    reductions alone did not gain on faces resampled this way.
-    """
-    _check(img)
-    size = img.shape[0] // scale
-    if img.shape[0] % scale or img.shape[1] != img.shape[0]:
-        raise ValueError(f"expected a square crop whose side is a multiple of {scale}, got {img.shape}")
-    if rng.random() < exact_prob:
-        return _finish(_resize_to(img, (size, size), "area"))
-    side = max(4, round(size * rng.uniform(*frame_scale)))
-    frame = _resize_to(img, (side, side), str(rng.choice(["area", "linear", "cubic"])))
-    return _finish(_resize_to(frame, (size, size), "cubic"))
-
-
 def gaussian_noise(img: np.ndarray, rng: np.random.Generator, sigma: float, grey: bool = False) -> np.ndarray:
     """Add zero-mean gaussian noise of std ``sigma`` ([0, 1] units); ``grey`` uses one noise field
     for all three channels (luminance noise) instead of one per channel (colour noise)."""

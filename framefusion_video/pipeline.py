@@ -183,9 +183,10 @@ def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, input_s
 
     ``base`` is ``frame`` upscaled by ``scale`` (``blending.upscale_frame``). Each face is aligned
     at the output size S = ``scale * input_size``; the restorer's input is cut straight from the
-    frame at ``input_size``, on the grid an area reduction of that crop would have, with bicubic
-    interpolation (``ffv train --span`` trains on such resampled inputs: ``degradations.sr_input``),
-    and the crop it is reviewed and pasted against is the same face cut from ``base``. Returns matrices (``base`` ->
+    frame at ``input_size``, on the grid an area reduction of that crop would have (``ffv train
+    --span`` makes its inputs by area reduction), with bicubic interpolation, which keeps more of
+    the frame's detail than reducing a bilinear crop; the crop it is reviewed and pasted against
+    is the same face cut from ``base``. Returns matrices (``base`` ->
     crop, float64 (2, 3)), crops of ``base`` (float32 (S, S, 3) in [0, 1]), inputs, boxes, track ids,
     and the outcomes of faces refused or too large (their crop at ``input_size`` would keep less than
     :data:`SR_MIN_DETAIL` of their resolution: left alone, as their bicubic upscale).

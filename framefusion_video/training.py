@@ -479,7 +479,7 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     On resume the saved configuration wins, except for the run-length settings, which come from
     ``config`` unless named in ``keep_saved`` (the CLI names those the user did not give, so a
     plain ``--resume`` continues with the run's own rate and snapshot interval)."""
-    from .degradations import DegradationConfig, degrade, degrade_for_training, sr_input
+    from .degradations import DegradationConfig, degrade, degrade_for_training
     from .evaluation import downscale_area
 
     out_dir = Path(config.out_dir)
@@ -493,15 +493,15 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         config = replace(saved, **changes)
     deg_cfg = DegradationConfig()
 
+    def small(img):
+        # Super-resolution input: the damaged crop reduced by area, as ffv eval's SR rows reduce it.
+        return img if config.span is None else downscale_area(img[None], config.span.scale)[0]
+
     def train_damage(img, rng):
-        damaged = degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob)
-        # Super-resolution input: the damaged crop reduced as video reduces faces.
-        return damaged if config.span is None else sr_input(damaged, config.span.scale, rng)
+        return small(degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob))
 
     def val_damage(img, rng):
-        # Validation reduces by area, as ffv eval's super-resolution rows do.
-        damaged = degrade(img, rng, deg_cfg)
-        return damaged if config.span is None else downscale_area(damaged[None], config.span.scale)[0]
+        return small(degrade(img, rng, deg_cfg))
 
     crops, repeats = training_crops(config)
     sampler = BatchSampler(crops, config.batch_size, config.seed, train_damage, repeats=repeats)

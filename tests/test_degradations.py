@@ -307,16 +307,3 @@ def test_degrade_shared_clip_keeps_audio_and_timing(tmp_path, shared_videos):
     assert before.has_audio and after.has_audio
     first = next(video_io.read_frames(written[0]))
     assert not np.array_equal(first, next(video_io.read_frames(short)))
-
-
-def test_sr_input_is_the_small_crop_of_a_resampled_face(img):
-    crop = np.ascontiguousarray(cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA))
-    exact = D.sr_input(crop, 4, np.random.default_rng(0), exact_prob=1.0)
-    np.testing.assert_array_equal(exact, cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA))
-    outs = [D.sr_input(crop, 4, np.random.default_rng(seed), exact_prob=0.0) for seed in range(6)]
-    assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 and 0 <= o.min() and o.max() <= 1 for o in outs)
-    np.testing.assert_array_equal(outs[0], D.sr_input(crop, 4, np.random.default_rng(0), exact_prob=0.0))
-    assert len({o.tobytes() for o in outs}) > 1  # kernels and sizes vary with the rng
-    assert all(np.abs(o - exact).mean() < 0.05 for o in outs)  # the same face, resampled
-    with pytest.raises(ValueError, match="multiple of 4"):
-        D.sr_input(crop[:126, :126], 4, np.random.default_rng(0))
