@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True,
-                     average: int = 0, snapshot: int | None = None) -> Path:
+                     average: int = 0, snapshot: int | None = None, input_size: int | None = None) -> Path:
     """Write the generator of the checkpoint in ``out_dir`` as a ``.keras`` file and, with
     ``tflite``, its LiteRT conversion beside it (same name, ``.tflite``: what ``ffv restore`` runs).
 
     With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
     (``snapshot_every``) instead of the checkpoint's; with ``snapshot`` = N, those of the snapshot
-    taken at batch N (e.g. to compare a run before and after its critic joined)."""
+    taken at batch N (e.g. to compare a run before and after its critic joined). ``input_size``:
+    for a super-resolution (``--span``) run, the side of the input the file takes (the network is
+    fully convolutional; ``ffv restore --upscale`` gives it windows of that size)."""
     from .inference import export_tflite
     from .training import TrainConfig, build_gan
 
@@ -43,9 +45,16 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
         log.info("weights of %d snapshot(s): %s .. %s", len(paths), paths[0].name, paths[-1].name)
     else:
         load_checkpoint(gan, out_dir)
+    generator = gan.generator
+    if input_size is not None:
+        if config.span is None:
+            raise FfvError(out_dir, "only a super-resolution (--span) run can be exported at another input size")
+        from .span import resize_span
+
+        generator = resize_span(generator, config.span, input_size)
     model_path = Path(model_path)
     with atomic_path(model_path) as tmp:
-        gan.generator.save(tmp)
+        generator.save(tmp)
     if tflite:
-        export_tflite(gan.generator, model_path.with_suffix(".tflite"))
+        export_tflite(generator, model_path.with_suffix(".tflite"))
     return model_path

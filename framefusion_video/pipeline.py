@@ -125,10 +125,13 @@ class PendingFrame:
         boxes: one box (x0, y0, x1, y1, frame pixels) per crop: the face it was cut from.
         refused: the outcomes of the faces whose landmarks were not trusted (no crop), and, for
             a super-resolution restorer, of the faces too large for it (left alone).
-        inputs: for a super-resolution restorer, what it is given: each crop reduced by its
-            scale (float32 (S/scale, S/scale, 3)); empty otherwise (it is given ``crops``).
+        inputs: for a super-resolution restorer, each face aligned at S/scale px straight from
+            the frame, for the review's consistency check; empty otherwise.
         base: for a super-resolution restorer, the upscaled frame the crops were cut from and the
             faces are pasted into (``matrices`` map it to the crops); None otherwise.
+        windows, window_matrices: for a super-resolution restorer, what it is given (the frame's
+            own pixels around each face) and the matrix from its output to the aligned crop
+            (:class:`SrCrops`); empty otherwise (it is given ``crops``).
     """
 
     index: int
@@ -141,15 +144,17 @@ class PendingFrame:
     refused: list[FaceOutcome] = field(default_factory=list)
     inputs: list[np.ndarray] = field(default_factory=list)
     base: np.ndarray | None = None
+    windows: list[np.ndarray] = field(default_factory=list)
+    window_matrices: list[np.ndarray] = field(default_factory=list)
 
 
-def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: SafetyConfig | None = None
-                ) -> tuple[list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
+def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: SafetyConfig | None = None,
+                cut: bool = True) -> tuple[list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
     """Alignment matrices (float64 (2, 3)), aligned crops (float32 (S, S, 3) in [0, 1]), boxes and
     track ids of the ``faces`` that can be aligned, and the outcomes of those refused.
 
     With a ``safety.SafetyConfig`` (enabled), a face whose landmarks do not fit its box is refused
-    rather than aligned on them.
+    rather than aligned on them. ``cut=False`` leaves the crops out (an empty list).
     """
     from .safety import REFUSED, landmark_problem
 
@@ -168,50 +173,88 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
         except ValueError:  # degenerate landmarks: nothing sensible to restore
             log.debug("skipping a face with degenerate landmarks: %s", landmarks)
             continue
-        crop = warp_to_crop(frame, matrix, crop_size)
         matrices.append(matrix)
-        crops.append(to_unit_float(crop))
+        if cut:
+            crops.append(to_unit_float(warp_to_crop(frame, matrix, crop_size)))
         boxes.append(box)
         ids.append(track_id)
     return matrices, crops, boxes, ids, refused
 
 
-def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, input_size: int, scale: int,
-                   safety: SafetyConfig | None = None
-                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
-    """The crops of ``faces`` for a super-resolution restorer of ``scale`` taking ``input_size`` px.
+#: The aligned crop a super-resolution restorer's output is reviewed and pasted as: the crop size
+#: ``ffv train --span`` trains it to output (its input is that crop reduced by its scale).
+SR_CROP_SIZE = 128
 
-    ``base`` is ``frame`` upscaled by ``scale`` (``blending.upscale_frame``). Each face is aligned
-    at the output size S = ``scale * input_size``; the restorer's input is cut straight from the
-    frame at ``input_size``, on the grid an area reduction of that crop would have (``ffv train
-    --span`` makes its inputs by area reduction), with bicubic interpolation, which keeps more of
-    the frame's detail than reducing a bilinear crop; the crop it is reviewed and pasted against
-    is the same face cut from ``base``. Returns matrices (``base`` ->
-    crop, float64 (2, 3)), crops of ``base`` (float32 (S, S, 3) in [0, 1]), inputs, boxes, track ids,
-    and the outcomes of faces refused or too large (their crop at ``input_size`` would keep less than
-    :data:`SR_MIN_DETAIL` of their resolution: left alone, as their bicubic upscale).
+
+@dataclass(frozen=True)
+class SrCrops:
+    """The faces of one frame, cut for a super-resolution restorer by :func:`sr_frame_crops`.
+
+    Attributes:
+        matrices: upscaled frame -> aligned crop (float64 (2, 3)), one per face.
+        crops: the aligned crops (:data:`SR_CROP_SIZE`) of the upscaled frame, float32 in [0, 1]:
+            what each face is reviewed and pasted against.
+        inputs: the same faces aligned at ``SR_CROP_SIZE / scale`` px straight from the frame
+            (bicubic), for the review's consistency check.
+        windows: what the restorer is given: an unrotated window of the frame's own pixels around
+            each face (W x W, W = its input size), float32 in [0, 1].
+        window_matrices: restorer output (``scale * W`` px) -> aligned crop, float64 (2, 3).
+        boxes, track_ids: one per face.
+        outcomes: faces refused, or left alone as too large (kept as their bicubic upscale).
     """
-    from .alignment import reduce_matrix
+
+    matrices: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    inputs: list[np.ndarray] = field(default_factory=list)
+    windows: list[np.ndarray] = field(default_factory=list)
+    window_matrices: list[np.ndarray] = field(default_factory=list)
+    boxes: list = field(default_factory=list)
+    track_ids: list = field(default_factory=list)
+    outcomes: list[FaceOutcome] = field(default_factory=list)
+
+
+def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, window: int, scale: int,
+                   safety: SafetyConfig | None = None) -> SrCrops:
+    """The faces of ``frame`` cut for a ×``scale`` super-resolution restorer taking ``window`` px.
+
+    The restorer is run on the frame's own pixel grid: a ``window`` x ``window`` window of the
+    frame around each face, moved by whole pixels only, so that its input is not resampled (a
+    face resampled onto an aligned grid loses detail no network restores). Its output lies on the
+    grid of ``base`` (``frame`` upscaled by ``scale``, ``blending.upscale_frame``) shifted by
+    whole pixels, and is then aligned at :data:`SR_CROP_SIZE` for the review, stabilisation and
+    the paste-back, like any restored crop. A face is left alone (its bicubic upscale kept) when
+    its aligned crop would keep less than :data:`SR_MIN_DETAIL` of its resolution, or when the
+    crop's footprint does not fit in the window.
+    """
+    from .alignment import invert_affine, reduce_matrix, transform_points
     from .blending import scale_matrix
     from .safety import LEFT_ALONE
 
-    size = input_size * scale
-    matrices, crops, boxes, ids, outcomes = frame_crops(frame, faces, size, safety)
-    kept: tuple[list, ...] = ([], [], [], [], [])
-    for matrix, crop, box, track_id in zip(matrices, crops, boxes, ids):
-        detail = float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / scale  # input px per frame px
-        if detail < SR_MIN_DETAIL:
-            outcomes.append(FaceOutcome(box, LEFT_ALONE, track_id,
-                                        f"larger than {input_size} px super-resolution input: upscaled by bicubic"))
+    size = SR_CROP_SIZE
+    matrices, _, boxes, ids, refused = frame_crops(frame, faces, size, safety, cut=False)
+    out = SrCrops(outcomes=refused)
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], dtype=np.float64)
+    for matrix, box, track_id in zip(matrices, boxes, ids):
+        detail = float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / scale  # aligned input px per frame px
+        footprint = transform_points(corners, invert_affine(matrix))
+        low, high = footprint.min(axis=0), footprint.max(axis=0)
+        if detail < SR_MIN_DETAIL or float(np.max(high - low)) > window - 1:
+            out.outcomes.append(FaceOutcome(box, LEFT_ALONE, track_id,
+                                            f"too large for x{scale} super-resolution: upscaled by bicubic"))
             continue
+        ox, oy = (int(round(v)) for v in 0.5 * (low + high) - 0.5 * (window - 1))
         up = scale_matrix(matrix, scale)
-        kept[0].append(up)
-        kept[1].append(to_unit_float(warp_to_crop(base, up, size)))
-        small = warp_to_crop(frame, reduce_matrix(matrix, scale), input_size, cubic=True)
-        kept[2].append(to_unit_float(small))
-        kept[3].append(box)
-        kept[4].append(track_id)
-    return (*kept, outcomes)
+        shift = np.float64([[1, 0, -ox], [0, 1, -oy]])
+        from_window = up.copy()
+        from_window[:, 2] += up[:, :2] @ np.array([scale * ox, scale * oy], dtype=np.float64)
+        out.matrices.append(up)
+        out.crops.append(to_unit_float(warp_to_crop(base, up, size)))
+        out.inputs.append(to_unit_float(warp_to_crop(frame, reduce_matrix(matrix, scale), size // scale, cubic=True)))
+        out.windows.append(to_unit_float(warp_to_crop(frame, shift, window)))
+        out.window_matrices.append(from_window)
+        out.boxes.append(box)
+        out.track_ids.append(track_id)
+    return out
 
 
 def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int
@@ -446,12 +489,15 @@ def restored_crops(
 
     def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
         nonlocal n_crops, tracks
-        crops = [c for item in pending for c in (item.inputs or item.crops)]
+        crops = [c for item in pending for c in (item.windows or item.crops)]
         restored, left_alone = restore_in_batches(restorer, crops, config.batch_size) if crops else ([], [])
         start = 0
         for item in pending:
             mine, alone = restored[start:start + len(item.crops)], left_alone[start:start + len(item.crops)]
             start += len(item.crops)
+            if item.windows:  # super-resolved windows -> aligned crops, resampled at the output's resolution
+                mine = [np.clip(warp_to_crop(out, m, SR_CROP_SIZE), 0.0, 1.0)
+                        for out, m in zip(mine, item.window_matrices)]
             if mine and stabilizing.active:
                 mine, alone, tracks = _stabilize(tracks, item, mine, alone, stabilizing)
             yield item, mine, alone
@@ -460,12 +506,13 @@ def restored_crops(
 
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
-        inputs, base = [], None
+        sr, base = SrCrops(), None
         if faces and (select is None or select(index)) and scale > 1:
             from .blending import upscale_frame
 
             base = upscale_frame(frame, scale)
-            matrices, crops, inputs, boxes, ids, refused = sr_frame_crops(frame, base, faces, crop_size, scale, safety)
+            sr = sr_frame_crops(frame, base, faces, crop_size, scale, safety)
+            matrices, crops, boxes, ids, refused = sr.matrices, sr.crops, sr.boxes, sr.track_ids, sr.outcomes
         elif faces and (select is None or select(index)):
             matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
         else:
@@ -474,7 +521,7 @@ def restored_crops(
             yield PendingFrame(index, frame, faces, [], [], refused=refused, base=base), [], []
             continue
         pending.append(PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused,
-                                    inputs, base))
+                                    sr.inputs, base, sr.windows, sr.window_matrices))
         n_crops += len(crops)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()

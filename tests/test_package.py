@@ -18,15 +18,18 @@ import pytest
 from framefusion_video.inference import (
     DEFAULT_MODEL_NAME,
     KERAS_MODEL_NAME,
+    SR_MODEL_NAMES,
     check_model_file,
     default_model_path,
+    default_sr_model_path,
     shipped_weights_dir,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 #: What the package is built from; models/ is copied too, to show that it stays out.
 BUILD_INPUTS = ("framefusion_video", "models", "setup.cfg", "pyproject.toml", "README.md")
-WEIGHTS = {f"framefusion_video/weights/{DEFAULT_MODEL_NAME}", f"framefusion_video/weights/{KERAS_MODEL_NAME}"}
+SHIPPED = {DEFAULT_MODEL_NAME, KERAS_MODEL_NAME, *SR_MODEL_NAMES.values()}
+WEIGHTS = {f"framefusion_video/weights/{name}" for name in SHIPPED}
 
 
 def wheel_files(tmp_path: Path) -> set[str]:
@@ -61,8 +64,9 @@ def test_shipped_weights_are_package_data_found_by_importlib_resources():
 
     folder = shipped_weights_dir()
     assert folder == Path(framefusion_video.__file__).parent / "weights"
-    assert {p.name for p in folder.iterdir() if p.suffix in (".tflite", ".keras")} == {
-        DEFAULT_MODEL_NAME, KERAS_MODEL_NAME}
+    assert {p.name for p in folder.iterdir() if p.suffix in (".tflite", ".keras")} == SHIPPED
+    assert default_sr_model_path(4) == folder / SR_MODEL_NAMES[4]
+    assert default_sr_model_path(2) is None  # no x2 network ships: --upscale 2 uses the default generator
 
 
 def test_default_model_is_the_shipped_tflite_wherever_the_run_starts(tmp_path, monkeypatch):

@@ -397,6 +397,11 @@ def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypat
     path = export_generator(tmp_path / "run", tmp_path / "sr.keras", tflite=False)
     model = keras.models.load_model(path, compile=False)
     assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 32, 32, 3)
+    wide = keras.models.load_model(export_generator(tmp_path / "run", tmp_path / "sr24.keras", tflite=False,
+                                                    input_size=24), compile=False)
+    assert wide.input_shape == (None, 24, 24, 3) and wide.output_shape == (None, 48, 48, 3)
+    for a, b in zip(wide.get_weights(), model.get_weights()):  # the same network, wider input
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="gives 64 px crops, training uses 32"):
         replace(TINY, span=SpanConfig(scale=4, channels=8, blocks=1, input_size=16))
 

@@ -18,7 +18,11 @@ import click
                    "instead of its latest checkpoint; 0 = the checkpoint.")
 @click.option("--snapshot", type=click.IntRange(min=0),
               help="Export the weight snapshot taken at this batch instead of the checkpoint.")
-def export(run_dir: Path, output: Path, tflite: bool, average: int, snapshot: int | None) -> None:
+@click.option("--input-size", type=click.IntRange(min=8),
+              help="For a super-resolution (--span) run: the input side of the exported file "
+                   "(64 for ffv restore --upscale, which gives it 64 px windows of the frame).")
+def export(run_dir: Path, output: Path, tflite: bool, average: int, snapshot: int | None,
+           input_size: int | None) -> None:
     """Write RUN_DIR's latest checkpoint generator to OUTPUT (.keras) and OUTPUT's .tflite twin."""
     from framefusion_video.export import export_generator
     from framefusion_video.errors import FfvError
@@ -26,6 +30,6 @@ def export(run_dir: Path, output: Path, tflite: bool, average: int, snapshot: in
     if not (run_dir / "checkpoint.json").is_file():
         raise click.ClickException(f"{run_dir}: no checkpoint.json (not an ffv training run)")
     try:
-        click.echo(f"exported {export_generator(run_dir, output, tflite=tflite, average=average, snapshot=snapshot)}")
+        click.echo(f"exported {export_generator(run_dir, output, tflite=tflite, average=average, snapshot=snapshot, input_size=input_size)}")
     except (FfvError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

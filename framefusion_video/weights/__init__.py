@@ -1,3 +1,4 @@
-"""The shipped generator, as package data: ``ffv_generator.tflite`` (what ``ffv restore`` runs) and
-``ffv_generator.keras`` (the same weights, for fine-tuning). ``inference.default_model_path`` finds
+"""The shipped generators, as package data: ``ffv_generator.tflite`` (what ``ffv restore`` runs),
+``ffv_generator.keras`` (the same weights, for fine-tuning) and ``ffv_span4.tflite`` (the ×4
+super-resolution generator of ``ffv restore --upscale 4``). ``inference.default_model_path`` finds
 them with ``importlib.resources``, so they travel with the package in a wheel or any install."""
