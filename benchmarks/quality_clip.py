@@ -64,19 +64,6 @@ def report_counts(report_path: Path) -> dict:
             and k not in skip} | {k: v for k, v in entry.items() if isinstance(v, dict)}
 
 
-def rescale(src: Path, dst: Path, scale: str, flags: str, crf: int) -> Path:
-    """``src`` resized by ffmpeg's ``scale`` filter (e.g. ``iw/4:ih/4``) with ``flags`` (area,
-    bicubic), as x264 ``-preset veryfast -crf`` ``crf``."""
-    import subprocess
-
-    from framefusion_video.video_io import ffmpeg_exe
-
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(src), "-vf", f"scale={scale}:flags={flags}",
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(dst)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return dst
-
-
 def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *, classical: bool = True,
         with_ssim: bool = True, inputs: tuple[str, ...] = INPUTS, upscale: int = 1) -> dict:
     """Build the clip in ``work``, restore and transcode each input, score everything.
@@ -98,8 +85,8 @@ def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *
     for name in inputs:
         src = clip.damaged if name == "damaged" else clip.clean_x264
         if upscale > 1:
-            src = rescale(src, work / f"{name}_small.mp4", f"iw/{upscale}:ih/{upscale}", "area", 12)
-            plain = rescale(src, work / f"{name}_bicubic.mp4", f"iw*{upscale}:ih*{upscale}", "bicubic", 18)
+            src = transcode(src, work / f"{name}_small.mp4", crf=12, resize=f"iw/{upscale}:ih/{upscale}:flags=area")
+            plain = transcode(src, work / f"{name}_bicubic.mp4", resize=f"iw*{upscale}:ih*{upscale}:flags=bicubic")
         else:
             plain = transcode(src, work / f"{name}_transcode.mp4")
         out, report = work / f"{name}_ffv.mp4", work / f"{name}_report.json"

@@ -182,8 +182,7 @@ def surround_luma(frame: np.ndarray, box: Sequence[float], inner: float = 1.35, 
     ring = np.maximum(np.abs(xx + 0.5 - cx), np.abs(yy + 0.5 - cy)) >= inner * side
     if int(ring.sum()) < 16:
         return None
-    pixels = region[ring].astype(np.float32)
-    luma = pixels @ np.float32([0.299, 0.587, 0.114])
+    luma = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_RGB2GRAY)[ring]
     return float(np.median(luma)) / 255.0
 
 

@@ -356,11 +356,13 @@ def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], saf
             for box, alone, p in zip(boxes, left_alone, plausible)]
 
 
-def _plausible_means(frame: np.ndarray, boxes: Sequence) -> list[np.ndarray]:
-    """Each face's range of lit-face colours, from the luma of the frame around it."""
-    from .blending import scene_plausible_means, surround_luma
+def _plausible_means(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
+    """Each face's range of lit-face colours, from the luma of the frame around it (the fixed
+    range for a face left alone, which is neither matched nor checked)."""
+    from .blending import PLAUSIBLE_FACE_MEANS, scene_plausible_means, surround_luma
 
-    return [scene_plausible_means(surround_luma(frame, box)) for box in boxes]
+    return [PLAUSIBLE_FACE_MEANS if alone else scene_plausible_means(surround_luma(frame, box))
+            for box, alone in zip(boxes, left_alone)]
 
 
 def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool], config: RestoreConfig,
@@ -385,7 +387,7 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     if not restored:
         return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
     safety = safety_config(config)
-    plausible = _plausible_means(item.frame, item.boxes)
+    plausible = _plausible_means(item.frame, item.boxes, left_alone)
     damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
     crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
                                             safety=safety, damages=damages, plausible=plausible,

@@ -679,10 +679,15 @@ def summarize_scores(faces: Sequence[FaceFrameScore], frames: Mapping[str, Seque
             "loss": losses}
 
 
-def transcode(src: str | os.PathLike, dst: str | os.PathLike, crf: int = 18, preset: str = "veryfast") -> Path:
+def transcode(src: str | os.PathLike, dst: str | os.PathLike, crf: int = 18, preset: str = "veryfast",
+              resize: str | None = None) -> Path:
     """A plain ``ffmpeg -i src -c:v libx264 -preset veryfast -crf 18 dst``: the reference ffv's
-    output is held to."""
-    _run_ffmpeg(["-i", str(src), "-map", "0:v:0", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), str(dst)])
+    output is held to. ``resize``: an ffmpeg ``scale`` filter's size and flags first (e.g.
+    ``"iw/4:ih/4:flags=area"``), for the super-resolution benchmark's reduced clip and its bicubic
+    baseline."""
+    vf = ["-vf", f"scale={resize}", "-pix_fmt", "yuv420p"] if resize else []
+    _run_ffmpeg(["-i", str(src), "-map", "0:v:0", *vf, "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+                 str(dst)])
     return Path(dst)
 
 
