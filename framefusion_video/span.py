@@ -16,6 +16,12 @@ Pixel shuffle: PyTorch and ncnn order the 3·r² channels as c·r² + i·r + j (
 i, column j); ``tf.nn.depth_to_space`` and :func:`pixel_shuffle` here as (i·r + j)·3 + c. Weights in
 the PyTorch order go through :func:`pixel_shuffle_permutation` on the upsampler's output channels.
 
+A same-size restorer around ×4 SPAN (``scale`` 1, ``unshuffle`` 4): SPAN runs on the crop's 4x4
+area means (32 px for a 128 px crop) and gives a ×4 estimate learnt from faces, blind to fine detail
+but robust to noise and compression; a small full-resolution head sees the crop and that estimate
+side by side and outputs a correction to the crop (zero at the start: the network starts as the
+identity). Started from ×4 weights, every SPAN layer keeps its name and weights.
+
 Only built-in Keras layers: the model saves to ``.keras`` and loads with ``safe_mode=True`` and no
 custom objects, and converts with ``inference.export_tflite``.
 """
@@ -32,6 +38,12 @@ from .ncnn_format import OP_MUL, OP_SUB, NcnnLayer, parse_param, read_weights
 
 #: Upscaling factors of SPAN's released weights.
 SCALES = (2, 4)
+#: ``SpanConfig.scale`` of a same-size restorer on SPAN's trunk.
+RESTORER = 1
+#: Factor on a restorer's correction (see ``build_span``).
+RESIDUAL_SCALE = 0.02
+#: Convolutions of a restorer's full-resolution head (the last one gives the correction).
+HEAD_LAYERS = ("head_1", "head_2", "residual")
 #: SPAN's DIV2K RGB mean (the value in its official weights' ncnn export).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -47,18 +59,31 @@ class SpanConfig:
     input_size: int = 32
     rgb_mean: tuple[float, float, float] = DIV2K_RGB_MEAN
     rgb_range: float = 255.0
+    #: A restorer's SPAN runs ×``unshuffle`` on the crop reduced that much (1 for super-resolution).
+    unshuffle: int = 1
+    #: Channels of a restorer's full-resolution head.
+    head_channels: int = 24
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise ValueError(f"scale {self.scale}: SPAN's weights exist for {', '.join(map(str, SCALES))}")
-        if self.channels < 1 or self.blocks < 1 or self.input_size < 1:
-            raise ValueError("channels, blocks and input_size must be at least 1")
+        if self.scale not in (*SCALES, RESTORER):
+            raise ValueError(f"scale {self.scale}: SPAN's weights exist for {', '.join(map(str, SCALES))}, "
+                             f"and {RESTORER} is a same-size restorer")
+        if self.channels < 1 or self.blocks < 1 or self.input_size < 1 or self.unshuffle < 1:
+            raise ValueError("channels, blocks, input_size and unshuffle must be at least 1")
+        if (self.scale == RESTORER) != (self.unshuffle > 1):
+            raise ValueError("a same-size restorer (scale 1) needs unshuffle > 1, super-resolution unshuffle 1")
+        if self.input_size % self.unshuffle:
+            raise ValueError(f"input_size {self.input_size} is not a multiple of unshuffle {self.unshuffle}")
         if len(self.rgb_mean) != 3:
             raise ValueError(f"rgb_mean needs one value per RGB channel, got {self.rgb_mean}")
 
     @property
     def output_size(self) -> int:
         return self.scale * self.input_size
+
+    @property
+    def is_restorer(self) -> bool:
+        return self.scale == RESTORER
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +99,7 @@ def conv_layer_names(config: SpanConfig) -> list[str]:
     for b in range(1, config.blocks + 1):
         names += [f"block_{b}_c1", f"block_{b}_c2", f"block_{b}_c3"]
     return names + ["conv_2", "conv_cat", "upsampler"]
+
 
 
 def pixel_shuffle_permutation(channels: int, scale: int) -> np.ndarray:
@@ -101,18 +127,20 @@ def pixel_shuffle(x, scale: int, name: str = "pixel_shuffle"):
 
 
 def build_span(config: SpanConfig = SpanConfig()):
-    """SPAN: float32 RGB [0, 1] (N, s, s, 3) -> (N, r·s, r·s, 3) in [0, 1] (s = ``input_size``)."""
+    """SPAN: float32 RGB [0, 1] (N, s, s, 3) -> (N, r·s, r·s, 3) in [0, 1] (s = ``input_size``);
+    a restorer (r = 1): SPAN ×``unshuffle`` on the crop's area means, then the head (module doc)."""
     import keras
     from keras import layers
 
-    c = config.channels
+    c, u = config.channels, config.unshuffle
 
-    def conv(x, filters: int, name: str, kernel: int = 3):
-        return layers.Conv2D(filters, kernel, padding="same", name=name)(x)
+    def conv(x, filters: int, name: str, kernel: int = 3, initializer: str = "glorot_uniform"):
+        return layers.Conv2D(filters, kernel, padding="same", name=name, kernel_initializer=initializer)(x)
 
-    inp = keras.Input((config.input_size, config.input_size, 3), name="small")
+    inp = keras.Input((config.input_size, config.input_size, 3), name="crop" if config.is_restorer else "small")
+    small = layers.AveragePooling2D(u, name="area_means")(inp) if u > 1 else inp
     x = layers.Rescaling(config.rgb_range, offset=[-config.rgb_range * m for m in config.rgb_mean],
-                         name="normalise")(inp)
+                         name="normalise")(small)
     feature = conv(x, c, "conv_1")
     out, first, last_act = feature, None, None
     for b in range(1, config.blocks + 1):
@@ -127,10 +155,18 @@ def build_span(config: SpanConfig = SpanConfig()):
     out = conv(out, c, "conv_2")
     out = layers.Concatenate(name="concat")([feature, out, first, last_act])  # 4·C channels
     out = conv(out, c, "conv_cat", kernel=1)
-    out = conv(out, 3 * config.scale ** 2, "upsampler")  # (s, s, 3·r²)
-    out = pixel_shuffle(out, config.scale)  # (r·s, r·s, 3)
+    r = config.scale * u
+    out = pixel_shuffle(conv(out, 3 * r * r, "upsampler"), r)  # (r·s, r·s, 3)
+    if config.is_restorer:
+        h = layers.Concatenate(name="crop_and_estimate")([inp, out])
+        for name in HEAD_LAYERS[:-1]:
+            h = layers.Activation("silu", name=f"{name}_act")(conv(h, config.head_channels, name))
+        # Adam first moves every weight by about its rate, whatever the gradient's size: the scale
+        # keeps the first moves of the correction small.
+        h = layers.Rescaling(RESIDUAL_SCALE, name="residual_scale")(conv(h, 3, HEAD_LAYERS[-1], initializer="zeros"))
+        out = layers.Add(name="restored")([inp, h])
     out = layers.ReLU(max_value=1.0, name="clip")(out)
-    return keras.Model(inp, out, name=f"span_x{config.scale}")
+    return keras.Model(inp, out, name="span_restorer" if config.is_restorer else f"span_x{config.scale}")
 
 
 # --------------------------------------------------------------------------------------------------

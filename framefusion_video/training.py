@@ -495,7 +495,7 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
 
     def small(img):
         # Super-resolution input: the damaged crop reduced by area, as ffv eval's SR rows reduce it.
-        return img if config.span is None else downscale_area(img[None], config.span.scale)[0]
+        return img if config.span is None or config.span.is_restorer else downscale_area(img[None], config.span.scale)[0]
 
     def train_damage(img, rng):
         return small(degrade_for_training(img, rng, deg_cfg, config.single_prob, config.clean_prob))

@@ -406,6 +406,20 @@ def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypat
         replace(TINY, span=SpanConfig(scale=4, channels=8, blocks=1, input_size=16))
 
 
+def test_a_span_restorer_trains_on_full_size_crops(tmp_path, monkeypatch):
+    from framefusion_video import training
+    from framefusion_video.span import SpanConfig
+
+    monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
+    config = replace(TINY, span=SpanConfig(scale=1, channels=8, blocks=1, input_size=32, unshuffle=4),
+                     out_dir=str(tmp_path / "run"), max_steps=2)
+    training.train(config)
+    model = keras.models.load_model(export_generator(tmp_path / "run", tmp_path / "r.keras", tflite=False),
+                                    compile=False)
+    assert model.input_shape == model.output_shape == (None, 32, 32, 3)
+    assert np.abs(model.get_layer("residual").get_weights()[0]).max() > 0  # it learnt a correction
+
+
 def test_ffv_train_rejects_what_a_resume_cannot_change(face_folder, tmp_path):
     from click.testing import CliRunner
 

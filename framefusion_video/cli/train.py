@@ -18,6 +18,10 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return numbers
 
 
+#: ``--span 1`` runs SPAN ×4 on the crop reduced 4x: the size its weights were trained at.
+RESTORER_UNSHUFFLE = 4
+
+
 @click.command("train")
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -52,9 +56,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Another folder of face photos to train on (repeatable), e.g. sharper or more varied faces.")
 @click.option("--extra-repeat", type=click.IntRange(min=1),
               help="How many times each --extra face is seen per epoch (default 1): weighs a small set up.")
-@click.option("--span", "span_scale", type=click.Choice(["2", "4"]),
-              help="Train a SPAN super-resolution generator (x2 or x4) instead of the U-Net: crops are damaged, "
-                   "shrunk by that factor and restored to full size. Start it from converted weights with --init-from.")
+@click.option("--span", "span_scale", type=click.Choice(["1", "2", "4"]),
+              help="Train a SPAN network instead of the U-Net. 2 or 4: super-resolution, crops are damaged, "
+                   "shrunk by that factor and restored to full size. 1: a same-size restorer, SPAN x4 on the crop's "
+                   "4x4 area means and a full-size head. Start it from converted weights with --init-from "
+                   "(x4's for 1).")
 @click.option("--clean-prob", type=click.FloatRange(0, 1), help="Share of undamaged training pairs (default 0.1).")
 @click.option("--single-prob", type=click.FloatRange(0, 1),
               help="Share of pairs with one kind of damage alone (default 0.5); the rest get mixed damage.")
@@ -95,7 +101,8 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
         raise click.UsageError(f"--widths/--blocks: {exc}") from None
     if span_scale:
         scale = int(span_scale)
-        recipe["span"] = SpanConfig(scale=scale, input_size=generator.crop_size // scale)
+        recipe["span"] = SpanConfig(scale=scale, input_size=generator.crop_size // scale,
+                                    unshuffle=RESTORER_UNSHUFFLE if scale == 1 else 1)
     if extra_dirs:
         recipe["extra_dirs"] = tuple(str(d) for d in extra_dirs)
     try:
