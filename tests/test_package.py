@@ -66,7 +66,8 @@ def test_shipped_weights_are_package_data_found_by_importlib_resources():
     assert folder == Path(framefusion_video.__file__).parent / "weights"
     assert {p.name for p in folder.iterdir() if p.suffix in (".tflite", ".keras")} == SHIPPED
     assert default_sr_model_path(4) == folder / SR_MODEL_NAMES[4]
-    assert default_sr_model_path(2) is None  # no x2 network ships: --upscale 2 uses the default generator
+    assert default_sr_model_path(2) == folder / SR_MODEL_NAMES[2]
+    assert default_sr_model_path(3) is None  # no x3 network ships: --upscale 3 uses the default generator
 
 
 def test_default_model_is_the_shipped_tflite_wherever_the_run_starts(tmp_path, monkeypatch):
