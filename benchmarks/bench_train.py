@@ -9,7 +9,10 @@ over the same difference: 200 % means both cores of this machine busy.
 Phases:
 
 - ``fidelity``: the batches before the critic starts (no critic, reconstruction losses only);
-- ``adversarial``: the batches after it (generator and critic both trained, R1 every 4 batches).
+- ``adversarial``: the batches after it (generator and critic both trained, R1 every 4 batches);
+- ``bare``: the default generator alone, a plain L1 loss and Adam on one fixed batch, no data
+  making, no SSIM, no critic: what TensorFlow's forward and backward pass of the network costs on
+  this CPU, the ceiling of the fidelity phase for the same network.
 
 ``--checkout DIR`` (repeatable) measures other checkouts of the project as well (e.g. a
 ``git worktree`` of an older commit), their runs interleaved with this one's so that the VM's drift
@@ -37,7 +40,7 @@ import common
 
 log = logging.getLogger("benchmarks.train")
 
-PHASES = ("fidelity", "adversarial")
+PHASES = ("fidelity", "adversarial", "bare")
 
 # Run in the child: the same entry point as ``ffv train``, with the critic on from batch 0 for the
 # adversarial phase. Only settings every checkout's TrainConfig has are passed.
@@ -49,6 +52,31 @@ adv = args.pop("phase") == "adversarial"
 train(TrainConfig(adv_start=0 if adv else 10**9, critic_warmup=0, checkpoint_minutes=1e9, **args))
 """
 
+_BARE_CHILD = """
+import json, sys
+import numpy as np, keras, tensorflow as tf
+from framefusion_video.model import GeneratorConfig, build_generator
+args = json.loads(sys.argv[1])
+generator = build_generator(GeneratorConfig())
+for layer in generator.layers:  # as ffv train holds them: the gate is fitted afterwards
+    layer.trainable = not layer.name.startswith("gate_")
+optimizer = keras.optimizers.Adam(1e-4)
+rng = np.random.default_rng(0)
+size = GeneratorConfig().crop_size
+x = tf.constant(rng.random((args["batch_size"], size, size, 3), dtype=np.float32))
+y = tf.constant(rng.random((args["batch_size"], size, size, 3), dtype=np.float32))
+
+@tf.function(jit_compile=False)
+def step():
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(generator(x, training=True) - y))
+    optimizer.apply_gradients(zip(tape.gradient(loss, generator.trainable_variables), generator.trainable_variables))
+    return loss
+
+for _ in range(args["max_steps"]):
+    step().numpy()
+"""
+
 
 def run_child(checkout: Path, data: str, phase: str, steps: int, batch: int, limit: int) -> tuple[float, float]:
     """(wall s, CPU s) of one ``train`` run of ``steps`` batches in a fresh process."""
@@ -58,7 +86,8 @@ def run_child(checkout: Path, data: str, phase: str, steps: int, batch: int, lim
         env = {**os.environ, "PYTHONPATH": str(checkout), "TF_CPP_MIN_LOG_LEVEL": "2"}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env=env, cwd=checkout,
+        child = _BARE_CHILD if phase == "bare" else _CHILD
+        proc = subprocess.run([sys.executable, "-c", child, json.dumps(args)], env=env, cwd=checkout,
                               capture_output=True, text=True)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -96,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of face photos (aligned once and cached, as ffv train does)")
     parser.add_argument("--checkout", action="append", type=Path, default=[],
                         help="another checkout of the project to measure beside this one")
-    parser.add_argument("--phase", choices=PHASES, action="append", help="default: both")
+    parser.add_argument("--phase", choices=PHASES, action="append", help="default: all three")
     parser.add_argument("--warmup", type=int, default=5, help="batches of the short run")
     parser.add_argument("--steps", type=int, default=30, help="batches the long run adds")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -47,8 +47,8 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
         load_checkpoint(gan, out_dir)
     generator = gan.generator
     if input_size is not None:
-        if config.span is None:
-            raise FfvError(out_dir, "only a super-resolution (--span) run can be exported at another input size")
+        if config.span is None or config.span.is_restorer:
+            raise FfvError(out_dir, "only a super-resolution (--span 2 or 4) run can be exported at another input size")
         from .span import resize_span
 
         generator = resize_span(generator, config.span, input_size)

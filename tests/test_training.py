@@ -418,6 +418,8 @@ def test_a_span_restorer_trains_on_full_size_crops(tmp_path, monkeypatch):
                                     compile=False)
     assert model.input_shape == model.output_shape == (None, 32, 32, 3)
     assert np.abs(model.get_layer("residual").get_weights()[0]).max() > 0  # it learnt a correction
+    with pytest.raises(FfvError, match="only a super-resolution"):
+        export_generator(tmp_path / "run", tmp_path / "r64.keras", tflite=False, input_size=64)
 
 
 def test_ffv_train_rejects_what_a_resume_cannot_change(face_folder, tmp_path):
