@@ -10,9 +10,10 @@ Phases:
 
 - ``fidelity``: the batches before the critic starts (no critic, reconstruction losses only);
 - ``adversarial``: the batches after it (generator and critic both trained, R1 every 4 batches);
-- ``bare``: the default generator alone, a plain L1 loss and Adam on one fixed batch, no data
-  making, no SSIM, no critic: what TensorFlow's forward and backward pass of the network costs on
-  this CPU, the ceiling of the fidelity phase for the same network.
+- ``bare``: the default generator alone in a plain hand-written step (L1 loss, Adam, one fixed
+  batch; no data making, SSIM or critic): what the network's own forward and backward pass costs
+  in TensorFlow on this CPU. A fidelity phase as fast as this has nothing left to gain around the
+  network: data making and losses are hidden.
 
 ``--checkout DIR`` (repeatable) measures other checkouts of the project as well (e.g. a
 ``git worktree`` of an older commit), their runs interleaved with this one's so that the VM's drift
