@@ -12,7 +12,9 @@ input, the classical baseline and the model for:
 3. Gaussian blur alone at fixed strengths (sigma in pixels of the 128 px crop);
 4. the mixed damage of ``ffv eval`` split by the stages drawn for each face (lighting, occlusion,
    shift...): how many faces had it, their mean PSNR in and out, and their share of the mean gain;
-5. with ``--ceiling`` (needs the ``.keras`` model, run on TensorFlow): per kind, the network
+5. per kind, the model's output with its mean colour per face moved back to the input's: how much
+   of the model's loss or gain is a change of overall brightness and colour;
+6. with ``--ceiling`` (needs the ``.keras`` model, run on TensorFlow): per kind, the network
    without its gate, and the best a per-face restore-or-leave-alone decision could do (for each
    face the better of input and correction, known only from the clean face): how much a better
    gate could still add.
@@ -76,8 +78,24 @@ def print_stages(clean: np.ndarray, restore) -> None:
                       f"gain {gain[mask].mean():+.2f} dB, share {gain[mask].sum() / len(gain):+.2f} dB")
 
 
+def keep_mean_colour(out: np.ndarray, damaged: np.ndarray) -> np.ndarray:
+    """``out`` (N, H, W, 3) with each face's mean R, G and B moved to ``damaged``'s, clipped to [0, 1]."""
+    shift = damaged.mean(axis=(1, 2), keepdims=True) - out.mean(axis=(1, 2), keepdims=True)
+    return np.clip(out + shift, 0.0, 1.0)
+
+
+def print_colour(clean: np.ndarray, restore) -> None:
+    """Section 5: per kind, the model with the input's mean colour."""
+    print("per kind, mean PSNR dB: input / model / model with the input's mean colour per face")
+    for kind in KINDS:
+        damaged, _ = damaged_with_params(clean, kind)
+        out = restore(damaged)
+        print(f"  {kind}: {per_image_psnr(damaged, clean).mean():.2f} / {per_image_psnr(out, clean).mean():.2f} / "
+              f"{per_image_psnr(keep_mean_colour(out, damaged), clean).mean():.2f}")
+
+
 def print_ceiling(clean: np.ndarray, keras_path: str) -> None:
-    """Section 5: the network without its gate, and the best per-face decision."""
+    """Section 6: the network without its gate, and the best per-face decision."""
     import keras
 
     generator = keras.saving.load_model(keras_path, compile=False)
@@ -100,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="validation photos (e.g. ../shared/data/faces/val)")
     parser.add_argument("--model", help="generator .tflite or .keras (default: the shipped one)")
+    parser.add_argument("--limit", type=int, help="use only the first N photos (sorted by name)")
     parser.add_argument("--ceiling", metavar="KERAS", nargs="?", const="framefusion_video/weights/ffv_generator.keras",
                         help="also section 5, with this .keras generator (default: the shipped one)")
     args = parser.parse_args(argv)
     restorer = load_restorer(args.model)
-    clean = load_aligned_crops(args.folder, restorer.crop_size).astype(np.float32) / 255.0
+    clean = load_aligned_crops(args.folder, restorer.crop_size, limit=args.limit).astype(np.float32) / 255.0
     print(f"{len(clean)} faces from {args.folder}; PSNR dB / SSIM")
     for label, config in mixed_variants():
         row = evaluate(clean, restorer.restore, kinds=["mixed"], config=config).rows[0]
@@ -120,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         p_out, s_out = mean_scores(restorer.restore(damaged), clean)
         print(f"gaussian blur sigma {sigma} px: input {p_in:.2f} / {s_in:.4f}, model {p_out:.2f} / {s_out:.4f}")
     print_stages(clean, restorer.restore)
+    print_colour(clean, restorer.restore)
     if args.ceiling:
         print_ceiling(clean, args.ceiling)
     return 0
