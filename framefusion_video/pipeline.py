@@ -509,16 +509,16 @@ def restored_crops(
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
         sr, base = SrCrops(), None
-        if faces and (select is None or select(index)) and scale > 1:
-            from .blending import upscale_frame
+        matrices, crops, boxes, ids, refused = [], [], [], [], []
+        if faces and (select is None or select(index)):
+            if scale > 1:
+                from .blending import upscale_frame
 
-            base = upscale_frame(frame, scale)
-            sr = sr_frame_crops(frame, base, faces, crop_size, scale, safety)
-            matrices, crops, boxes, ids, refused = sr.matrices, sr.crops, sr.boxes, sr.track_ids, sr.outcomes
-        elif faces and (select is None or select(index)):
-            matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
-        else:
-            matrices, crops, boxes, ids, refused = [], [], [], [], []
+                base = upscale_frame(frame, scale)
+                sr = sr_frame_crops(frame, base, faces, crop_size, scale, safety)
+                matrices, crops, boxes, ids, refused = sr.matrices, sr.crops, sr.boxes, sr.track_ids, sr.outcomes
+            else:
+                matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
         if not crops and not pending:  # nothing to wait for: pass straight through
             yield PendingFrame(index, frame, faces, [], [], refused=refused, base=base), [], []
             continue

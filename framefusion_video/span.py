@@ -101,7 +101,6 @@ def conv_layer_names(config: SpanConfig) -> list[str]:
     return names + ["conv_2", "conv_cat", "upsampler"]
 
 
-
 def pixel_shuffle_permutation(channels: int, scale: int) -> np.ndarray:
     """``perm`` such that output channel k of a depth-to-space-ordered convolution is channel
     ``perm[k]`` of the same convolution in PyTorch's pixel-shuffle order.

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="generator .tflite or .keras (default: the shipped one)")
     parser.add_argument("--limit", type=int, help="use only the first N photos (sorted by name)")
     parser.add_argument("--ceiling", metavar="KERAS", nargs="?", const="framefusion_video/weights/ffv_generator.keras",
-                        help="also section 5, with this .keras generator (default: the shipped one)")
+                        help="also section 6, with this .keras generator (default: the shipped one)")
     args = parser.parse_args(argv)
     restorer = load_restorer(args.model)
     clean = load_aligned_crops(args.folder, restorer.crop_size, limit=args.limit).astype(np.float32) / 255.0
