@@ -21,9 +21,9 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
 
     With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
     (``snapshot_every``) instead of the checkpoint's; with ``snapshot`` = N, those of the snapshot
-    taken at batch N (e.g. to compare a run before and after its critic joined). ``input_size``:
-    for a super-resolution (``--span``) run, the side of the input the file takes (the network is
-    fully convolutional; ``ffv restore --upscale`` gives it windows of that size)."""
+    taken at batch N (e.g. to compare a run before and after its critic joined). A super-resolution
+    (``--span 2|4``) network is fully convolutional: it is exported for inputs of any size (what
+    ``ffv restore --upscale`` gives it: a window sized to each face), or of ``input_size`` px."""
     from .inference import export_tflite
     from .training import TrainConfig, build_gan
 
@@ -46,9 +46,10 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     else:
         load_checkpoint(gan, out_dir)
     generator = gan.generator
-    if input_size is not None:
-        if config.span is None or config.span.is_restorer:
-            raise FfvError(out_dir, "only a super-resolution (--span 2 or 4) run can be exported at another input size")
+    super_resolution = config.span is not None and not config.span.is_restorer
+    if input_size is not None and not super_resolution:
+        raise FfvError(out_dir, "only a super-resolution (--span 2 or 4) run can be exported at another input size")
+    if super_resolution:
         from .span import resize_span
 
         generator = resize_span(generator, config.span, input_size)

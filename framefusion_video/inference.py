@@ -53,10 +53,14 @@ def default_sr_model_path(scale: int) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def _as_crops(crops: np.ndarray, crop_size: int) -> np.ndarray:
-    """``crops`` as float32 (N, crop_size, crop_size, 3); ValueError for any other shape."""
+def _as_crops(crops: np.ndarray, crop_size: int | None) -> np.ndarray:
+    """``crops`` as float32 (N, crop_size, crop_size, 3), or (N, H, W, 3) when ``crop_size`` is
+    None (a fully convolutional network); ValueError for any other shape."""
     crops = np.asarray(crops, dtype=np.float32)
-    if crops.ndim != 4 or crops.shape[1:] != (crop_size, crop_size, 3):
+    if crop_size is None:
+        if crops.ndim != 4 or crops.shape[3] != 3 or min(crops.shape[1:3]) < 1:
+            raise ValueError(f"expected RGB crops of shape (N, H, W, 3), got {crops.shape}")
+    elif crops.ndim != 4 or crops.shape[1:] != (crop_size, crop_size, 3):
         raise ValueError(f"expected crops of shape (N, {crop_size}, {crop_size}, 3), got {crops.shape}")
     return crops
 
@@ -80,6 +84,10 @@ def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run, scale:
 SCALES = (1, 2, 4)
 
 
+#: The input side at which the scale of a generator that takes inputs of any size is read.
+_PROBE_SIDE = 16
+
+
 def _scale_of(path, input_side: int, output_shape: tuple[int, ...]) -> int:
     """The generator's ``scale`` from its input side and output shape (N, H, W, 3)."""
     side = int(output_shape[1]) if len(output_shape) == 4 else 0
@@ -94,21 +102,28 @@ class Restorer:
     scale * S, 3).
 
     The batch is padded to a fixed size so the compiled graph is traced once. ``crop_size`` is the
-    input side S, ``scale`` the output side over S (1 for a same-size restorer).
+    input side S, ``scale`` the output side over S (1 for a same-size restorer); a fully
+    convolutional super-resolution network has ``crop_size`` None and takes inputs of any size.
     """
 
     def __init__(self, model, batch_size: int = 8) -> None:
         import tensorflow as tf
 
         self.model = model
-        self.crop_size = int(model.input_shape[1])
-        self.scale = _scale_of("the model", self.crop_size, tuple(model.output_shape))
+        side = model.input_shape[1]
+        self.crop_size = None if side is None else int(side)
+        probe = tuple(int(v) for v in model.compute_output_shape((1, _PROBE_SIDE, _PROBE_SIDE, 3))) \
+            if side is None else tuple(model.output_shape)
+        self.scale = _scale_of("the model", self.crop_size or _PROBE_SIDE, probe)
         self.batch_size = max(1, int(batch_size))
-        spec = tf.TensorSpec((self.batch_size, self.crop_size, self.crop_size, 3), tf.float32)
-        self._run = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        shape = (None, None, None, 3) if side is None else (self.batch_size, side, side, 3)
+        self._run = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec(shape, tf.float32)])
 
     def restore(self, crops: np.ndarray) -> np.ndarray:
         """Restore ``crops`` (float32 (N, S, S, 3), [0, 1]); N may be any size, even 0."""
+        if self.crop_size is None:
+            crops = _as_crops(crops, None)
+            return self._run(crops).numpy() if len(crops) else crops[:, :0, :0]
         return _pad_and_run(crops, self.crop_size, self.batch_size, lambda x: self._run(x).numpy(), self.scale)
 
 
@@ -118,8 +133,9 @@ class LiteRestorer:
     Same contract as :class:`Restorer`, but nothing is padded: ``batch_size`` crops go through
     the interpreter at a time and the rest of a call one by one, through a second, batch-1
     interpreter, so that no work is spent on padding. A crop comes out the same whatever the
-    batch (``tests/test_restore.py``). ``threads``: XNNPACK
-    threads, default one per core. Not thread-safe: one per thread.
+    batch (``tests/test_restore.py``). A file exported for inputs of any size (a super-resolution
+    network: ``crop_size`` None) runs each call's inputs as they come, its interpreter resized to
+    their shape. ``threads``: XNNPACK threads, default one per core. Not thread-safe: one per thread.
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = 1, threads: int | None = None) -> None:
@@ -140,14 +156,21 @@ class LiteRestorer:
             outp = interpreter.get_output_details()
         except (ValueError, RuntimeError) as exc:
             raise FfvError(self.path, f"not a loadable TensorFlow Lite model ({exc})") from exc
-        shape = tuple(int(v) for v in inp[0]["shape"]) if len(inp) == 1 else ()
+        shape = tuple(int(v) for v in inp[0]["shape_signature"]) if len(inp) == 1 else ()
         if len(outp) != 1 or len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise FfvError(self.path, f"not an ffv generator (input {[d['shape'].tolist() for d in inp]}, "
                                       f"output {[d['shape'].tolist() for d in outp]})")
-        scale = _scale_of(self.path, shape[1], tuple(int(v) for v in outp[0]["shape"]))
-        interpreter.resize_tensor_input(inp[0]["index"], [batch, shape[1], shape[2], 3])
+        side = None if shape[1] < 0 else shape[1]
+        interpreter.resize_tensor_input(inp[0]["index"], [batch, side or _PROBE_SIDE, side or _PROBE_SIDE, 3])
         interpreter.allocate_tensors()
-        return (interpreter, inp[0]["index"], outp[0]["index"]), shape[1], scale
+        output_shape = tuple(int(v) for v in outp[0]["shape"])
+        if side is None:  # a sizeless output's shape is known once the network has run
+            probe = np.zeros((batch, _PROBE_SIDE, _PROBE_SIDE, 3), np.float32)
+            output_shape = self._invoke((interpreter, inp[0]["index"], outp[0]["index"]), probe).shape
+        scale = _scale_of(self.path, side or _PROBE_SIDE, output_shape)
+        if side is None and scale == 1:
+            raise FfvError(self.path, "a same-size generator must take crops of one size")
+        return (interpreter, inp[0]["index"], outp[0]["index"]), side, scale
 
     @staticmethod
     def _invoke(runner, batch: np.ndarray) -> np.ndarray:
@@ -156,9 +179,23 @@ class LiteRestorer:
         interpreter.invoke()
         return interpreter.get_tensor(outp)
 
+    @staticmethod
+    def _resized(runner, shape: tuple[int, ...]):
+        """``runner`` with its input resized to ``shape`` (reallocated only when it changes)."""
+        interpreter, inp, _ = runner
+        if tuple(interpreter.get_input_details()[0]["shape"]) != tuple(shape):
+            interpreter.resize_tensor_input(inp, list(shape))
+            interpreter.allocate_tensors()
+        return runner
+
     def restore(self, crops: np.ndarray) -> np.ndarray:
-        """Restore ``crops`` (float32 (N, S, S, 3), [0, 1]); N may be any size, even 0."""
+        """Restore ``crops`` (float32 (N, S, S, 3), [0, 1]); N may be any size, even 0. A network
+        of any input size takes (N, H, W, 3) and returns (N, scale·H, scale·W, 3)."""
         crops = _as_crops(crops, self.crop_size)
+        if self.crop_size is None:
+            if not len(crops):
+                return np.empty((0, 0, 0, 3), np.float32)
+            return self._invoke(self._resized(self._batched, crops.shape), np.ascontiguousarray(crops)).copy()
         side = self.crop_size * self.scale
         out = np.empty((len(crops), side, side, 3), np.float32)
         full = len(crops) - len(crops) % self.batch_size
@@ -191,7 +228,7 @@ def export_tflite(model, path: str | os.PathLike) -> Path:
     import tensorflow as tf
 
     path = Path(path)
-    size = int(model.input_shape[1])
+    size = model.input_shape[1]  # None: a fully convolutional network, exported for any input size
     inp = keras.Input((size, size, 3))
     with tempfile.TemporaryDirectory() as tmp:
         keras.Model(inp, model(inp)).export(tmp, format="tf_saved_model", verbose=False)

@@ -11,6 +11,10 @@ One frame's work, in order:
    (:func:`review_crops`: left alone, colour-matched, refused by ``safety.py``) and pasted back
    into the frame (``blending.py``), upscaled first if asked, giving a :class:`RestoredFrame`.
 
+A super-resolution restorer (``scale`` > 1) takes the other road at 1 and 3: it is given a
+window of the frame's own pixels around each face, sized to the face (``windows.py``), and its
+output is reviewed against that window and pasted into the upscaled frame on the same grid.
+
 :func:`restore_frames` chains 2 and 3. Any object with a ``crop_size`` (int) and a
 ``restore(crops) -> crops`` method can act as the restorer (:class:`Restorer`), so tests can use
 a fake one.
@@ -41,11 +45,13 @@ class Restorer(Protocol):
     """What the pipeline needs from a restorer (``inference.Restorer`` or a test fake).
 
     ``crop_size``: the side S of the crops it takes. An optional ``scale`` (default 1) makes it a
-    super-resolution network: its outputs are ``scale * S`` px, and the pipeline gives it the faces
-    of a frame upscaled by the same factor (``RestoreConfig.upscale``).
+    super-resolution network: its outputs are ``scale`` times its inputs, the pipeline gives it a
+    window of the frame around each face (``windows.py``) and pastes its output into the frame
+    upscaled by the same factor (``RestoreConfig.upscale``); its ``crop_size`` None means windows
+    of any size (a fully convolutional network).
     """
 
-    crop_size: int
+    crop_size: int | None
 
     def restore(self, crops: np.ndarray) -> np.ndarray:
         """float32 (N, S, S, 3) in [0, 1] -> float32 (N, scale * S, scale * S, 3) in [0, 1]."""
@@ -54,12 +60,6 @@ class Restorer(Protocol):
 def restorer_scale(restorer: Restorer) -> int:
     """The output side of ``restorer`` over its input side (1: it restores crops in place)."""
     return int(getattr(restorer, "scale", 1))
-
-
-#: A face is given to a super-resolution network only if its crop keeps at least this share of
-#: the face's own resolution: a larger face would lose more detail than the network restores, and
-#: keeps its bicubic upscale instead (left alone).
-SR_MIN_DETAIL = 0.7
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,12 @@ class PendingFrame:
         track_ids: one track id per crop; empty when some face has none (no stabilisation).
         boxes: one box (x0, y0, x1, y1, frame pixels) per crop: the face it was cut from.
         refused: the outcomes of the faces whose landmarks were not trusted (no crop), and, for
-            a super-resolution restorer, of the faces too large for it (left alone).
-        inputs: for a super-resolution restorer, each face aligned at S/scale px straight from
-            the frame, for the review's consistency check; empty otherwise.
-        base: for a super-resolution restorer, the upscaled frame the crops were cut from and the
-            faces are pasted into (``matrices`` map it to the crops); None otherwise.
-        windows, window_matrices: for a super-resolution restorer, what it is given (the frame's
-            own pixels around each face) and the matrix from its output to the aligned crop
-            (:class:`SrCrops`); empty otherwise (it is given ``crops``).
+            a super-resolution restorer of fixed input size, of the faces too large for it.
+        base: for a super-resolution restorer, the upscaled frame the faces are pasted into;
+            None otherwise.
+        windows, rects: for a super-resolution restorer, what it is given (the frame's own
+            pixels around each face, float32 (h, w, 3) in [0, 1]) and where (x0, y0, x1, y1,
+            frame pixels: ``windows.window_rect``); empty otherwise (it is given ``crops``).
     """
 
     index: int
@@ -142,10 +140,14 @@ class PendingFrame:
     track_ids: list[int] = field(default_factory=list)
     boxes: list = field(default_factory=list)
     refused: list[FaceOutcome] = field(default_factory=list)
-    inputs: list[np.ndarray] = field(default_factory=list)
     base: np.ndarray | None = None
     windows: list[np.ndarray] = field(default_factory=list)
-    window_matrices: list[np.ndarray] = field(default_factory=list)
+    rects: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> list[np.ndarray]:
+        """What the restorer is given for this frame's faces: its windows, or else its crops."""
+        return self.windows if self.rects else self.crops
 
 
 def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: SafetyConfig | None = None,
@@ -181,77 +183,44 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
     return matrices, crops, boxes, ids, refused
 
 
-#: The aligned crop a super-resolution restorer's output is reviewed and pasted as: the crop size
-#: ``ffv train --span`` trains it to output (its input is that crop reduced by its scale).
-SR_CROP_SIZE = 128
-
-
 @dataclass(frozen=True)
-class SrCrops:
-    """The faces of one frame, cut for a super-resolution restorer by :func:`sr_frame_crops`.
+class SrCut:
+    """The faces of one frame, cut for a super-resolution restorer by :func:`sr_frame_windows`.
 
     Attributes:
-        matrices: upscaled frame -> aligned crop (float64 (2, 3)), one per face.
-        crops: the aligned crops (:data:`SR_CROP_SIZE`) of the upscaled frame, float32 in [0, 1]:
-            what each face is reviewed and pasted against.
-        inputs: the same faces aligned at ``SR_CROP_SIZE / scale`` px straight from the frame
-            (bicubic), for the review's consistency check.
-        windows: what the restorer is given: an unrotated window of the frame's own pixels around
-            each face (W x W, W = its input size), float32 in [0, 1].
-        window_matrices: restorer output (``scale * W`` px) -> aligned crop, float64 (2, 3).
+        windows: what the restorer is given: the frame's own pixels around each face, float32
+            (h, w, 3) in [0, 1].
+        rects: where each window lies in the frame (x0, y0, x1, y1, whole pixels).
         boxes, track_ids: one per face.
-        outcomes: faces refused, or left alone as too large (kept as their bicubic upscale).
+        outcomes: faces refused, or left alone as too large for a network of fixed input size
+            (kept as their bicubic upscale).
     """
 
-    matrices: list[np.ndarray] = field(default_factory=list)
-    crops: list[np.ndarray] = field(default_factory=list)
-    inputs: list[np.ndarray] = field(default_factory=list)
     windows: list[np.ndarray] = field(default_factory=list)
-    window_matrices: list[np.ndarray] = field(default_factory=list)
+    rects: list[tuple[int, int, int, int]] = field(default_factory=list)
     boxes: list = field(default_factory=list)
     track_ids: list = field(default_factory=list)
     outcomes: list[FaceOutcome] = field(default_factory=list)
 
 
-def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, window: int, scale: int,
-                   safety: SafetyConfig | None = None) -> SrCrops:
-    """The faces of ``frame`` cut for a ×``scale`` super-resolution restorer taking ``window`` px.
-
-    The restorer is run on the frame's own pixel grid: a ``window`` x ``window`` window of the
-    frame around each face, moved by whole pixels only, so that its input is not resampled (a
-    face resampled onto an aligned grid loses detail no network restores). Its output lies on the
-    grid of ``base`` (``frame`` upscaled by ``scale``, ``blending.upscale_frame``) shifted by
-    whole pixels, and is then aligned at :data:`SR_CROP_SIZE` for the review, stabilisation and
-    the paste-back, like any restored crop. A face is left alone (its bicubic upscale kept) when
-    its aligned crop would keep less than :data:`SR_MIN_DETAIL` of its resolution, or when the
-    crop's footprint does not fit in the window.
-    """
-    from .alignment import invert_affine, reduce_matrix, transform_points
-    from .blending import scale_matrix
+def sr_frame_windows(frame: np.ndarray, faces: Sequence, side: int | None, safety: SafetyConfig | None = None
+                     ) -> SrCut:
+    """The faces of ``frame`` cut for a super-resolution restorer taking windows of ``side`` px
+    (None: any size): a window of the frame's own pixels around each face whose landmarks can be
+    trusted (``windows.window_rect``)."""
     from .safety import LEFT_ALONE
+    from .windows import cut_window, window_rect
 
-    size = SR_CROP_SIZE
-    matrices, _, boxes, ids, refused = frame_crops(frame, faces, size, safety, cut=False)
-    out = SrCrops(outcomes=refused)
-    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], dtype=np.float64)
-    for matrix, box, track_id in zip(matrices, boxes, ids):
-        detail = float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / scale  # aligned input px per frame px
-        footprint = transform_points(corners, invert_affine(matrix))
-        low, high = footprint.min(axis=0), footprint.max(axis=0)
-        if detail < SR_MIN_DETAIL or float(np.max(high - low)) > window - 1:
+    _, _, boxes, ids, refused = frame_crops(frame, faces, 8, safety, cut=False)
+    out = SrCut(outcomes=refused)
+    for box, track_id in zip(boxes, ids):
+        rect = window_rect(box, frame.shape[:2], side)
+        if rect is None:
             out.outcomes.append(FaceOutcome(box, LEFT_ALONE, track_id,
-                                            f"too large for x{scale} super-resolution: upscaled by bicubic"))
+                                            f"too large for the {side} px super-resolution network: upscaled by bicubic"))
             continue
-        ox, oy = (int(round(v)) for v in 0.5 * (low + high) - 0.5 * (window - 1))
-        up = scale_matrix(matrix, scale)
-        shift = np.float64([[1, 0, -ox], [0, 1, -oy]])
-        from_window = up.copy()
-        from_window[:, 2] += up[:, :2] @ np.array([scale * ox, scale * oy], dtype=np.float64)
-        out.matrices.append(up)
-        out.crops.append(to_unit_float(warp_to_crop(base, up, size)))
-        out.inputs.append(to_unit_float(warp_to_crop(frame, reduce_matrix(matrix, scale), size // scale, cubic=True)))
-        out.windows.append(to_unit_float(warp_to_crop(frame, shift, window)))
-        out.window_matrices.append(from_window)
+        out.windows.append(cut_window(frame, rect))
+        out.rects.append(rect)
         out.boxes.append(box)
         out.track_ids.append(track_id)
     return out
@@ -259,23 +228,29 @@ def sr_frame_crops(frame: np.ndarray, base: np.ndarray, faces: Sequence, window:
 
 def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int
                        ) -> tuple[list[np.ndarray], list[bool]]:
-    """Run ``restorer.restore`` over ``crops`` in batches of at most ``batch_size``: the restored
-    crops (clipped to [0, 1]) in the same order, and per crop whether the generator's gate left it
-    alone (``inference.left_alone``)."""
+    """Run ``restorer.restore`` over ``crops`` in batches of at most ``batch_size`` consecutive
+    crops of one shape (a super-resolution restorer's windows differ in size): the restored crops
+    (clipped to [0, 1]) in the same order, and per crop whether the generator's gate left it alone
+    (``inference.left_alone``)."""
     from .inference import left_alone
 
     out: list[np.ndarray] = []
     flags: list[bool] = []
     scale = restorer_scale(restorer)
-    for start in range(0, len(crops), batch_size):
-        batch = np.stack(crops[start:start + batch_size]).astype(np.float32, copy=False)
+    start = 0
+    while start < len(crops):
+        stop = start + 1
+        while stop < len(crops) and stop - start < batch_size and crops[stop].shape == crops[start].shape:
+            stop += 1
+        batch = np.stack(crops[start:stop]).astype(np.float32, copy=False)
         restored = np.asarray(restorer.restore(batch), dtype=np.float32)
-        n, side = batch.shape[:2]
-        if restored.shape != (n, side * scale, side * scale, 3):
+        n, height, width = batch.shape[:3]
+        if restored.shape != (n, height * scale, width * scale, 3):
             raise RuntimeError(f"restorer returned shape {restored.shape} for crops of shape {batch.shape}")
         restored = np.clip(restored, 0.0, 1.0)
         out.extend(restored)
         flags.extend(bool(f) for f in left_alone(restored, batch))
+        start = stop
     return out, flags
 
 
@@ -293,10 +268,38 @@ def safety_config(config: RestoreConfig) -> SafetyConfig:
     return SafetyConfig(enable=config.safety)
 
 
+#: Why the review refuses a restored face.
+REFUSAL = "the restored face differs from its input more than its damage explains"
+
+
+def review_windows(restored: Sequence[np.ndarray], windows: Sequence[np.ndarray], rects: Sequence, boxes: Sequence,
+                   scale: int, *, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """The status and refusal reason ("" if none) of each super-resolved window.
+
+    With an enabled ``safety.SafetyConfig``, a window whose output, reduced by area to its
+    input's grid, differs over the face (``windows.box_weights``) from the input more than the
+    face's estimated damage (``damages``, grey levels; None: 0) explains is refused: the detail a
+    network adds above the input's resolution is not a change of the input, a different face is.
+    """
+    from .safety import REFUSED, RESTORED, refuse
+    from .windows import box_weights, reduce_output
+
+    statuses, reasons = [], []
+    for k, (out, window, rect, box) in enumerate(zip(restored, windows, rects, boxes)):
+        if safety is not None and safety.enable and refuse(reduce_output(out, scale), window, box_weights(rect, box),
+                                                          0.0 if damages is None else damages[k], safety):
+            statuses.append(REFUSED)
+            reasons.append(REFUSAL)
+        else:
+            statuses.append(RESTORED)
+            reasons.append("")
+    return statuses, reasons
+
+
 def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool], *,
                  colour_match: bool = True, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
-                 plausible: Sequence[np.ndarray] | None = None,
-                 inputs: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+                 plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
@@ -327,16 +330,11 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
         if colour_match:
             crop = match_colour(crop, original, mask, PLAUSIBLE_FACE_MEANS if plausible is None else plausible[k])
         if safety is not None and safety.enable:
-            seen, before, seen_mask = crop, original, mask
-            if inputs is not None:
-                before = inputs[k]
-                seen = cv2.resize(crop, before.shape[1::-1], interpolation=cv2.INTER_AREA)
-                seen_mask = face_mask(before.shape[0])
-            weights = seen_mask * np.float32(1.0 / max(float(seen_mask.sum()), 1e-6))
-            if refuse(seen, before, weights, 0.0 if damages is None else damages[k], safety):
+            weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
+            if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
                 out.append(original)
                 statuses.append(REFUSED)
-                reasons.append("the restored face differs from its input more than its damage explains")
+                reasons.append(REFUSAL)
                 continue
         out.append(crop)
         statuses.append(RESTORED)
@@ -386,25 +384,55 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
         base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
     if not restored:
         return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
+    if item.rects:
+        return _finish_sr_frame(item, base, restored, config)
     safety = safety_config(config)
     plausible = _plausible_means(item.frame, item.boxes, left_alone)
     damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
     crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
-                                            safety=safety, damages=damages, plausible=plausible,
-                                            inputs=item.inputs or None)
-    ids = item.track_ids or [None] * len(crops)
-    outcomes = [FaceOutcome(box, status, track_id, reason)
-                for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
-    outcomes += item.refused
-    if item.base is not None or factor == 1:  # a super-resolution frame's matrices map its base already
-        matrices = item.matrices
-    else:
-        matrices = [scale_matrix(m, factor) for m in item.matrices]
+                                            safety=safety, damages=damages, plausible=plausible)
+    matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
     pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
     out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
                       original_crops=[item.crops[k] for k in pasted])
+    return _restored_frame(item, out, statuses, reasons)
+
+
+def _restored_frame(item: PendingFrame, out: np.ndarray, statuses: Sequence[str], reasons: Sequence[str]
+                    ) -> RestoredFrame:
+    """The :class:`RestoredFrame` of ``item`` with output ``out`` and its faces' review."""
+    from .safety import RESTORED
+
+    ids = item.track_ids or [None] * len(statuses)
+    outcomes = [FaceOutcome(box, status, track_id, reason)
+                for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
+    outcomes += item.refused
     kept = [box for box, status in zip(item.boxes, statuses) if status == RESTORED]
     return RestoredFrame(item.index, item.frame, out, item.faces, len(kept), kept, outcomes)
+
+
+def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.ndarray], config: RestoreConfig
+                     ) -> RestoredFrame:
+    """Review each super-resolved window of ``item`` against its input and paste those kept into
+    the upscaled frame ``base`` (``windows.paste_window``), on the grid they were cut from.
+
+    No colour matching: the network keeps its input's colours (the review refuses a face whose
+    output, reduced to the input's grid, is not its input)."""
+    from .safety import RESTORED
+    from .windows import feather_mask, paste_window
+
+    scale = config.upscale
+    safety = safety_config(config)
+    plausible = _plausible_means(item.frame, item.boxes, [False] * len(item.boxes))
+    damages = _damages(item.frame, item.boxes, [False] * len(item.boxes), safety, plausible)
+    statuses, reasons = review_windows(restored, item.windows, item.rects, item.boxes, scale,
+                                       safety=safety, damages=damages)
+    out = base.copy()
+    for status, window_out, rect, box in zip(statuses, restored, item.rects, item.boxes):
+        if status == RESTORED:
+            mask = feather_mask(rect, item.frame.shape[:2], box, scale)
+            paste_window(out, window_out, rect, mask, scale, config.strength)
+    return _restored_frame(item, out, statuses, reasons)
 
 
 def stabilize_config(config: RestoreConfig) -> StabilizeConfig:
@@ -479,10 +507,12 @@ def restored_crops(
     Yields ``(frame with its faces and crops, restored crops, left-alone flags)`` in clip order, ready for
     :func:`finish_frame` (the paste-back), so that the model and the paste-back can run in different threads.
     """
-    crop_size = int(restorer.crop_size)
+    crop_size = None if restorer.crop_size is None else int(restorer.crop_size)
     scale = restorer_scale(restorer)
     if scale > 1 and config.upscale != scale:
         raise ValueError(f"a x{scale} super-resolution restorer needs upscale {scale}, got {config.upscale}")
+    if scale == 1 and crop_size is None:
+        raise ValueError("a same-size restorer needs a crop size")
     pending: list[PendingFrame] = []
     n_crops = 0
     stabilizing = stabilize_config(config)
@@ -491,16 +521,16 @@ def restored_crops(
 
     def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
         nonlocal n_crops, tracks
-        crops = [c for item in pending for c in (item.windows or item.crops)]
-        restored, left_alone = restore_in_batches(restorer, crops, config.batch_size) if crops else ([], [])
+        inputs = [c for item in pending for c in item.inputs]
+        restored, left_alone = restore_in_batches(restorer, inputs, config.batch_size) if inputs else ([], [])
         start = 0
         for item in pending:
-            mine, alone = restored[start:start + len(item.crops)], left_alone[start:start + len(item.crops)]
-            start += len(item.crops)
-            if item.windows:  # super-resolved windows -> aligned crops, resampled at the output's resolution
-                mine = [np.clip(warp_to_crop(out, m, SR_CROP_SIZE), 0.0, 1.0)
-                        for out, m in zip(mine, item.window_matrices)]
-            if mine and stabilizing.active:
+            n = len(item.inputs)
+            mine, alone = restored[start:start + n], left_alone[start:start + n]
+            start += n
+            # Stabilisation works on aligned crops; a super-resolution network's output follows its
+            # input's own grid and has no generated detail to boil.
+            if mine and stabilizing.active and not item.rects:
                 mine, alone, tracks = _stabilize(tracks, item, mine, alone, stabilizing)
             yield item, mine, alone
         pending.clear()
@@ -508,23 +538,22 @@ def restored_crops(
 
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
-        sr, base = SrCrops(), None
-        matrices, crops, boxes, ids, refused = [], [], [], [], []
+        item = PendingFrame(index, frame, faces, [], [])
         if faces and (select is None or select(index)):
             if scale > 1:
                 from .blending import upscale_frame
 
-                base = upscale_frame(frame, scale)
-                sr = sr_frame_crops(frame, base, faces, crop_size, scale, safety)
-                matrices, crops, boxes, ids, refused = sr.matrices, sr.crops, sr.boxes, sr.track_ids, sr.outcomes
+                cut = sr_frame_windows(frame, faces, crop_size, safety)
+                item = PendingFrame(index, frame, faces, [], [], [] if None in cut.track_ids else cut.track_ids,
+                                    cut.boxes, cut.outcomes, upscale_frame(frame, scale), cut.windows, cut.rects)
             else:
                 matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
-        if not crops and not pending:  # nothing to wait for: pass straight through
-            yield PendingFrame(index, frame, faces, [], [], refused=refused, base=base), [], []
+                item = PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused)
+        if not item.inputs and not pending:  # nothing to wait for: pass straight through
+            yield item, [], []
             continue
-        pending.append(PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused,
-                                    sr.inputs, base, sr.windows, sr.window_matrices))
-        n_crops += len(crops)
+        pending.append(item)
+        n_crops += len(item.inputs)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()
     if pending:

@@ -242,11 +242,14 @@ def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfi
 
 
 @functools.lru_cache(maxsize=8)
-def _ramps(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y across a ``size`` crop, float32 (size * size,) each, from -0.5 to 0.5 (read-only)."""
-    ramp = (np.arange(size, dtype=np.float32) + np.float32(0.5)) / np.float32(size) - np.float32(0.5)
-    x = np.ascontiguousarray(np.broadcast_to(ramp[None, :], (size, size))).reshape(-1)
-    y = np.ascontiguousarray(np.broadcast_to(ramp[:, None], (size, size))).reshape(-1)
+def _ramps(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y across a ``height`` x ``width`` crop, float32 (height * width,) each, from -0.5 to
+    0.5 (read-only)."""
+    def ramp(n: int) -> np.ndarray:
+        return (np.arange(n, dtype=np.float32) + np.float32(0.5)) / np.float32(n) - np.float32(0.5)
+
+    x = np.ascontiguousarray(np.broadcast_to(ramp(width)[None, :], (height, width))).reshape(-1)
+    y = np.ascontiguousarray(np.broadcast_to(ramp(height)[:, None], (height, width))).reshape(-1)
     x.setflags(write=False)
     y.setflags(write=False)
     return x, y
@@ -260,8 +263,8 @@ def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray)
     or a light falling off across the face (what lighting and colour-cast repairs do, and what the
     colour matching judges). What the fit leaves is the change of the face itself (detail, shape,
     texture). The gain is held within [1/4, 4], so that a negative or flattened face is not
-    "explained". ``restored``, ``original``: float32 RGB (S, S, 3) in [0, 1]; ``weights``: float32
-    (S, S) summing to 1. The sums are 1-D ``einsum`` dot products over the face's pixels (no BLAS)
+    "explained". ``restored``, ``original``: float32 RGB (h, w, 3) in [0, 1]; ``weights``: float32
+    (h, w) summing to 1. The sums are 1-D ``einsum`` dot products over the face's pixels (no BLAS)
     and each channel's 4x4 system is solved directly.
     """
     restored = np.asarray(restored, dtype=np.float32)
@@ -269,7 +272,7 @@ def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray)
     flat_w = np.asarray(weights, dtype=np.float32).reshape(-1)
     inside = flat_w > 0
     w = flat_w[inside]
-    ramp_x, ramp_y = _ramps(restored.shape[0])
+    ramp_x, ramp_y = _ramps(*restored.shape[:2])
     x, y = ramp_x[inside], ramp_y[inside]
     wx, wy = w * x, w * y
     sw, swx, swy = float(w.sum()), float(wx.sum()), float(wy.sum())

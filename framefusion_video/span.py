@@ -50,13 +50,16 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 @dataclass(frozen=True)
 class SpanConfig:
-    """Shape of a SPAN network: (N, input_size, input_size, 3) -> (N, output_size, output_size, 3)."""
+    """Shape of a SPAN network: (N, input_size, input_size, 3) -> (N, output_size, output_size, 3).
+
+    ``input_size`` None: a super-resolution network for inputs of any height and width (what
+    ``ffv export`` ships: ``ffv restore --upscale`` gives it a window sized to each face)."""
 
     scale: int = 4
     channels: int = 48
     blocks: int = 6
     #: Side of the (small) input crop; the output is ``scale`` times larger (32 -> 128 at ×4).
-    input_size: int = 32
+    input_size: int | None = 32
     rgb_mean: tuple[float, float, float] = DIV2K_RGB_MEAN
     rgb_range: float = 255.0
     #: A restorer's SPAN runs ×``unshuffle`` on the crop reduced that much (1 for super-resolution).
@@ -68,18 +71,20 @@ class SpanConfig:
         if self.scale not in (*SCALES, RESTORER):
             raise ValueError(f"scale {self.scale}: SPAN's weights exist for {', '.join(map(str, SCALES))}, "
                              f"and {RESTORER} is a same-size restorer")
-        if self.channels < 1 or self.blocks < 1 or self.input_size < 1 or self.unshuffle < 1:
+        if self.input_size is None and self.scale == RESTORER:
+            raise ValueError("a same-size restorer needs a fixed input_size")
+        if self.channels < 1 or self.blocks < 1 or (self.input_size or 1) < 1 or self.unshuffle < 1:
             raise ValueError("channels, blocks, input_size and unshuffle must be at least 1")
         if (self.scale == RESTORER) != (self.unshuffle > 1):
             raise ValueError("a same-size restorer (scale 1) needs unshuffle > 1, super-resolution unshuffle 1")
-        if self.input_size % self.unshuffle:
+        if (self.input_size or 0) % self.unshuffle:
             raise ValueError(f"input_size {self.input_size} is not a multiple of unshuffle {self.unshuffle}")
         if len(self.rgb_mean) != 3:
             raise ValueError(f"rgb_mean needs one value per RGB channel, got {self.rgb_mean}")
 
     @property
-    def output_size(self) -> int:
-        return self.scale * self.input_size
+    def output_size(self) -> int | None:
+        return None if self.input_size is None else self.scale * self.input_size
 
     @property
     def is_restorer(self) -> bool:
@@ -113,13 +118,32 @@ def pixel_shuffle_permutation(channels: int, scale: int) -> np.ndarray:
     return (c * r * r + i * r + j).reshape(-1)
 
 
+def shuffle_kernel(channels: int, scale: int) -> np.ndarray:
+    """The kernel (r, r, C, r²·C) of a stride-r transposed convolution that is exactly
+    :func:`pixel_shuffle`: input channel (i·r + j)·C + c goes to output channel c at (i, j)."""
+    r = scale
+    kernel = np.zeros((r, r, channels, r * r * channels), np.float32)
+    for i in range(r):
+        for j in range(r):
+            for c in range(channels):
+                kernel[i, j, c, (i * r + j) * channels + c] = 1.0
+    return kernel
+
+
 def pixel_shuffle(x, scale: int, name: str = "pixel_shuffle"):
     """(N, H, W, r²·C) -> (N, r·H, r·W, C), channel (i·r + j)·C + c to pixel (r·h + i, r·w + j)
-    (``tf.nn.depth_to_space``'s order), with Reshape and Permute layers only."""
+    (``tf.nn.depth_to_space``'s order), with built-in layers only: Reshape and Permute for a fixed
+    H and W (what training builds), else a transposed convolution with the fixed
+    :func:`shuffle_kernel` (no layer of Keras reshapes a tensor of unknown size)."""
     from keras import layers
 
     _, h, w, depth = x.shape
     c = depth // (scale * scale)
+    if h is None or w is None:
+        shuffle = layers.Conv2DTranspose(c, scale, strides=scale, use_bias=False, trainable=False, name=name)
+        out = shuffle(x)
+        shuffle.set_weights([shuffle_kernel(c, scale)])
+        return out
     x = layers.Reshape((h, w, scale, scale * c), name=f"{name}_rows")(x)  # (H, W, i, j·C + c)
     x = layers.Permute((1, 3, 2, 4), name=f"{name}_interleave")(x)  # (H, i, W, j·C + c)
     return layers.Reshape((h * scale, w * scale, c), name=name)(x)  # (r·H, r·W, C)
@@ -261,8 +285,12 @@ def span_from_ncnn(param_text: str, bin_data: bytes, input_size: int):
     return model, config
 
 
-def resize_span(model, config: SpanConfig, input_size: int):
-    """The same network and weights for ``input_size`` px inputs (the graph's shapes are fixed)."""
+def resize_span(model, config: SpanConfig, input_size: int | None):
+    """The same network and weights for ``input_size`` px inputs (the graph's shapes are fixed), or
+    for inputs of any size (None; super-resolution only). Weights are copied by layer name: the
+    fixed and the sizeless graphs differ only in the pixel shuffle, which has none to learn."""
     resized = build_span(replace(config, input_size=input_size))
-    resized.set_weights(model.get_weights())
+    for layer in resized.layers:
+        if layer.weights and layer.name != "pixel_shuffle":
+            layer.set_weights(model.get_layer(layer.name).get_weights())
     return resized

@@ -387,21 +387,26 @@ def test_train_visits_batches_in_order(tmp_path, monkeypatch):
 
 def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypatch):
     from framefusion_video import training
-    from framefusion_video.inference import export_tflite  # noqa: F401 (export writes the .tflite with it)
+    from framefusion_video.inference import load_restorer
     from framefusion_video.span import SpanConfig
 
     monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
     config = replace(TINY, span=SpanConfig(scale=2, channels=8, blocks=1, input_size=16), adv_start=1,
                      critic_warmup=0, out_dir=str(tmp_path / "run"), max_steps=2)
     training.train(config)
-    path = export_generator(tmp_path / "run", tmp_path / "sr.keras", tflite=False)
-    model = keras.models.load_model(path, compile=False)
-    assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 32, 32, 3)
+    path = export_generator(tmp_path / "run", tmp_path / "sr.keras")
+    model = keras.models.load_model(path, compile=False, safe_mode=True)
+    assert model.input_shape == model.output_shape == (None, None, None, 3)  # any size: a window per face
     wide = keras.models.load_model(export_generator(tmp_path / "run", tmp_path / "sr24.keras", tflite=False,
                                                     input_size=24), compile=False)
     assert wide.input_shape == (None, 24, 24, 3) and wide.output_shape == (None, 48, 48, 3)
-    for a, b in zip(wide.get_weights(), model.get_weights()):  # the same network, wider input
-        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(3).random((2, 24, 24, 3), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), wide.predict(x, verbose=0), atol=1e-6)  # one network
+    lite = load_restorer(path.with_suffix(".tflite"))
+    assert (lite.crop_size, lite.scale) == (None, 2)
+    for shape in ((1, 24, 24, 3), (2, 10, 14, 3), (1, 24, 24, 3)):  # resized as the windows come
+        y = np.random.default_rng(4).random(shape, dtype=np.float32)
+        np.testing.assert_allclose(lite.restore(y), model.predict(y, verbose=0), atol=1e-4)
     with pytest.raises(ValueError, match="gives 64 px crops, training uses 32"):
         replace(TINY, span=SpanConfig(scale=4, channels=8, blocks=1, input_size=16))
 

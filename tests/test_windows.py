@@ -1,0 +1,117 @@
+"""Super-resolution windows: sized to each face, pasted on the grid they were cut from."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from framefusion_video.config import RestoreConfig
+from framefusion_video.pipeline import restore_frames
+from framefusion_video.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, cut_window, feather_mask, grown_box,
+                                       paste_window, reduce_output, window_rect)
+
+
+def test_a_window_is_the_face_box_and_its_margin_clipped_to_the_frame():
+    box = (100.0, 50.0, 180.0, 150.0)  # 80 x 100: margin a quarter of 100 on each side
+    assert window_rect(box, (720, 1280)) == (75, 25, 205, 175)
+    assert window_rect((2.0, 3.0, 12.0, 13.0), (720, 1280)) == (0, 0, 12 + MIN_MARGIN, 13 + MIN_MARGIN)
+    assert window_rect((1200.0, 600.0, 1290.0, 730.0), (720, 1280))[2:] == (1280, 720)
+
+
+def test_a_window_of_fixed_size_is_centred_inside_the_frame_or_refused():
+    assert window_rect((40.0, 40.0, 60.0, 60.0), (200, 300), side=64) == (18, 18, 82, 82)
+    assert window_rect((0.0, 0.0, 20.0, 20.0), (200, 300), side=64) == (0, 0, 64, 64)  # moved inside
+    assert window_rect((40.0, 40.0, 100.0, 100.0), (200, 300), side=64) is None  # face and margin exceed it
+    assert window_rect((10.0, 10.0, 20.0, 20.0), (50, 300), side=64) is None  # frame smaller than the window
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_paste_mask_covers_the_face_and_fades_out_at_the_window_edge(scale):
+    box = (100.0, 50.0, 180.0, 150.0)
+    rect = window_rect(box, (720, 1280))
+    mask = feather_mask(rect, (720, 1280), box, scale)
+    assert mask.shape == (scale * (rect[3] - rect[1]), scale * (rect[2] - rect[0]))
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
+    fy0, fx0 = (scale * (v - o) for v, o in ((box[1], rect[1]), (box[0], rect[0])))
+    fy1, fx1 = (scale * (v - o) for v, o in ((box[3], rect[1]), (box[2], rect[0])))
+    assert mask[int(fy0):int(fy1), int(fx0):int(fx1)].min() == 1.0  # the whole face is the network's
+    assert max(mask[0].max(), mask[-1].max(), mask[:, 0].max(), mask[:, -1].max()) < 0.05  # no seam at the edge
+
+
+def test_the_paste_mask_keeps_full_weight_where_the_window_meets_the_frame_border():
+    box = (0.0, 0.0, 40.0, 40.0)
+    rect = window_rect(box, (100, 100))
+    mask = feather_mask(rect, (100, 100), box, 2)
+    assert mask[0, :40].min() == 1.0 and mask[:40, 0].min() == 1.0
+    assert mask[-1].max() < 0.05
+
+
+def test_grown_box_takes_the_larger_side_for_its_margin():
+    x0, y0, x1, y1 = grown_box((0.0, 0.0, 100.0, 40.0))
+    assert (x0, y0, x1, y1) == (-25.0, -25.0, 125.0, 65.0) and WINDOW_MARGIN == 0.25
+
+
+def test_paste_window_blends_by_strength_and_leaves_the_rest_of_the_frame():
+    base = np.full((40, 60, 3), 100, np.uint8)
+    rect = (5, 4, 15, 12)
+    restored = np.full((16, 20, 3), 200 / 255, np.float32)
+    mask = np.ones((16, 20), np.float32)
+    half = base.copy()
+    paste_window(half, restored, rect, mask, 2, strength=0.5)
+    assert (half[8:24, 10:30] == 150).all()
+    outside = np.ones(base.shape[:2], bool)
+    outside[8:24, 10:30] = False
+    assert (half[outside] == 100).all()
+    none = base.copy()
+    paste_window(none, restored, rect, mask, 2, strength=0.0)
+    np.testing.assert_array_equal(none, base)
+
+
+def test_a_window_round_trips_through_an_exact_upscale():
+    frame = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    window = cut_window(frame, (3, 4, 23, 20))
+    blocky = np.repeat(np.repeat(window, 4, axis=0), 4, axis=1)
+    np.testing.assert_allclose(reduce_output(blocky, 4), window, atol=1e-6)
+    weights = box_weights((3, 4, 23, 20), (8.0, 8.0, 18.0, 16.0))
+    assert weights.shape == window.shape[:2] and abs(weights.sum() - 1.0) < 1e-5 and weights[0, 0] == 0
+
+
+class SizelessBlockySuperResolution:
+    """A fully convolutional x2 "network" (nearest-neighbour), taking windows of any size."""
+
+    crop_size, scale = None, 2
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        self.shapes.append(crops.shape)
+        return np.repeat(np.repeat(crops, 2, axis=1), 2, axis=2)
+
+
+def test_a_network_of_any_input_size_super_resolves_faces_of_every_size():
+    """No face is too large: each is given a window sized to it, and the outputs are pasted."""
+    from framefusion_video.blending import upscale_frame
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    boxes = [(20.0, 30.0, 44.0, 60.0), (300.0, 40.0, 560.0, 330.0)]  # a 30 px and a 290 px face
+    faces = []
+    for k, box in enumerate(boxes):
+        x0, y0, x1, y1 = box
+        w = x1 - x0
+        landmarks = np.float32([[x0 + 0.3 * w, y0 + 0.4 * w], [x0 + 0.7 * w, y0 + 0.4 * w], [x0 + 0.5 * w, y0 + 0.6 * w],
+                                [x0 + 0.35 * w, y0 + 0.8 * w], [x0 + 0.65 * w, y0 + 0.8 * w]])
+        faces.append(SimpleNamespace(track_id=k, carried=False, face=SimpleNamespace(box=box, landmarks=landmarks)))
+    restorer = SizelessBlockySuperResolution()
+    out = next(restore_frames(iter([(frame, faces)]), restorer, RestoreConfig(upscale=2, temporal=0.0)))
+    assert out.count("restored") == 2
+    assert sorted(s[1:3] for s in restorer.shapes) == sorted(
+        (r[3] - r[1], r[2] - r[0]) for r in (window_rect(b, frame.shape[:2]) for b in boxes))
+    blocky = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)
+    assert not np.array_equal(out.restored, upscale_frame(frame, 2))
+    for x0, y0, x1, y1 in boxes:  # each face is the network's output, at its full size
+        inner = np.s_[int(2 * y0):int(2 * y1), int(2 * x0):int(2 * x1)]
+        assert np.abs(out.restored[inner].astype(int) - blocky[inner]).max() <= 1
