@@ -421,10 +421,14 @@ def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.nda
     from .safety import RESTORED
     from .windows import feather_mask, paste_window
 
+    from .safety import estimate_damage, face_region
+
     scale = config.upscale
     safety = safety_config(config)
-    plausible = _plausible_means(item.frame, item.boxes, [False] * len(item.boxes))
-    damages = _damages(item.frame, item.boxes, [False] * len(item.boxes), safety, plausible)
+    # Darkness is no damage here: a super-resolution network does not relight a face, and a dark
+    # face's allowance would let through what it invents.
+    damages = [estimate_damage(*face_region(item.frame, box), safety, 0.0) if safety.enable else 0.0
+               for box in item.boxes]
     statuses, reasons = review_windows(restored, item.windows, item.rects, item.boxes, scale,
                                        safety=safety, damages=damages)
     out = base.copy()
