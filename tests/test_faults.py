@@ -312,6 +312,11 @@ def test_after_kill_9_the_next_run_removes_the_leftovers_and_completes(tmp_path)
 @pytest.fixture
 def pass_through(monkeypatch):
     """In-process runs with the pass-through pipeline of slow_ffv.py (no MediaPipe, no model)."""
+    use_pass_through(monkeypatch)
+
+
+def use_pass_through(monkeypatch) -> None:
+    """Patch ``batch`` and ``restore`` for :func:`pass_through`."""
     import framefusion_video.batch as batch
     import framefusion_video.restore as restore
 
@@ -501,12 +506,16 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture
-def preview_pass_through(pass_through, monkeypatch):
-    """``ffv preview`` in-process with the pass-through pipeline (no MediaPipe, no model)."""
+def preview_pass_through(monkeypatch):
+    """``ffv preview`` in-process with the pass-through pipeline (no MediaPipe, no model).
+
+    ``preview`` imports ``iter_restored`` by name, so it is imported before ``restore`` is patched:
+    the name it keeps is then the real one, which the patch's undo puts back."""
     import framefusion_video.batch as batch
     import framefusion_video.preview as preview
     import framefusion_video.restore as restore
 
+    use_pass_through(monkeypatch)
     monkeypatch.setattr(preview, "load_default_restorer", batch.load_default_restorer)
     monkeypatch.setattr(preview, "iter_restored", restore.iter_restored)
 
