@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from .config import RestoreConfig
 from .errors import FfvError
 from .filetypes import is_video_file
-from .outputs import atomic_path, os_reason, same_file
+from .outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
 from .pipeline import Restorer
 from .restore import FileResult, ProgressCallback, load_default_restorer, restore_output
 from .video_io import check_input
@@ -61,8 +61,26 @@ def _scan_folder(folder: Path, recursive: bool, exclude: Path | None) -> list[Pa
     return sorted(found)
 
 
+def as_path_list(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str | os.PathLike]:
+    """``inputs`` as a list of paths: one path (a string or path object) becomes a list of one,
+    so that a string is never taken for a sequence of one-character names.
+
+    Raises:
+        TypeError: ``inputs`` is neither a path nor a sequence of paths.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        return [inputs]
+    if isinstance(inputs, bytes) or not isinstance(inputs, Iterable):
+        raise TypeError(f"inputs must be a path or a list of paths, got {inputs!r}")
+    paths = list(inputs)
+    bad = [p for p in paths if not isinstance(p, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"inputs must be paths (str or os.PathLike), got {bad[0]!r}")
+    return paths
+
+
 def plan_outputs(
-    inputs: Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike | None = None,
     *,
     recursive: bool = False,
@@ -82,7 +100,7 @@ def plan_outputs(
         FfvError: an output equal to an input, two inputs that would write the same output, or an
             output suffix ffv cannot write (see ``video_io.OUTPUT_CONTAINERS``).
     """
-    raw_inputs = [os.fspath(p) for p in inputs]
+    raw_inputs = [os.fspath(p) for p in as_path_list(inputs)]
     paths = [Path(p) for p in raw_inputs]
     out_path = None if output is None else Path(output)
     out_is_folder = out_path is not None and (
@@ -123,7 +141,7 @@ def plan_outputs(
 
 
 def write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
-    """Write the JSON run report atomically (``outputs.atomic_path``)."""
+    """Write the JSON run report atomically (``outputs.write_file``)."""
     from . import __version__
 
     report = {
@@ -132,34 +150,19 @@ def write_report(path: Path, results: list[FileResult], config: RestoreConfig, s
         "summary": summarize(results, seconds),
         "files": [r.to_dict() for r in results],
     }
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise FfvError(path, f"cannot write the report ({os_reason(exc)})") from exc
+    write_file(path, (json.dumps(report, indent=2) + "\n").encode("utf-8"), "report")
 
 
-def _check_folder_can_be_made(folder: Path, what: str) -> None:
-    """Raise FfvError unless ``folder`` is, or can be created as, a writable folder."""
-    existing = folder
-    while not existing.exists():
-        if existing.is_symlink():  # a dangling link
-            raise FfvError(folder, f"cannot create the {what} ({existing} is a broken link)")
-        existing = existing.parent
-    if not existing.is_dir():
-        raise FfvError(folder, f"cannot create the {what} ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FfvError(existing, f"cannot write to the {what} (permission denied)")
+def run_files(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig) -> list[Path]:
+    """Every file a run reads or writes: its inputs, outputs, their lock files and the model."""
+    files = [p for src, dst in pairs for p in (src, dst, lock_path(dst))]
+    return files + ([Path(config.model_path)] if config.model_path is not None else [])
 
 
-def check_report_path(path: str | os.PathLike) -> None:
-    """Raise FfvError when a report could not be written at ``path`` (checked before a run)."""
-    path = Path(path)
-    if path.is_dir():
-        raise FfvError(path, "the report path is a folder, expected a file name")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise FfvError(path, "cannot write the report (permission denied)")
-    _check_folder_can_be_made(path.parent, "report's folder")
+def check_report_path(path: str | os.PathLike, run: Sequence[Path] = ()) -> None:
+    """Raise FfvError when a report could not be written at ``path``, or would replace one of the
+    ``run`` files (:func:`run_files`); checked before a run (``outputs.check_new_file``)."""
+    check_new_file(path, "report", run)
 
 
 def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
@@ -170,9 +173,9 @@ def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
 
     check_model_file(config.model_path)
     if report is not None:
-        check_report_path(report)
+        check_report_path(report, run_files(pairs, config))
     for folder in sorted({dst.parent for _, dst in pairs}):
-        _check_folder_can_be_made(folder, "output folder")
+        check_folder_can_be_made(folder, "output folder")
 
 
 def faces_line(restored: int, left_alone: int, refused: int) -> str:
@@ -329,7 +332,7 @@ class SerialExecutor:
 
 
 def run_plan(
-    inputs: Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike | None,
     config: RestoreConfig,
     execute: Executor,
@@ -350,6 +353,7 @@ def run_plan(
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     started = time.perf_counter()
+    inputs = as_path_list(inputs)
     pairs = plan_outputs(inputs, output, recursive=recursive)
     if not pairs:
         raise FfvError(os.fspath(inputs[0]) if len(inputs) == 1 else None, "no video files to restore")
@@ -376,7 +380,7 @@ def run_plan(
 
 
 def restore_paths(
-    inputs: Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike | None = None,
     config: RestoreConfig = RestoreConfig(),
     *,
@@ -386,7 +390,8 @@ def restore_paths(
     quiet: bool = False,
     restorer: Restorer | None = None,
 ) -> list[FileResult]:
-    """Restore files and folders (see :func:`plan_outputs` for where outputs go).
+    """Restore files and folders (see :func:`plan_outputs` for where outputs go): ``inputs`` is one
+    path or a list of them.
 
     Existing outputs are skipped unless ``overwrite`` (so a stopped run resumes where it stopped);
     the model is loaded once, and only if some file needs it; a file that fails is reported and the

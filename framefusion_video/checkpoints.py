@@ -68,8 +68,23 @@ def load_checkpoint(gan: keras.Model, out_dir: str | os.PathLike) -> int:
 
 def read_run_record(out_dir: str | os.PathLike) -> dict[str, Any]:
     """``checkpoint.json`` of the run in ``out_dir``: its step and its ``TrainConfig`` as a dict
-    (``training.TrainConfig.from_dict``)."""
-    return json.loads((Path(out_dir) / "checkpoint.json").read_text())
+    (``training.TrainConfig.from_dict``).
+
+    Raises:
+        FfvError: naming the file, when it cannot be read or is not a checkpoint record.
+    """
+    from .errors import FfvError
+
+    path = Path(out_dir) / "checkpoint.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FfvError(path, f"cannot read the run's checkpoint record ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise FfvError(path, f"not a valid checkpoint record, the file is damaged ({exc})") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or "step" not in record:
+        raise FfvError(path, "not a valid checkpoint record (no step or config in it)")
+    return record
 
 
 def save_snapshot(generator, out_dir: str | os.PathLike, step: int) -> Path:

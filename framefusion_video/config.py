@@ -6,9 +6,15 @@ the options from here, so that the defaults are written once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+import os
+from dataclasses import dataclass, fields
 
 UPSCALE_FACTORS = (1, 2, 4)
+#: Most face crops per model call: a bigger batch only costs memory (LiteRT cannot allocate it).
+MAX_BATCH_SIZE = 256
+#: The Python types each kind of RestoreConfig field takes (bool is not a number here).
+_FIELD_TYPES = {"int": numbers.Integral, "float": numbers.Real, "bool": bool, "str": str}
 
 
 @dataclass(frozen=True)
@@ -17,7 +23,8 @@ class RestoreConfig:
 
     Attributes:
         model_path: generator weights; None = the shipped default (``framefusion_video/weights/``).
-        batch_size: face crops per call to the restorer (crops are gathered across frames).
+        batch_size: face crops per call to the restorer (crops are gathered across frames), 1 to
+            :data:`MAX_BATCH_SIZE`.
         strength: 0 keeps the original face, 1 pastes the restored face fully.
         upscale: 1, 2 or 4; the whole frame is resized and faces are pasted at that resolution.
         min_face: ignore faces smaller than this many pixels (0 = no limit).
@@ -51,9 +58,10 @@ class RestoreConfig:
     safety: bool = True
 
     def __post_init__(self) -> None:
+        self._check_types()
         problems = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            problems.append(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {self.batch_size}")
         if not 0.0 <= self.strength <= 1.0:
             problems.append(f"strength must be between 0 and 1, got {self.strength}")
         if self.upscale not in UPSCALE_FACTORS:
@@ -74,6 +82,24 @@ class RestoreConfig:
             problems.append(f"temporal must be at least 0 and below 1, got {self.temporal}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _check_types(self) -> None:
+        """Raise TypeError naming the first field whose value has the wrong type; a path object
+        as ``model_path`` is kept as its string (the report is JSON)."""
+        if isinstance(self.model_path, os.PathLike):
+            object.__setattr__(self, "model_path", os.fspath(self.model_path))
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name == "model_path":
+                ok, wanted = value is None or isinstance(value, str), "a path (str or os.PathLike) or None"
+            else:
+                kind = field.type if isinstance(field.type, str) else field.type.__name__
+                ok = isinstance(value, _FIELD_TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
+                wanted = {"int": "a whole number", "float": "a number", "bool": "True or False",
+                          "str": "a string"}[kind]
+            if not ok:
+                raise TypeError(f"RestoreConfig.{field.name} must be {wanted}, got {value!r} "
+                                f"({type(value).__name__})")
 
 
 #: Speed/quality presets of ``ffv restore --fast`` / ``--quality``: RestoreConfig fields they set

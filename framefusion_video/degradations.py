@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import FfvError
 from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .outputs import atomic_path
+from .outputs import write_file
 from .pixels import to_uint8
 
 log = logging.getLogger(__name__)
@@ -766,8 +766,7 @@ def _write_image(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(suffix, bgr, params)
     if not ok:
         raise FfvError(path, f"OpenCV cannot write {suffix} images")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    write_file(path, buf.tobytes(), "image")
 
 
 def _file_rng(seed: int, name: str) -> np.random.Generator:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .checkpoints import average_snapshots, load_checkpoint, read_run_record, snapshot_paths
 from .errors import FfvError
-from .outputs import atomic_path
+from .outputs import atomic_path, check_new_file, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,14 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     taken at batch N (e.g. to compare a run before and after its critic joined). A super-resolution
     (``--span 2|4``) network is fully convolutional: it is exported for inputs of any size (what
     ``ffv restore --upscale`` gives it: a window sized to each face), or of ``input_size`` px."""
+    model_path = Path(model_path)
+    check_export_paths(out_dir, model_path, tflite)
+    record = read_run_record(out_dir)
+
     from .inference import export_tflite
     from .training import TrainConfig, build_gan
 
-    config = TrainConfig.from_dict(read_run_record(out_dir)["config"])
+    config = TrainConfig.from_dict(record["config"])
     paths = snapshot_paths(out_dir)[-average:] if average > 0 else []
     if snapshot is not None:
         if average:
@@ -53,9 +57,19 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
         from .span import resize_span
 
         generator = resize_span(generator, config.span, input_size)
-    model_path = Path(model_path)
-    with atomic_path(model_path) as tmp:
-        generator.save(tmp)
-    if tflite:
-        export_tflite(generator, model_path.with_suffix(".tflite"))
+    try:
+        with atomic_path(model_path) as tmp:
+            generator.save(tmp)
+        if tflite:
+            export_tflite(generator, model_path.with_suffix(".tflite"))
+    except OSError as exc:
+        raise FfvError(model_path, f"cannot write the model ({os_reason(exc)})") from exc
     return model_path
+
+
+def check_export_paths(out_dir: str | os.PathLike, model_path: Path, tflite: bool) -> None:
+    """Raise FfvError, before any work, when the model file (and its ``.tflite`` twin) cannot be
+    written at ``model_path`` or would replace a file of the run in ``out_dir``."""
+    run = [Path(out_dir) / name for name in ("checkpoint.json", "checkpoint.npz")]
+    for path in [model_path] + ([model_path.with_suffix(".tflite")] if tflite else []):
+        check_new_file(path, "model", run)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FfvError, read_head
-from .outputs import atomic_path
+from .outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,7 @@ def export_tflite(model, path: str | os.PathLike) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         keras.Model(inp, model(inp)).export(tmp, format="tf_saved_model", verbose=False)
         flat = tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
-    with atomic_path(path) as part:
-        part.write_bytes(flat)
+    write_atomic(path, flat)
     return path
 
 

@@ -7,6 +7,12 @@ file. Temporaries are named ``.<name>.ffv-tmp-<token>-...`` with a token of thei
 so two writers can never share one. Whoever holds the lock is the only live writer of that
 output, so what other temporaries of it exist were left by a run that was killed (``kill -9``, a
 power cut); they are removed when the lock is taken.
+
+Nothing is ever written through a link. Temporaries and new files are created with
+``O_CREAT|O_EXCL|O_NOFOLLOW`` (:func:`create_new`); a lock file is opened with ``O_NOFOLLOW`` and
+refused unless it is a plain file of one name; finished files are renamed onto their names, which
+replaces a link planted there instead of following it. Hidden names stay within ``NAME_MAX`` for
+any legal output name (:func:`hidden_base`).
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import logging
 import os
 import socket
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import FfvError
@@ -28,20 +36,61 @@ log = logging.getLogger(__name__)
 
 _TMP_MARKER = ".ffv-tmp-"
 _LOCK_SUFFIX = ".ffv-lock"
+_PROBE_MARKER = ".ffv-probe-"
+#: The longest file name (bytes) of the file systems ffv writes to.
+NAME_MAX = 255
+#: Bytes a hidden name may add to its output's name: the dot, the marker, a token and a tail.
+_HIDDEN_ROOM = 64
+_DIGEST_CHARS = 16
+#: How a new file is created: never over an existing one, never through a link.
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class OutputBusy(FfvError):
     """Another process holds the output's lock: the output is in progress elsewhere."""
 
 
+def hidden_base(dst: Path) -> str:
+    """What the hidden names of output ``dst`` start with: its name, or, when that leaves less than
+    ``_HIDDEN_ROOM`` bytes under ``NAME_MAX``, the name's first bytes and a hash of the whole name,
+    so that a legal output name never gets a lock or temporary name the file system refuses."""
+    raw = os.fsencode(dst.name)
+    if len(raw) + _HIDDEN_ROOM <= NAME_MAX:
+        return dst.name
+    digest = hashlib.sha256(raw).hexdigest()[:_DIGEST_CHARS]
+    keep = NAME_MAX - _HIDDEN_ROOM - _DIGEST_CHARS - 1
+    return f"{os.fsdecode(raw[:keep])}~{digest}"
+
+
 def lock_path(dst: Path) -> Path:
-    """The hidden lock file of output ``dst``."""
-    return dst.with_name(f".{dst.name}{_LOCK_SUFFIX}")
+    """The hidden lock file of output ``dst``: ``.<name>.ffv-lock`` (:func:`hidden_base`)."""
+    return dst.with_name(f".{hidden_base(dst)}{_LOCK_SUFFIX}")
 
 
 def temp_path(dst: Path, token: str, tail: str) -> Path:
-    """A hidden temporary of output ``dst``: ``.<name>.ffv-tmp-<token><tail>``."""
-    return dst.with_name(f".{dst.name}{_TMP_MARKER}{token}{tail}")
+    """A hidden temporary of output ``dst``: ``.<name>.ffv-tmp-<token><tail>`` (:func:`hidden_base`)."""
+    return dst.with_name(f".{hidden_base(dst)}{_TMP_MARKER}{token}{tail}")
+
+
+def create_new(path: Path) -> int:
+    """Create the file ``path`` for writing and return its descriptor; an existing file or a link
+    at ``path`` is an error (``O_CREAT|O_EXCL|O_NOFOLLOW``), so nothing else is ever written."""
+    return os.open(path, _CREATE_FLAGS, 0o644)
+
+
+def create_temp(dst: Path, token: str, tail: str) -> Path:
+    """Create the empty hidden temporary :func:`temp_path` of ``dst`` (:func:`create_new`), for a
+    writer that opens it by name (ffmpeg).
+
+    Raises:
+        FfvError: it cannot be created (folder not writable, disk full, a name in the way).
+    """
+    path = temp_path(dst, token, tail)
+    try:
+        os.close(create_new(path))
+    except OSError as exc:
+        raise FfvError(dst, f"cannot create its temporary file ({os_reason(exc)})") from exc
+    return path
 
 
 def new_token() -> str:
@@ -52,11 +101,12 @@ def new_token() -> str:
 def _stale_temporaries(dst: Path) -> list[Path]:
     """Temporaries of ``dst``: this module's names, and the fixed names (``.<stem>.ffv-tmp.mp4``,
     ``.<stem>.ffv-ray-*``) that ffv 0.1 wrote before output claiming, so that they are cleaned too."""
-    name, stem = glob.escape(dst.name), glob.escape(dst.stem)
+    name, stem = glob.escape(hidden_base(dst)), glob.escape(dst.stem)
     found = set(dst.parent.glob(f".{name}{_TMP_MARKER}*"))
     found |= set(dst.parent.glob(f".{stem}.ffv-ray-*")) | set(dst.parent.glob(f"..{stem}.ffv-ray-*"))
     for legacy in (f".{dst.stem}.ffv-tmp-video.mp4", f".{dst.stem}.ffv-tmp{dst.suffix or '.mp4'}"):
-        found.add(dst.with_name(legacy))
+        if len(os.fsencode(legacy)) <= NAME_MAX:  # ffv 0.1 could not have written a longer one
+            found.add(dst.with_name(legacy))
     return sorted(p for p in found if p.is_file())
 
 
@@ -99,6 +149,30 @@ class OutputClaim:
         self.release()
 
 
+def _open_lock(dst: Path, lock: Path) -> int:
+    """Open (or create) the lock file ``lock`` of ``dst`` without following a link, and refuse
+    anything but a plain file of one name: a link, a device or a second name of another file
+    planted there must never be truncated.
+
+    Raises:
+        FfvError: the lock file cannot be created, or what is at its name is not an ffv lock file.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(lock, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FfvError(dst, f"its lock file {lock.name} is a link, which ffv never follows; "
+                                "remove it and run again") from exc
+        raise FfvError(dst, f"cannot create its lock file {lock.name} ({os_reason(exc)})") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = "another name of some file" if stat.S_ISREG(info.st_mode) else "not a plain file"
+        raise FfvError(dst, f"its lock file {lock.name} is {what}; left alone (remove it and run again)")
+    return fd
+
+
 def claim_output(dst: str | os.PathLike) -> OutputClaim:
     """Take the exclusive claim on output ``dst`` and remove what killed runs left of it.
 
@@ -109,10 +183,7 @@ def claim_output(dst: str | os.PathLike) -> OutputClaim:
     dst = Path(dst)
     lock = lock_path(dst)
     while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise FfvError(dst, f"cannot create its lock file {lock.name} ({os_reason(exc)})") from exc
+        fd = _open_lock(dst, lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -150,27 +221,113 @@ def os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether paths ``a`` and ``b`` name one file: the same file on disk, or, when either does
-    not exist yet, the same absolute path."""
+    not exist yet, the same name in the same folder (links to folders followed)."""
+    a, b = Path(a), Path(b)
     try:
         if a.exists() and b.exists():
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+    return _where(a) == _where(b)
+
+
+def _where(path: Path) -> str:
+    """``path`` as its real folder and its own name (the name itself not resolved), normalised."""
+    absolute = Path(os.path.abspath(path))
+    return os.path.normcase(os.path.join(os.path.realpath(absolute.parent), absolute.name))
+
+
+def check_folder_can_be_made(folder: Path, what: str) -> None:
+    """Raise FfvError unless ``folder`` is, or can be created as, a folder ffv can write to.
+
+    The nearest existing folder is tried for real (a hidden file created and removed at once):
+    permissions alone do not tell, e.g. for root under ``/proc`` or on a read-only file system.
+    """
+    existing = folder
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link
+            raise FfvError(folder, f"cannot create the {what} ({existing} is a broken link)")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FfvError(folder, f"cannot create the {what} ({existing} is a file)")
+    probe = existing / f"{_PROBE_MARKER}{new_token()}"
+    try:
+        os.close(create_new(probe))
+    except OSError as exc:
+        raise FfvError(existing, f"cannot write to the {what} ({os_reason(exc)})") from exc
+    probe.unlink(missing_ok=True)
+
+
+def check_new_file(path: str | os.PathLike, what: str, others: Iterable[str | os.PathLike] = ()) -> Path:
+    """Check, before any work, that the ``what`` file (a report, a JSON file) can be written at
+    ``path``: not a folder, not one of ``others`` (the run's inputs and outputs), not read-only,
+    and in a folder that can be written (:func:`check_folder_can_be_made`). Returns ``path``.
+
+    Raises:
+        FfvError: naming ``path`` and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FfvError(path, f"the {what} path is a folder, expected a file name")
+    for other in others:
+        if same_file(path, other):
+            raise FfvError(path, f"the {what} would replace {other}, a file of this run; choose another name")
+    if path.exists() and not path.is_symlink() and not os.access(path, os.W_OK):
+        raise FfvError(path, f"cannot write the {what} (permission denied)")
+    check_folder_can_be_made(path.parent, f"{what}'s folder")
+    return path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A hidden temporary beside ``path`` (same suffix) to write the file to; it is renamed onto
     ``path`` when the block ends without an error and removed otherwise, so that ``path`` is
-    never seen half-written. The folder is created if needed."""
+    never seen half-written. The folder is created if needed.
+
+    The temporary is created here, empty (:func:`create_new`: never a file or a link that was
+    there), and the rename replaces whatever is at ``path``, a link included, without following
+    it: nothing but ``path`` itself is ever written.
+
+    Raises:
+        OSError: the folder or the temporary cannot be created, or the rename fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path, new_token(), path.suffix)
+    os.close(create_new(tmp))
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` as the file ``path`` through :func:`atomic_path` (a new temporary, renamed).
+
+    Raises:
+        OSError: as :func:`atomic_path`; ENOSPC when the disk is full (:func:`os_reason`).
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb", opener=no_follow) as handle:
+        _write_all(handle, data)
+
+
+def write_file(path: str | os.PathLike, data: bytes, what: str) -> None:
+    """:func:`write_atomic`, its errors as FfvError: "cannot write the <what> (<reason>)"."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise FfvError(path, f"cannot write the {what} ({os_reason(exc)})") from exc
+
+
+def no_follow(path: str, flags: int) -> int:
+    """An ``open(..., opener=no_follow)`` that never follows a link at ``path``."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+
+
+def _write_all(handle, data: bytes) -> None:
+    """Write ``data`` to the open file ``handle`` and flush it, so that a full disk shows here."""
+    handle.write(data)
+    handle.flush()

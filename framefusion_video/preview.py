@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from .errors import FfvError
 from .config import RestoreConfig
+from .outputs import os_reason, write_file
 from .pipeline import Restorer
 from .restore import iter_restored, load_default_restorer
 from .video_io import check_input
@@ -45,6 +47,10 @@ _CARRIED_COLOUR = (255, 200, 0)  # a face carried over from an earlier detection
 #: Box colour of each face status on annotated frames (RGB) and on the page.
 STATUS_COLOURS = {"restored": (0, 220, 0), "left alone": (90, 160, 255), "refused": (255, 60, 60)}
 _LANDMARK_COLOURS = ((255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255))
+#: The names ffv preview writes, per sub-folder of its output folder ("" = the folder itself).
+_PREVIEW_NAMES = {"": re.compile(r"index\.html|frame_\d{6}\.png"),
+                  "frames": re.compile(r"frame_\d{6}_(before|after)\.png"),
+                  "faces": re.compile(r"frame_\d{6}_face_\d+\.png")}
 
 
 def annotate_frame(frame: np.ndarray, faces: Sequence, scale: float = 1.0, outcomes: Sequence = ()) -> np.ndarray:
@@ -112,8 +118,11 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def _write_image(path: Path, rgb: np.ndarray, params: Sequence[int] = ()) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params)):
-        raise FfvError(path, "cannot write the image")
+    """Write uint8 RGB ``rgb`` as the PNG (or whatever ``path``'s suffix names) ``path``."""
+    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
+    if not ok:
+        raise FfvError(path, f"OpenCV cannot encode {path.suffix} images")
+    write_file(path, buf.tobytes(), "image")  # a new file renamed into place: never through a link
 
 
 def _chosen_frames(n_frames: int, every: int | None, frames: Sequence[int] | None) -> set[int] | None:
@@ -225,7 +234,7 @@ for (const wipe of document.querySelectorAll('.wipe')) {{
 def _write_index(out_dir: Path, cards: Sequence[FrameCard], title: str) -> Path:
     """Write ``index.html`` (:func:`page_html`) into ``out_dir``."""
     path = out_dir / "index.html"
-    path.write_text(page_html(cards, title), encoding="utf-8")
+    write_file(path, page_html(cards, title).encode("utf-8"), "page")
     return path
 
 
@@ -247,6 +256,36 @@ def _write_frame(out_dir: Path, item, upscale: int, annotate: bool) -> FrameCard
         faces.append(FaceCard(image, outcome.status, outcome.track_id, outcome.reason))
     height, width = item.restored.shape[:2]
     return FrameCard(item.index, f"{stem}.png", before, after, (width, height), tuple(faces))
+
+
+def _check_not_written_over(out_dir: Path, files: Sequence[Path]) -> None:
+    """Raise FfvError when one of the run's ``files`` (the input, the model) has a name the preview
+    writes in ``out_dir`` (:data:`_PREVIEW_NAMES`): it would be replaced."""
+    for path in files:
+        folder = os.path.realpath(os.path.abspath(path.parent))
+        for sub, names in _PREVIEW_NAMES.items():
+            if folder == os.path.realpath(out_dir / sub) and names.fullmatch(path.name):
+                raise FfvError(path, f"the preview in {out_dir} would replace this file of the run; "
+                                     "choose another output folder")
+
+
+def _make_folders(out_dir: Path) -> None:
+    """Create ``out_dir`` and its ``frames``/``faces`` sub-folders; a link planted as a sub-folder
+    is refused, so that nothing is written outside ``out_dir``.
+
+    Raises:
+        FfvError: a folder cannot be created or written, or a sub-folder is a link.
+    """
+    for sub in ("frames", "faces"):
+        folder = out_dir / sub
+        if folder.is_symlink():
+            raise FfvError(folder, "is a link, which ffv preview never writes through; remove it")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FfvError(out_dir, f"cannot create the output folder ({os_reason(exc)})") from exc
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise FfvError(out_dir, "cannot write to the output folder (permission denied)")
 
 
 def export_preview(
@@ -289,13 +328,8 @@ def export_preview(
     src, out_dir = Path(src), Path(out_dir)
     check_input(src)
     info = probe(src)
-    try:
-        for sub in ("frames", "faces"):
-            (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FfvError(out_dir, f"cannot create the output folder ({exc.strerror or exc})") from exc
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise FfvError(out_dir, "cannot write to the output folder (permission denied)")
+    _check_not_written_over(out_dir, [src] + ([Path(config.model_path)] if config.model_path else []))
+    _make_folders(out_dir)
 
     n_frames = int(getattr(info, "n_frames", 0) or 0)
     chosen = _chosen_frames(n_frames, every, frames)

@@ -166,20 +166,21 @@ def restore_video(
             to the input, or a decoding/encoding failure. ``outputs.OutputBusy`` (an FfvError)
             when another run holds ``dst``.
     """
-    from .video_io import VideoWriter, probe
+    from .video_io import VideoWriter, check_frame_size, probe
 
     src, dst = Path(src), Path(dst)
     started = time.perf_counter()
     check_input(src)
     check_output(src, dst)
     info = probe(src)
+    size = output_size(info, config.upscale)
+    check_frame_size(dst, size or info.size)
     if restorer is None:
         restorer = load_default_restorer(config)
     from .safety import LEFT_ALONE, REFUSED
 
     frames_done = faces_done = left_alone = refused = 0
     total = getattr(info, "n_frames", None) or None
-    size = output_size(info, config.upscale)
     audio = src if getattr(info, "has_audio", False) else None
     out_bytes = 3 * info.width * info.height * config.upscale**2
     with VideoWriter(dst, info, size=size, crf=config.crf, preset=config.preset, audio_from=audio,

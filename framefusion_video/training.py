@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from .checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
 from .dataset import BatchSampler
+from .errors import FfvError
 from .model import DiscriminatorConfig, GeneratorConfig
+from .outputs import check_folder_can_be_made, no_follow, os_reason, write_atomic
 from .span import SpanConfig
 
 log = logging.getLogger(__name__)
@@ -372,8 +374,9 @@ def _write_sample_grid(path: Path, damaged: np.ndarray, restored: np.ndarray, cl
 
     rows = [np.concatenate([damaged[i], restored[i], clean[i]], axis=1) for i in range(min(n, len(clean)))]
     grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255 + 0.5).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if ok:
+        write_atomic(path, png.tobytes())
 
 
 class _StepCallback(keras.callbacks.Callback):
@@ -424,7 +427,7 @@ class Validation(_StepCallback):
                        "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.baseline, self.val[1], 1.0))),
                        "minutes": round((time.monotonic() - self.started) / 60, 2),
                        **{f"train_{k}": v for k, v in self.scalars.latest.items()}}
-            with (self.out_dir / "curve.jsonl").open("a") as fh:
+            with open(self.out_dir / "curve.jsonl", "a", opener=no_follow) as fh:
                 fh.write(json.dumps(figures) + "\n")
             with self.writer.as_default(step=step):
                 tf.summary.scalar("val/psnr", figures["psnr"])
@@ -483,10 +486,9 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     from .evaluation import downscale_area
 
     out_dir = Path(config.out_dir)
+    check_folder_can_be_made(out_dir, "run folder")
     if resume:
         if not (out_dir / "checkpoint.json").is_file():
-            from .errors import FfvError
-
             raise FfvError(out_dir, "no checkpoint to resume from")
         saved = TrainConfig.from_dict(read_run_record(out_dir)["config"])
         changes = {name: getattr(config, name) for name in RUN_LENGTH_SETTINGS if name not in keep_saved}
@@ -520,9 +522,11 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     gan.g_optimizer.learning_rate.assign(config.lr_g * config.lr_scale)
     gan.d_optimizer.learning_rate.assign(config.lr_d * config.lr_scale)
     log.info("training from step %d on %d faces", step, len(crops))
-    out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        (out_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+        try:
+            write_atomic(out_dir / "train_config.json", json.dumps(config.to_dict(), indent=1).encode("utf-8"))
+        except OSError as exc:
+            raise FfvError(out_dir, f"cannot write the run folder ({os_reason(exc)})") from exc
 
     writer = tf.summary.create_file_writer(str(out_dir / "logs"))
     started = time.monotonic()

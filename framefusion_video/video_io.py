@@ -33,7 +33,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from .errors import FfvError, read_head
-from .outputs import OutputClaim, claim_output, new_token, temp_path
+from .outputs import OutputClaim, claim_output, create_temp, new_token
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,12 @@ _SETPARAMS = {
 }
 _SETPARAMS_TRC = {"gamma22": "bt470m", "gamma28": "bt470bg"}
 _RGB_PREFIXES = ("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr", "pal8")
+
+
+def ffmpeg_path(path: str | os.PathLike) -> str:
+    """``path`` as ffmpeg must be given it: a ``file:`` URL of the absolute path, so that a name
+    with a colon (``10:30.mp4``, ``file:x.mp4``) is never taken for a protocol."""
+    return "file:" + os.path.abspath(path)
 
 
 def ffmpeg_exe() -> str:
@@ -168,6 +174,9 @@ def check_input(src: Path) -> None:
         raise FfvError(src, "is a folder, not a video file")
     if not os.access(src, os.R_OK):
         raise FfvError(src, "cannot read the file (permission denied)")
+    if not src.is_file():
+        raise FfvError(src, "not a regular file (a pipe or a device); ffv reads video files only, so save "
+                            "the stream to a file first")
     if src.stat().st_size == 0:
         raise FfvError(src, "the file is empty (0 bytes)")
 
@@ -222,7 +231,7 @@ def _list_frames(path: Path) -> tuple[Fraction | None, list[int] | None, int | N
     any timestamp is missing or repeated, as in raw elementary streams. Raises FfvError when the
     demuxer hits the end of a truncated file.
     """
-    proc = _run(["-v", "error", "-xerror", "-copyts", "-i", str(path), "-map", _VIDEO_MAP, "-c", "copy",
+    proc = _run(["-v", "error", "-xerror", "-copyts", "-i", ffmpeg_path(path), "-map", _VIDEO_MAP, "-c", "copy",
                  "-f", "framecrc", "-"], path)
     if proc.returncode != 0:
         raise FfvError(path, f"truncated or corrupt video data ({_last_error(proc.stderr)})")
@@ -284,7 +293,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     """
     path = Path(path)
     check_input(path)
-    dump = _run(["-i", str(path)], path)  # exits 1 ("no output file") even when all is well
+    dump = _run(["-i", ffmpeg_path(path)], path)  # exits 1 ("no output file") even when all is well
     text = dump.stderr.decode("utf-8", "replace")
     facts = _parse_dump(text)
     if not facts["streams"]:
@@ -438,7 +447,7 @@ def read_frames(path: str | os.PathLike, info: VideoInfo | None = None) -> Itera
     """
     info = info if info is not None else probe(path)
     frame_shape = (info.height, info.width, 3)
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-i", str(path),
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-i", ffmpeg_path(path),
            "-map", _VIDEO_MAP, "-fps_mode", "passthrough", "-vf", decode_filter(info),
            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     count = 0
@@ -559,6 +568,21 @@ def _failure(stderr: str | bytes, what: str) -> str:
     return f"{what}: {_last_error(stderr)}"
 
 
+#: Largest output frame, in bytes of RGB: ffmpeg's Matroska reader, which takes the frames from
+#: :class:`VideoWriter`, refuses bigger blocks (2**28 bytes; 11585 x 7723 pixels at 16:9).
+MAX_FRAME_BYTES = 2**28
+
+
+def check_frame_size(path: str | os.PathLike, size: tuple[int, int]) -> None:
+    """Raise FfvError when frames of ``size`` (width, height) are too large to be encoded to ``path``
+    (:data:`MAX_FRAME_BYTES`); checked before any work."""
+    width, height = size
+    if 3 * width * height > MAX_FRAME_BYTES:
+        limit = MAX_FRAME_BYTES / 3 / 1e6
+        raise FfvError(path, f"output frames of {width}x{height} are too large to encode (at most {limit:.1f} "
+                             "megapixels); use a smaller --upscale")
+
+
 def output_pix_fmt(width: int, height: int) -> str:
     """``yuv420p`` for even sizes; ``yuv444p`` when a side is odd.
 
@@ -606,6 +630,7 @@ class VideoWriter:
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.frames_written = 0
         self._container = output_container(self.path)
+        check_frame_size(self.path, self.size)
         parent = self.path.parent
         if not parent.is_dir():
             raise FfvError(self.path, f"output folder {parent} does not exist")
@@ -614,8 +639,8 @@ class VideoWriter:
         self._owned_claim = claim_output(self.path) if claim is None else None
         self._claim = claim if claim is not None else self._owned_claim
         token = new_token()
-        self._tmp_video = temp_path(self.path, token, "-video.mp4")
-        self._tmp_final = temp_path(self.path, token, self.path.suffix or ".mp4")
+        self._tmp_video: Path | None = None
+        self._tmp_final: Path | None = None
         width, height = self.size
         self._frame_bytes = width * height * 3
         if info.frame_pts and info.time_base is not None:
@@ -635,14 +660,16 @@ class VideoWriter:
                "-itsoffset", f"{-float(self._shift):.9f}", "-f", "matroska", "-i", "pipe:0",
                "-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-enc_time_base", str(self._time_base),
                "-c:v", "libx264", "-crf", str(crf), "-preset", preset, "-pix_fmt", pix_fmt,
-               "-video_track_timescale", str(self._timescale), "-y", "-f", "mp4", str(self._tmp_video)]
+               "-video_track_timescale", str(self._timescale), "-y", "-f", "mp4"]
         self._stderr = tempfile.TemporaryFile()
         self._proc: subprocess.Popen | None = None
         self._closed = False
         self._expected: tuple[Fraction, Fraction] | None = None  # first and last frame's times
         try:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+            self._tmp_video = create_temp(self.path, token, "-video.mp4")
+            self._tmp_final = create_temp(self.path, token, self.path.suffix or ".mp4")
+            self._proc = subprocess.Popen([*cmd, ffmpeg_path(self._tmp_video)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=self._stderr)
             self._send(_mkv_header(width, height))
         except BaseException as exc:
             self.abort()
@@ -720,7 +747,8 @@ class VideoWriter:
             self._proc.wait()
         self._stderr.close()
         for tmp in (self._tmp_video, self._tmp_final):
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         if self._owned_claim is not None:
             self._owned_claim.release()
 
@@ -768,10 +796,10 @@ class VideoWriter:
         The audio streams are copied as they are; when the container cannot hold their codec, they
         are re-encoded to AAC (with a warning). A full disk is reported as such.
         """
-        inputs, maps = ["-i", str(self._tmp_video)], ["-map", "0:v:0"]
+        inputs, maps = ["-i", ffmpeg_path(self._tmp_video)], ["-map", "0:v:0"]
         subtitles: list[str] = []
         if self.audio_from is not None:  # its audio, subtitles, and title/date tags
-            inputs += ["-itsoffset", f"{-float(self._origin):.6f}", "-i", str(self.audio_from)]
+            inputs += ["-itsoffset", f"{-float(self._origin):.6f}", "-i", ffmpeg_path(self.audio_from)]
             maps += ["-map", "1:a?", "-map_metadata", "1"]
             subtitles = self._subtitle_args()
         extra = ["-video_track_timescale", str(self._timescale), "-movflags", "+faststart"] \
@@ -779,7 +807,7 @@ class VideoWriter:
 
         def mux(audio_codec: list[str], subs: list[str]) -> subprocess.CompletedProcess:
             return _run(["-v", "error", "-copyts", *inputs, *maps, *subs, "-c:v", "copy", *audio_codec, *extra,
-                         "-y", "-f", self._container, str(self._tmp_final)], self.path)
+                         "-y", "-f", self._container, ffmpeg_path(self._tmp_final)], self.path)
 
         def full_disk(proc: subprocess.CompletedProcess) -> None:
             if proc.returncode != 0 and any(sign.encode() in proc.stderr for sign in _NO_SPACE):

@@ -2,9 +2,11 @@
 
 Sound in sync for streams that do not start at 0; outputs claimed by one run at a time; signals
 and kill -9 mid-run; options checked before any work; a full disk; ``-q``; MKV/MOV outputs and
-subtitles; folder runs and unreadable inputs. Runs that must be signalled or raced go through
-``tests/slow_ffv.py`` (the real CLI, a pass-through pipeline) in a subprocess; the others through
-click's CliRunner with the same pass-through pipeline. Clips are tiny; each test takes seconds.
+subtitles; folder runs and unreadable inputs; links planted at ffv's file names, reports and JSON
+files that name a file of the run, odd names (colons, long names, pipes) and API misuse. Runs that
+must be signalled or raced go through ``tests/slow_ffv.py`` (the real CLI, a pass-through
+pipeline) in a subprocess; the others through click's CliRunner with the same pass-through
+pipeline. Clips are tiny; each test takes seconds.
 """
 
 from __future__ import annotations
@@ -310,6 +312,11 @@ def test_after_kill_9_the_next_run_removes_the_leftovers_and_completes(tmp_path)
 @pytest.fixture
 def pass_through(monkeypatch):
     """In-process runs with the pass-through pipeline of slow_ffv.py (no MediaPipe, no model)."""
+    use_pass_through(monkeypatch)
+
+
+def use_pass_through(monkeypatch) -> None:
+    """Patch ``batch`` and ``restore`` for :func:`pass_through`."""
     import framefusion_video.batch as batch
     import framefusion_video.restore as restore
 
@@ -488,3 +495,269 @@ def test_ray_workers_get_absolute_paths(tmp_path, monkeypatch):
     assert config.model_path == str(tmp_path / "m.keras")
     # The caller's paths in the results and the report, as in a serial run.
     assert (results[0].input, results[0].error) == (Path("in/a.mp4"), "in/a.mp4: stand-in")
+
+
+# --------------------------------------------------------------------------- links, reports and names
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def preview_pass_through(monkeypatch):
+    """``ffv preview`` in-process with the pass-through pipeline (no MediaPipe, no model).
+
+    ``preview`` imports ``iter_restored`` by name, so it is imported before ``restore`` is patched:
+    the name it keeps is then the real one, which the patch's undo puts back."""
+    import framefusion_video.batch as batch
+    import framefusion_video.preview as preview
+    import framefusion_video.restore as restore
+
+    use_pass_through(monkeypatch)
+    monkeypatch.setattr(preview, "load_default_restorer", batch.load_default_restorer)
+    monkeypatch.setattr(preview, "iter_restored", restore.iter_restored)
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_link_planted_at_the_lock_name_is_refused_and_its_target_untouched(tmp_path, pass_through, command, link):
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 10, 10.0)
+    before = sha256(src)
+    lock = tmp_path / ".out.mp4.ffv-lock"
+    os.symlink("in.mp4", lock) if link == "symbolic" else os.link(src, lock)
+    args = ["restore", str(src), "-o", str(tmp_path / "out.mp4")] if command == "restore" else \
+        ["degrade", str(src), str(tmp_path / "out.mp4"), "--kind", "noise"]
+    result = run_cli(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert ".out.mp4.ffv-lock is " in result.output and "remove it and run again" in result.output
+    assert sha256(src) == before and not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("which", ["input", "output", "output-lock"])
+def test_a_report_naming_a_file_of_the_run_is_refused_before_any_work(tmp_path, pass_through, which):
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 10, 10.0)
+    before = sha256(src)
+    dst = tmp_path / "out.mp4"
+    report = {"input": src, "output": dst, "output-lock": tmp_path / ".out.mp4.ffv-lock"}[which]
+    result = run_cli("restore", str(src), "-o", str(dst), "--report", str(report))
+    _one_line_error(result, f"{report}: the report would replace {report}, a file of this run; choose another name")
+    assert sha256(src) == before and not dst.exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_a_report_folder_where_nothing_can_be_created_stops_the_run_before_any_work(tmp_path, pass_through):
+    """Root may write anywhere by its permissions, yet not create files under /proc: the report's
+    folder is tried for real before the run."""
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 10, 10.0)
+    result = run_cli("restore", str(src), "-o", str(tmp_path / "out.mp4"), "--report", "/proc/ffv-run.json")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Error: /proc: cannot write to the report's folder" in result.output
+    assert not (tmp_path / "out.mp4").exists() and hidden(tmp_path) == []
+
+
+def test_preview_replaces_links_planted_at_its_file_names_and_never_writes_through_them(
+        tmp_path, preview_pass_through):
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 3, 10.0)
+    prev = tmp_path / "prev"
+    (prev / "frames").mkdir(parents=True)
+    victims = {name: tmp_path / f"victim_{k}.txt" for k, name in enumerate(
+        ["index.html", "frame_000000.png", "frames/frame_000000_before.png"])}
+    for name, victim in victims.items():
+        victim.write_text("the user's own file")
+        os.symlink(victim, prev / name)
+    result = run_cli("preview", str(src), "-o", str(prev), "--frames", "0")
+    assert result.exit_code == 0, result.output
+    for name, victim in victims.items():
+        assert victim.read_text() == "the user's own file"
+        assert not (prev / name).is_symlink() and (prev / name).stat().st_size > 0
+    assert hidden(prev) == [] and hidden(prev / "frames") == []
+
+
+def test_preview_refuses_a_sub_folder_that_is_a_link(tmp_path, preview_pass_through):
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 3, 10.0)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "prev").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "prev" / "faces")
+    result = run_cli("preview", str(src), "-o", str(tmp_path / "prev"), "--frames", "0")
+    _one_line_error(result, f"{tmp_path / 'prev' / 'faces'}: is a link, which ffv preview never writes through; "
+                            "remove it")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_preview_refuses_to_replace_a_file_of_the_run(tmp_path, preview_pass_through):
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 3, 10.0)
+    (tmp_path / "prev").mkdir()
+    model = tmp_path / "prev" / "index.html"
+    model.write_bytes(b"PK\x03\x04 a model the user named so")
+    result = run_cli("preview", str(src), "-o", str(tmp_path / "prev"), "--model", str(model))
+    _one_line_error(result, f"{model}: the preview in {tmp_path / 'prev'} would replace this file of the run; "
+                            "choose another output folder")
+    assert model.read_bytes() == b"PK\x03\x04 a model the user named so"
+
+
+def test_preview_on_a_full_disk_says_so(tmp_path, preview_pass_through, monkeypatch):
+    import errno
+
+    import framefusion_video.outputs as outputs
+
+    def full(handle, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(outputs, "_write_all", full)
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 3, 10.0)
+    result = run_cli("preview", str(src), "-o", str(tmp_path / "prev"), "--frames", "0")
+    _one_line_error(result, f"{tmp_path / 'prev' / 'frame_000000.png'}: cannot write the image "
+                            "(no space left on device)")
+    assert hidden(tmp_path / "prev") == []
+
+
+def test_hidden_names_stay_legal_for_the_longest_output_names(tmp_path, pass_through):
+    from framefusion_video.outputs import NAME_MAX, temp_path
+
+    for length in (230, NAME_MAX):
+        dst = tmp_path / ("a" * (length - 4) + ".mp4")
+        for name in (lock_path(dst).name, temp_path(dst, "4194304-0123abcd", "-video.mp4").name):
+            assert len(os.fsencode(name)) <= NAME_MAX
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 10, 10.0)
+    for length in (230, NAME_MAX):
+        dst = tmp_path / ("x" * (length - 4) + ".mp4")
+        result = run_cli("restore", str(src), "-o", str(dst))
+        assert result.exit_code == 0, result.output
+        assert probe(dst).n_frames == 10 and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("src_name, dst_name", [("10:30.mp4", "12:00.mp4"), ("a.mp4", "sub:dir/b.mkv")])
+def test_names_with_a_colon_are_files_not_protocols(tmp_path, pass_through, monkeypatch, src_name, dst_name):
+    monkeypatch.chdir(tmp_path)
+    make_clip(tmp_path / src_name, (64, 48), 10, 10.0)
+    result = run_cli("restore", src_name, "-o", dst_name)
+    assert result.exit_code == 0, result.output
+    out = probe(tmp_path / dst_name)
+    assert out.n_frames == 10 and out.has_audio
+
+
+def test_a_name_that_looks_like_a_file_url_is_that_file_not_another(tmp_path, pass_through, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_clip(tmp_path / "x.mp4", (64, 48), 4, 10.0)
+    make_clip(tmp_path / "file:x.mp4", (64, 48), 10, 10.0)
+    result = run_cli("restore", "file:x.mp4", "-o", "out.mp4")
+    assert result.exit_code == 0, result.output
+    assert probe(tmp_path / "out.mp4").n_frames == 10
+    (tmp_path / "file:x.mp4").unlink()
+    result = run_cli("restore", "file:x.mp4", "-o", "out2.mp4")
+    assert result.exit_code == 1 and "file:x.mp4: failed: no such file" in result.output, result.output
+
+
+def test_a_pipe_is_refused_as_not_a_regular_file(tmp_path, pass_through):
+    fifo = tmp_path / "stream.mp4"
+    os.mkfifo(fifo)
+    result = run_cli("restore", str(fifo), "-o", str(tmp_path / "out.mp4"))
+    assert result.exit_code == 1, result.output
+    assert f"{fifo}: failed: not a regular file (a pipe or a device)" in result.output
+
+
+def test_a_batch_size_beyond_the_bound_is_a_usage_error_naming_the_option(tmp_path):
+    from framefusion_video.config import MAX_BATCH_SIZE, RestoreConfig
+
+    result = run_cli("restore", str(tmp_path / "in.mp4"), "--batch-size", "100000")
+    assert result.exit_code == 2 and "--batch-size" in result.output and str(MAX_BATCH_SIZE) in result.output
+    with pytest.raises(ValueError, match=f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got 100000"):
+        RestoreConfig(batch_size=100000)
+
+
+def test_an_upscale_too_large_to_encode_is_refused_before_any_work(tmp_path, pass_through, monkeypatch):
+    import framefusion_video.restore as restore
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the output cannot be encoded")
+
+    monkeypatch.setattr(restore, "iter_restored", no_decoding)
+    src = make_clip(tmp_path / "uhd.mp4", (3840, 2160), 1, 10.0, audio=False)
+    dst = tmp_path / "out.mp4"
+    result = run_cli("restore", str(src), "-o", str(dst), "--upscale", "4")
+    assert result.exit_code == 1, result.output
+    assert (f"{src}: failed: {dst}: output frames of 15360x8640 are too large to encode (at most 89.5 megapixels); "
+            "use a smaller --upscale") in result.output
+    assert not dst.exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("field, value, wanted", [
+    ("strength", "x", "a number"), ("batch_size", "8", "a whole number"), ("batch_size", 8.0, "a whole number"),
+    ("model_path", 123, "a path (str or os.PathLike) or None"), ("safety", "no", "True or False"),
+])
+def test_restore_config_names_a_field_of_the_wrong_type(field, value, wanted):
+    from framefusion_video import RestoreConfig
+
+    with pytest.raises(TypeError) as caught:
+        RestoreConfig(**{field: value})
+    assert str(caught.value) == f"RestoreConfig.{field} must be {wanted}, got {value!r} ({type(value).__name__})"
+
+
+def test_restore_config_keeps_a_path_object_as_its_string():
+    from framefusion_video import RestoreConfig
+
+    assert RestoreConfig(model_path=Path("m.tflite")).model_path == "m.tflite"
+
+
+def test_restore_paths_takes_one_path_as_one_input(tmp_path, pass_through, monkeypatch):
+    from framefusion_video import restore_paths
+
+    monkeypatch.chdir(tmp_path)
+    make_clip(tmp_path / "a.mp4", (64, 48), 10, 10.0)
+    [result] = restore_paths("a.mp4", "out", quiet=True)
+    assert (result.status, result.input, result.output) == ("done", Path("a.mp4"), Path("out/a_restored.mp4"))
+    with pytest.raises(TypeError, match="inputs must be a path or a list of paths"):
+        restore_paths(42, "out")
+
+
+def _fake_run(run: Path, record: str) -> Path:
+    run.mkdir()
+    (run / "checkpoint.json").write_text(record)
+    return run
+
+
+def test_export_names_a_damaged_checkpoint_record(tmp_path):
+    run = _fake_run(tmp_path / "run", '{"step": 3, "config": {')
+    result = run_cli("export", str(run), "-o", str(tmp_path / "m.keras"))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"Error: {run / 'checkpoint.json'}: not a valid checkpoint record, the file is damaged" in result.output
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_export_to_a_folder_where_nothing_can_be_created_is_one_line_before_any_work(tmp_path):
+    run = _fake_run(tmp_path / "run", '{"step": 3, "config": {}}')
+    result = run_cli("export", str(run), "-o", "/proc/ffv-m.keras")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Error: /proc: cannot write to the model's folder" in result.output
+
+
+def test_train_into_a_file_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "afile.txt").write_text("x")
+    result = run_cli("train", str(tmp_path / "faces"), "--out", str(tmp_path / "afile.txt"))
+    _one_line_error(result, f"{tmp_path / 'afile.txt'}: cannot create the run folder ({tmp_path / 'afile.txt'} "
+                            "is a file)")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_eval_video_json_that_cannot_be_written_stops_before_any_work(tmp_path, monkeypatch):
+    import framefusion_video.flicker as flicker
+
+    monkeypatch.setattr(flicker, "measure_videos", lambda *a, **k: pytest.fail("measured before checking --json"))
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 4, 10.0)
+    result = run_cli("eval-video", str(src), str(src), "--whole-frame", "--json", "/proc/ffv-e.json")
+    _one_line_error(result, "/proc: cannot write to the JSON file's folder (no such file or directory)")
+    result = run_cli("eval-video", str(src), str(src), "--whole-frame", "--json", str(src))
+    _one_line_error(result, f"{src}: the JSON file would replace {src}, a file of this run; choose another name")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_eval_json_that_cannot_be_written_stops_before_any_work(tmp_path, monkeypatch):
+    import framefusion_video.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before checking --json"))
+    (tmp_path / "faces").mkdir()
+    result = run_cli("eval", str(tmp_path / "faces"), "--no-model", "--json", "/proc/ffv-e.json")
+    _one_line_error(result, "/proc: cannot write to the JSON file's folder (no such file or directory)")

@@ -27,15 +27,20 @@ def eval(data_dir: Path, model_path: Path | None, no_model: bool, limit: int | N
     """Damage DATA_DIR's faces in fixed, seeded ways and measure input, classical baseline and model."""
     from framefusion_video.errors import FfvError
     from framefusion_video.evaluation import evaluate_folder
+    from framefusion_video.outputs import check_new_file, write_file
 
     try:
+        run = [p for p in (model_path, json_path, md_path) if p is not None]
+        for path, what in ((json_path, "JSON file"), (md_path, "markdown file")):
+            if path is not None:
+                check_new_file(path, what, [p for p in run if p is not path])
         report = evaluate_folder(data_dir, model_path, limit=limit, kinds=kinds or KIND_CHOICES, seed=seed,
                                  with_model=not no_model)
+        table = report.to_markdown()
+        click.echo(table)
+        if json_path:
+            write_file(json_path, (json.dumps(report.to_dict(), indent=1) + "\n").encode("utf-8"), "JSON file")
+        if md_path:
+            write_file(md_path, (table + "\n").encode("utf-8"), "markdown file")
     except FfvError as exc:
         raise click.ClickException(str(exc)) from exc
-    table = report.to_markdown()
-    click.echo(table)
-    if json_path:
-        json_path.write_text(json.dumps(report.to_dict(), indent=1))
-    if md_path:
-        md_path.write_text(table + "\n")

@@ -28,13 +28,16 @@ def eval_video(input: str, restored: str, json_path: Path | None, whole_frame: b
     """
     from framefusion_video.errors import FfvError
     from framefusion_video.flicker import FlickerConfig, measure_videos
+    from framefusion_video.outputs import check_new_file, write_file
 
     config = FlickerConfig(unrestored_threshold=unrestored_threshold)
     try:
+        if json_path:
+            check_new_file(json_path, "JSON file", [input, restored])
         report = measure_videos(input, restored, config, faces=not whole_frame)
+        click.echo(report.to_markdown())
+        if json_path:
+            payload = {"input": input, "restored": restored, "whole_frame": whole_frame, **report.to_dict()}
+            write_file(json_path, (json.dumps(payload, indent=1) + "\n").encode("utf-8"), "JSON file")
     except FfvError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(report.to_markdown())
-    if json_path:
-        payload = {"input": input, "restored": restored, "whole_frame": whole_frame, **report.to_dict()}
-        json_path.write_text(json.dumps(payload, indent=1) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from framefusion_video.cli.options import restoration_options
+from framefusion_video.config import MAX_BATCH_SIZE
 from framefusion_video.errors import FfvError
 
 
@@ -33,7 +34,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them, so a "
                                                 "stopped run resumes).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=str), help="Write a JSON report of the run here.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=8, show_default=True,
               help="Face crops per model call.")
 @restoration_options
 @click.option("--detect-every", type=click.IntRange(min=1), default=2, show_default=True,

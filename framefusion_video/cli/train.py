@@ -113,6 +113,10 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
+        if export_path:
+            from framefusion_video.export import check_export_paths
+
+            check_export_paths(out_dir, export_path, tflite=True)
         run_dir = run_training(config, resume=resume, keep_saved=optional.keys() - given.keys())
         if export_path:
             click.echo(f"exported {export_generator(run_dir, export_path)}")
