@@ -174,7 +174,8 @@ def check_input(src: Path) -> None:
 
 _STREAM_RE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
 _SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})(?=[ ,]|$)")
-_SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR")
+# The codec's aspect in brackets, then the container's when it differs (it wins, as in ffmpeg).
+_SAR_RE = re.compile(r"SAR (\d+):(\d+) DAR")
 _FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
 _TBN_RE = re.compile(r", ([\d.]+)(k?) tbn")
 _START_RE = re.compile(r", start (-?[\d.]+)")
@@ -205,6 +206,13 @@ def _parse_dump(text: str) -> dict:
         elif current is not None and (m := _ROT_RE.search(line)):
             current["rotation"] = float(m.group(1))
     return facts
+
+
+def _parse_sar(desc: str) -> Fraction:
+    """The pixel aspect of a video stream's dump line: the container's (``, SAR 4:3 DAR 16:9``
+    after the codec's bracket) when it gives one, else the codec's; 1 when unknown."""
+    sars = [Fraction(int(num), int(den)) for num, den in _SAR_RE.findall(desc) if int(num) and int(den)]
+    return sars[-1] if sars else Fraction(1)
 
 
 def _rate(match: re.Match | None) -> float | None:
@@ -304,10 +312,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if size is None:
         raise FfvError(path, "video stream has no frame size (unsupported or corrupt)")
     width, height = int(size.group(1)), int(size.group(2))
-    sar_m = _SAR_RE.search(desc)
-    sar = Fraction(1)
-    if sar_m and int(sar_m.group(1)) and int(sar_m.group(2)):
-        sar = Fraction(int(sar_m.group(1)), int(sar_m.group(2)))
+    sar = _parse_sar(desc)
     rotation = int(round(videos[0]["rotation"])) % 360
     if rotation in (90, 270):  # ffmpeg's autorotate transposes the frames, and their aspect
         width, height, sar = height, width, 1 / sar if sar else sar
