@@ -385,15 +385,15 @@ def _stop_tasks(ray, refs: list) -> None:
     KeyboardInterrupt in its worker), so that it removes its temporaries and releases its output;
     those still running after :data:`_STOP_GRACE` seconds are killed with their workers."""
     for force in (False, True):
+        if not refs:
+            return
         for ref in refs:
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=force)
         try:
             _, refs = ray.wait(refs, num_returns=len(refs), timeout=_STOP_GRACE)
-        except Exception:  # noqa: BLE001 - Ray itself is failing: what it left is removed below
+        except Exception:  # noqa: BLE001 - Ray itself is failing: what it left is removed after
             log.debug("waiting for the stopped tasks failed", exc_info=True)
-            return
-        if not refs:
             return
 
 
