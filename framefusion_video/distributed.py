@@ -28,9 +28,11 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from typing import Any
 from .errors import FfvError
 from .batch import Finished, Job, run_job, run_plan, settle_before_run
 from .config import RestoreConfig
+from .outputs import claim_output
 from .restore import FileResult
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'framefusion-video[ray]'"
 #: Seconds between progress reports of a worker, and between polls of the driver.
 _PROGRESS_EVERY = 0.25
+#: Seconds a stopped run gives its interrupted tasks to clean up before their workers are killed.
+_STOP_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -203,13 +208,8 @@ def ray_session(ray_config: RayConfig = RayConfig()):
         yield ray
         return
     try:
-        if ray_config.address is None:
-            # "local": a Ray of this run's own, even where `ray start` left a cluster (or only its
-            # address file) on this machine; plain ray.init() would try to join that one.
-            ray.init(address="local", num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=ray_config.worker_logs)
-        else:
-            ray.init(address=ray_config.address, logging_level=logging.WARNING, log_to_driver=ray_config.worker_logs)
+        with _callers_signal_handlers():
+            _init(ray, ray_config)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = ray_config.address or "local Ray"
         raise FfvError(where, f"cannot start or join the Ray cluster ({' '.join(str(exc).split())})") from exc
@@ -217,6 +217,37 @@ def ray_session(ray_config: RayConfig = RayConfig()):
         yield ray
     finally:
         ray.shutdown()
+
+
+def _init(ray, ray_config: RayConfig) -> None:
+    """``ray.init`` for ``ray_config``: a local Ray of the run's own, or the cluster at its address."""
+    if ray_config.address is None:
+        # "local": a Ray of this run's own, even where `ray start` left a cluster (or only its
+        # address file) on this machine; plain ray.init() would try to join that one.
+        ray.init(address="local", num_cpus=ray_config.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=ray_config.worker_logs)
+    else:
+        ray.init(address=ray_config.address, logging_level=logging.WARNING, log_to_driver=ray_config.worker_logs)
+
+
+@contextlib.contextmanager
+def _callers_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGTERM, SIGHUP and SIGINT handlers through the block.
+
+    ``ray.init`` installs its own SIGTERM handler, which exits at once: a run stopped by SIGTERM
+    would then skip the clean-up, exit code and message that ``ffv`` gives it (``cli``'s
+    handlers, which turn the signal into a KeyboardInterrupt as Ctrl-C is).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 class _RunBar:
@@ -340,10 +371,34 @@ def _run_tasks(ray, jobs: Sequence[Job], finished: Finished, config: RestoreConf
                 finished(job, outcome.result)
             with contextlib.suppress(ray.exceptions.RayError):
                 bar.update(ray.get(board.snapshot.remote(), timeout=5), done)
-    finally:
-        for ref in refs:  # an error or Ctrl-C: stop the rest (their outputs are never partial)
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
+    finally:  # an error, Ctrl-C or a signal: stop the rest, leaving no partial output, lock or temporary
+        _stop_tasks(ray, list(refs))
+        for job in refs.values():
+            _remove_leftovers(job.dst)
         bar.close()
         with contextlib.suppress(Exception):
             ray.kill(board)
+
+
+def _stop_tasks(ray, refs: list) -> None:
+    """Stop the tasks of ``refs`` as Ctrl-C stops a serial run: each is interrupted (a
+    KeyboardInterrupt in its worker), so that it removes its temporaries and releases its output;
+    those still running after :data:`_STOP_GRACE` seconds are killed with their workers."""
+    for force in (False, True):
+        if not refs:
+            return
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=force)
+        try:
+            _, refs = ray.wait(refs, num_returns=len(refs), timeout=_STOP_GRACE)
+        except Exception:  # noqa: BLE001 - Ray itself is failing: what it left is removed after
+            log.debug("waiting for the stopped tasks failed", exc_info=True)
+            return
+
+
+def _remove_leftovers(dst: Path) -> None:
+    """Remove the lock and temporaries a stopped task left of output ``dst`` (a killed worker
+    cannot), unless a live run holds the output, whose files are its own."""
+    with contextlib.suppress(FfvError):  # OutputBusy included
+        claim_output(dst).release()

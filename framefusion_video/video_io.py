@@ -10,9 +10,11 @@ survive, and the source's audio is then copied beside it with the original start
 
 Timestamps: frames are listed on the source's own clock (``-copyts``), as the audio is copied, so
 every stream keeps its start time relative to the others exactly. The one shift is
-``VideoInfo.time_origin``, subtracted from every stream alike: the container's start time for
-MPEG transport and program streams, whose clock is a broadcast clock that can start hours in, and
-0 for the others (MP4, MOV, Matroska...), whose start times are kept as they are.
+``VideoInfo.time_origin``, subtracted from every stream alike: 0 for MP4, MOV, Matroska... whose
+start times are kept as they are, and the start of MPEG transport and program streams, whose
+clock is a broadcast clock that can start hours in. Those are timed as ffmpeg times them: listed
+and muxed on ffmpeg's own timeline, which starts at their start and stays continuous where their
+33-bit clock wraps or where files joined with ``cat`` meet (reported back on the source's clock).
 
 Frames at this boundary are ``uint8`` RGB arrays of shape (H, W, 3), displayed orientation.
 """
@@ -94,7 +96,9 @@ class VideoInfo:
     reliable per-frame timestamps); ``duration`` the video's duration in seconds (first frame to
     end of last frame; the container's duration when frames are not listed). ``frame_pts`` holds
     each decoded frame's presentation timestamp in ``time_base`` units, in display order, on the
-    source's clock (as are ``video_start`` and ``audio_start``). ``time_origin`` (seconds) is
+    source's clock (as are ``video_start`` and ``audio_start``; for MPEG-TS/PS, that clock made
+    continuous as ffmpeg makes it). ``fps`` of a stream without timestamps (raw H.264...) is the
+    rate ffmpeg times its packets with. ``time_origin`` (seconds) is
     subtracted from every stream's times in an output (see the module docstring).
     ``color_matrix``, ``color_range`` ("tv" or "pc"), ``color_primaries`` and ``color_transfer``
     are the stream's colour tags in ffmpeg's names, None when untagged; ``bits`` is the pixel
@@ -183,7 +187,8 @@ def check_input(src: Path) -> None:
 
 _STREAM_RE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
 _SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})(?=[ ,]|$)")
-_SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR")
+# The codec's aspect in brackets, then the container's when it differs (it wins, as in ffmpeg).
+_SAR_RE = re.compile(r"SAR (\d+):(\d+) DAR")
 _FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
 _TBN_RE = re.compile(r", ([\d.]+)(k?) tbn")
 _START_RE = re.compile(r", start (-?[\d.]+)")
@@ -216,23 +221,52 @@ def _parse_dump(text: str) -> dict:
     return facts
 
 
+def _parse_sar(desc: str) -> Fraction:
+    """The pixel aspect of a video stream's dump line: the container's (``, SAR 4:3 DAR 16:9``
+    after the codec's bracket) when it gives one, else the codec's; 1 when unknown."""
+    sars = [Fraction(int(num), int(den)) for num, den in _SAR_RE.findall(desc) if int(num) and int(den)]
+    return sars[-1] if sars else Fraction(1)
+
+
 def _rate(match: re.Match | None) -> float | None:
     if match is None:
         return None
     return float(match.group(1)) * (1000 if match.group(2) else 1)
 
 
-def _list_frames(path: Path) -> tuple[Fraction | None, list[int] | None, int | None]:
-    """Demux (no decode) the video stream: time base, sorted frame pts, last frame's duration.
+# What an output takes from a clock container's source besides the frames: listed together, so
+# that ffmpeg moves the listing's start and the muxed audio's start alike (it starts a file's
+# timeline at the earliest of the streams it uses).
+_CLOCK_MAPS = ["-map", _VIDEO_MAP, "-map", "0:a?", "-map", "0:s?"]
 
-    The pts are those stored in the file (``-copyts``): the clock the audio is copied with.
 
-    Packets the demuxer marks as discarded (MP4 edit lists) are not frames. Returns None lists when
-    any timestamp is missing or repeated, as in raw elementary streams. Raises FfvError when the
-    demuxer hits the end of a truncated file.
+@dataclass(frozen=True)
+class _FrameList:
+    """The video's packets as :func:`_list_frames` reads them (times in ``time_base`` units)."""
+
+    time_base: Fraction | None
+    pts: list[int] | None = None  # sorted; None when any is missing or repeated
+    last_duration: int | None = None
+    packet_rate: float | None = None  # 1 / the packets' typical duration, when they have one
+
+
+def _list_frames(path: Path, clock: bool = False) -> _FrameList:
+    """Demux (no decode) the video stream: its frames' presentation times.
+
+    Most containers: the pts stored in the file (``-copyts``), the clock the audio is copied with.
+    Clock containers (MPEG-TS/PS, ``clock``): ffmpeg's own timeline, on which a wrapped clock and
+    the joins of files concatenated with ``cat`` are made continuous and the start is moved to 0,
+    as :class:`VideoWriter` muxes their audio; a damaged packet there is read as ffmpeg reads it
+    (broadcast recordings have them), not refused.
+
+    Packets the demuxer marks as discarded (MP4 edit lists) are not frames. ``pts`` is None when
+    any timestamp is missing or repeated, as in raw elementary streams, whose ``packet_rate`` is
+    then the one ffmpeg times them with. Raises FfvError when the demuxer hits the end of a
+    truncated file.
     """
-    proc = _run(["-v", "error", "-xerror", "-copyts", "-i", ffmpeg_path(path), "-map", _VIDEO_MAP, "-c", "copy",
-                 "-f", "framecrc", "-"], path)
+    timing = [] if clock else ["-xerror", "-copyts"]
+    maps = _CLOCK_MAPS if clock else ["-map", _VIDEO_MAP]
+    proc = _run(["-v", "error", *timing, "-i", ffmpeg_path(path), *maps, "-c", "copy", "-f", "framecrc", "-"], path)
     if proc.returncode != 0:
         raise FfvError(path, f"truncated or corrupt video data ({_last_error(proc.stderr)})")
     time_base, rows = None, []
@@ -240,23 +274,43 @@ def _list_frames(path: Path) -> tuple[Fraction | None, list[int] | None, int | N
         if line.startswith("#tb 0:"):
             num, den = line.split(":", 1)[1].strip().split("/")
             time_base = Fraction(int(num), int(den))
-        elif line and not line.startswith("#"):
+        elif line.startswith("0,"):
             parts = [p.strip() for p in line.split(",")]
             flags = int(parts[6].split("=")[1], 16) if len(parts) > 6 and "=" in parts[6] else 0
             if not flags & 0x4:  # AV_PKT_FLAG_DISCARD
                 rows.append((parts[2], parts[3]))
     try:
         pts = sorted(int(p) for p, _ in rows)
-        total = sum(int(d) for _, d in rows)
+        durations = [int(d) for _, d in rows]
     except ValueError:  # NOPTS
-        return time_base, None, None
-    if time_base is None or not pts or len(set(pts)) != len(pts):
-        return time_base, None, None
+        return _FrameList(time_base)
+    if time_base is None or not pts:
+        return _FrameList(time_base)
+    if len(set(pts)) != len(pts):
+        typical = int(np.median(durations))
+        return _FrameList(time_base, packet_rate=float(1 / (typical * time_base)) if typical > 0 else None)
     # The last frame lasts until the end of the packets' summed durations; sanity-checked against
     # the typical frame interval, as B-frame reordering can shift that sum by one interval.
+    total = sum(durations)
     typical = int(np.median(np.diff(pts))) if len(pts) > 1 else total
     last = pts[0] + total - pts[-1]
-    return time_base, pts, last if 0 < last <= 2 * typical else max(typical, 1)
+    return _FrameList(time_base, pts, last if 0 < last <= 2 * typical else max(typical, 1))
+
+
+def _clock_start(facts: dict, streams: list[dict]) -> Fraction:
+    """Where ffmpeg starts the timeline of a clock container whose ``streams`` it uses: the
+    earliest of their start times (the file's when none gives one), in seconds."""
+    starts = [Fraction(m.group(1)) for s in streams if (m := _START_RE.search(s["desc"]))]
+    if starts:
+        return min(starts)
+    return Fraction(str(facts["start"])) if facts["start"] is not None else Fraction(0)
+
+
+def _ticks(seconds: Fraction, time_base: Fraction) -> int:
+    """``seconds`` in ``time_base`` units, rounded half away from zero as ffmpeg rescales."""
+    units = abs(seconds / time_base)
+    rounded = int(units + Fraction(1, 2))
+    return rounded if seconds >= 0 else -rounded
 
 
 def _parse_colour(pix_fmt: str, tags_text: str) -> dict:
@@ -313,17 +367,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if size is None:
         raise FfvError(path, "video stream has no frame size (unsupported or corrupt)")
     width, height = int(size.group(1)), int(size.group(2))
-    sar_m = _SAR_RE.search(desc)
-    sar = Fraction(1)
-    if sar_m and int(sar_m.group(1)) and int(sar_m.group(2)):
-        sar = Fraction(int(sar_m.group(1)), int(sar_m.group(2)))
+    sar = _parse_sar(desc)
     rotation = int(round(videos[0]["rotation"])) % 360
     if rotation in (90, 270):  # ffmpeg's autorotate transposes the frames, and their aspect
         width, height, sar = height, width, 1 / sar if sar else sar
     pix = _PIXFMT_RE.match(desc)
     colour = _parse_colour(pix.group(1), pix.group(2) or "") if pix else {}
 
-    time_base, pts, last_duration = _list_frames(path)
+    clock = facts["container"] in _CLOCK_CONTAINERS
+    frames = _list_frames(path, clock)
+    time_base, pts, last_duration = frames.time_base, frames.pts, frames.last_duration
+    origin = Fraction(0)
+    if clock:  # back from ffmpeg's timeline to the source's clock: what VideoInfo reports
+        origin = _clock_start(facts, [videos[0], *audios, *subtitles])
+        if pts and time_base is not None:
+            shift = _ticks(origin, time_base)
+            pts, origin = [p + shift for p in pts], shift * time_base
     container_duration = facts["duration"]
     v_start = _START_RE.search(desc)
     fps_parsed = _rate(_FPS_RE.search(desc)) or _rate(re.search(r", ([\d.]+)(k?) tbr", desc))
@@ -333,7 +392,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         duration = float((span + last_duration) * time_base)
         video_start = float(pts[0] * time_base)
     else:
-        fps = fps_parsed or 0.0
+        fps = frames.packet_rate or fps_parsed or 0.0
         duration = container_duration or 0.0
         video_start = float(v_start.group(1)) if v_start else 0.0
     if fps <= 0:
@@ -342,9 +401,6 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if audios:
         a_start = _START_RE.search(audios[0]["desc"])
         audio_start = float(a_start.group(1)) if a_start else 0.0
-    origin = 0.0
-    if facts["container"] in _CLOCK_CONTAINERS:
-        origin = max(0.0, facts["start"] if facts["start"] is not None else min(video_start, audio_start or video_start))
     info = VideoInfo(
         path=str(path),
         width=width,
@@ -363,7 +419,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         audio_start=audio_start,
         **colour,
         time_base=time_base if pts is not None else None,
-        time_origin=origin,
+        time_origin=float(origin),
         subtitle_codecs=tuple(t["desc"].split(" ", 1)[0].rstrip(",") for t in subtitles),
         frame_pts=tuple(pts) if pts is not None else None,
         last_frame_duration=last_duration if pts is not None else None,
@@ -376,6 +432,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 # --------------------------------------------------------------------------------------------
 # colour
+
+
+def _has_clock(info: VideoInfo) -> bool:
+    """Whether ``info``'s container times its streams with a running clock (MPEG-TS/PS)."""
+    return info.container in _CLOCK_CONTAINERS
 
 
 def _is_rgb(info: VideoInfo) -> bool:
@@ -447,7 +508,8 @@ def read_frames(path: str | os.PathLike, info: VideoInfo | None = None) -> Itera
     """
     info = info if info is not None else probe(path)
     frame_shape = (info.height, info.width, 3)
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-i", ffmpeg_path(path),
+    strict = [] if _has_clock(info) else ["-xerror"]  # damaged TS packets: decoded as ffmpeg does
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", *strict, "-i", ffmpeg_path(path),
            "-map", _VIDEO_MAP, "-fps_mode", "passthrough", "-vf", decode_filter(info),
            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     count = 0
@@ -796,18 +858,18 @@ class VideoWriter:
         The audio streams are copied as they are; when the container cannot hold their codec, they
         are re-encoded to AAC (with a warning). A full disk is reported as such.
         """
-        inputs, maps = ["-i", ffmpeg_path(self._tmp_video)], ["-map", "0:v:0"]
+        timing, inputs, tail = self._mux_timing()
+        maps = ["-map", "0:v:0"]
         subtitles: list[str] = []
         if self.audio_from is not None:  # its audio, subtitles, and title/date tags
-            inputs += ["-itsoffset", f"{-float(self._origin):.6f}", "-i", ffmpeg_path(self.audio_from)]
             maps += ["-map", "1:a?", "-map_metadata", "1"]
             subtitles = self._subtitle_args()
         extra = ["-video_track_timescale", str(self._timescale), "-movflags", "+faststart"] \
             if self._container in ("mp4", "mov") else []
 
         def mux(audio_codec: list[str], subs: list[str]) -> subprocess.CompletedProcess:
-            return _run(["-v", "error", "-copyts", *inputs, *maps, *subs, "-c:v", "copy", *audio_codec, *extra,
-                         "-y", "-f", self._container, ffmpeg_path(self._tmp_final)], self.path)
+            return _run(["-v", "error", *timing, *inputs, *maps, *subs, "-c:v", "copy", *audio_codec, *extra,
+                         "-y", "-f", self._container, ffmpeg_path(self._tmp_final), *tail], self.path)
 
         def full_disk(proc: subprocess.CompletedProcess) -> None:
             if proc.returncode != 0 and any(sign.encode() in proc.stderr for sign in _NO_SPACE):
@@ -827,6 +889,27 @@ class VideoWriter:
             full_disk(proc)
         if proc.returncode != 0:
             raise FfvError(self.path, _failure(proc.stderr, "muxing failed"))
+
+    def _mux_timing(self) -> tuple[list[str], list[str], list[str]]:
+        """The mux's timing options, its inputs (encoded video, then the source), and what follows
+        the output.
+
+        Most sources: their own clock (``-copyts``) less the time origin, as frames were listed.
+        Clock containers (MPEG-TS/PS): ffmpeg's own timeline, on which the frames were listed
+        (``_list_frames``): ffmpeg moves the source to it while muxing, continuous across wraps
+        and joins, given the same streams in use (a null second output takes the video and
+        subtitles that the file itself may not); the encoded video is put back at its first
+        frame's time, which ffmpeg would move to 0.
+        """
+        video = ["-i", ffmpeg_path(self._tmp_video)]
+        if self.audio_from is None:
+            return ["-copyts"], video, []
+        source = ["-i", ffmpeg_path(self.audio_from)]
+        if not _has_clock(self.info):
+            return ["-copyts"], [*video, "-itsoffset", f"{-float(self._origin):.6f}", *source], []
+        start = self._expected[0] - self._shift
+        null_output = ["-map", "1:V:0", "-map", "1:s?", "-c", "copy", "-f", "null", "-"]
+        return [], ["-itsoffset", f"{float(start):.6f}", *video, *source], null_output
 
     def __enter__(self) -> VideoWriter:
         return self

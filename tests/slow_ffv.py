@@ -2,7 +2,8 @@
 
 Decoding, encoding, claiming, muxing, renaming and signal handling are ffv's own; only the face
 pipeline is replaced by one that passes frames through unchanged, taking ``FFV_TEST_FRAME_DELAY``
-seconds per frame (default 0.05), without loading MediaPipe or a model. Fault tests run it as a
+seconds per frame (default 0.05), without loading MediaPipe or a model. With ``--ray``, the Ray
+workers run the same stand-in (installed in each worker before its clip). Fault tests run it as a
 subprocess so that they can signal, kill or race real runs in a few seconds.
 """
 
@@ -14,14 +15,12 @@ import time
 from collections.abc import Iterator
 
 
-def main() -> None:
+def install_stand_in(delay: float) -> None:
+    """Replace the model and the face pipeline of this process with the pass-through stand-in."""
     import framefusion_video.batch as batch
     import framefusion_video.restore as restore
     from framefusion_video.pipeline import RestoredFrame
-    from framefusion_video.cli import main as ffv
     from framefusion_video.video_io import read_frames
-
-    delay = float(os.environ.get("FFV_TEST_FRAME_DELAY", "0.05"))
 
     class PassThrough:
         crop_size = 64
@@ -34,8 +33,24 @@ def main() -> None:
             time.sleep(delay)
             yield RestoredFrame(index, frame, frame)
 
-    batch.load_default_restorer = lambda config: PassThrough()
+    batch.load_default_restorer = restore.load_default_restorer = lambda config: PassThrough()
     restore.iter_restored = frames_unchanged
+
+
+def main() -> None:
+    import framefusion_video.distributed as distributed
+    from framefusion_video.cli import main as ffv
+
+    delay = float(os.environ.get("FFV_TEST_FRAME_DELAY", "0.05"))
+    restore_clip = distributed.restore_clip
+
+    def stand_in_clip(*args, **kwargs):
+        """A Ray task (sent by value, as it is defined here): the stand-in, then the clip."""
+        install_stand_in(delay)
+        return restore_clip(*args, **kwargs)
+
+    install_stand_in(delay)
+    distributed.restore_clip = stand_in_clip
     ffv(args=sys.argv[1:], prog_name="ffv")
 
 

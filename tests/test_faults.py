@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -761,3 +762,122 @@ def test_eval_json_that_cannot_be_written_stops_before_any_work(tmp_path, monkey
     (tmp_path / "faces").mkdir()
     result = run_cli("eval", str(tmp_path / "faces"), "--no-model", "--json", "/proc/ffv-e.json")
     _one_line_error(result, "/proc: cannot write to the JSON file's folder (no such file or directory)")
+
+
+# ---- containers and Ray signals
+
+def _packet_times(path: Path, stream: str, *, copyts: bool) -> np.ndarray:
+    """Sorted presentation times (seconds) of the packets of ``stream`` (``V:0``, ``a:0``) with the
+    file's video and audio streams mapped: on the file's own clock with ``copyts``, else on the
+    timeline ffmpeg itself transcodes with (start moved to 0, wraps and joins made continuous)."""
+    import imageio_ffmpeg
+
+    index = {"V:0": "0", "a:0": "1"}[stream]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "quiet", *(["-copyts"] if copyts else []), "-i", str(path),
+           "-map", "0:V:0", "-map", "0:a:0", "-c", "copy", "-f", "framecrc", "-"]
+    lines = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+    tb = Fraction(next(ln for ln in lines if ln.startswith(f"#tb {index}:")).split(":", 1)[1].strip())
+    return np.sort([float(int(ln.split(",")[2]) * tb) for ln in lines if ln.startswith(f"{index},")])
+
+
+def _assert_timed_as_ffmpeg_times_it(src: Path, dst: Path) -> None:
+    """``dst`` has the frames and audio packets of ``src`` at the times ffmpeg gives them (its own
+    timeline), within the output container's precision."""
+    atol = 1.1e-3 if dst.suffix == ".mkv" else 2e-4  # Matroska stores milliseconds
+    for stream in ("V:0", "a:0"):
+        expected, got = _packet_times(src, stream, copyts=False), _packet_times(dst, stream, copyts=True)
+        assert len(got) == len(expected), stream
+        np.testing.assert_allclose(got, expected, rtol=0, atol=atol, err_msg=stream)
+
+
+def _aspect_clip(tmp: Path, kind: str) -> tuple[Path, Fraction]:
+    """A clip whose pixels are not square, and its sample aspect ratio: set on the container only
+    (Matroska, MP4: ``-aspect`` on a stream copy), or a VP9 WebM's."""
+    if kind == "vp9-webm":
+        out = tmp / "v.webm"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10", "-frames:v", "10", "-vf", "setsar=15/16",
+               "-c:v", "libvpx-vp9", "-deadline", "realtime", str(out))
+        return out, Fraction(15, 16)
+    base = make_clip(tmp / "base.mp4", (64, 48), 10, 10.0)
+    out = tmp / ("a.mkv" if kind == "mkv-container" else "a.mp4")
+    ffmpeg("-i", str(base), "-map", "0", "-c", "copy", "-aspect", "16:9", str(out))
+    return out, Fraction(4, 3)
+
+
+@pytest.mark.parametrize("kind", ["mkv-container", "mp4-container", "vp9-webm"])
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_the_sample_aspect_ratio_is_kept(tmp_path, kind, suffix):
+    src, sar = _aspect_clip(tmp_path, kind)
+    assert probe(src).sar == sar
+    dst = tmp_path / f"out{suffix}"
+    copy_through_writer(src, dst)
+    assert probe(dst).sar == sar
+
+
+def test_an_upscaled_output_keeps_the_sample_aspect_ratio(tmp_path):
+    src, sar = _aspect_clip(tmp_path, "mkv-container")
+    info = probe(src)
+    dst = tmp_path / "out.mkv"
+    with VideoWriter(dst, info, size=(info.width * 2, info.height * 2), audio_from=src) as writer:
+        for frame in read_frames(src, info):
+            writer.write(np.ascontiguousarray(frame.repeat(2, axis=0).repeat(2, axis=1)))
+    out = probe(dst)
+    assert (out.size, out.sar) == ((info.width * 2, info.height * 2), sar)
+
+
+def _wrapping_ts(tmp: Path) -> Path:
+    """An MPEG-TS whose 33-bit clock wraps to 0 about 0.8 s in."""
+    base = make_clip(tmp / "base.mp4", (64, 48), 20, 10.0)
+    out = tmp / "w.ts"
+    ffmpeg("-i", str(base), "-map", "0", "-c", "copy", "-output_ts_offset", "95441.5", "-f", "mpegts", str(out))
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_an_mpeg_ts_whose_clock_wraps_is_timed_as_ffmpeg_times_it(tmp_path, suffix):
+    src = _wrapping_ts(tmp_path)
+    dst = tmp_path / f"out{suffix}"
+    copy_through_writer(src, dst)
+    _assert_timed_as_ffmpeg_times_it(src, dst)
+
+
+def test_mpeg_ts_files_joined_with_cat_keep_every_frame_ffmpeg_decodes(tmp_path):
+    base = make_clip(tmp_path / "base.mp4", (64, 48), 20, 10.0)
+    part = tmp_path / "a.ts"
+    ffmpeg("-i", str(base), "-map", "0", "-c", "copy", "-f", "mpegts", str(part))
+    src = tmp_path / "j.ts"
+    src.write_bytes(part.read_bytes() * 2)
+    dst = tmp_path / "out.mp4"
+    copy_through_writer(src, dst)
+    assert probe(dst).n_frames == 40
+    _assert_timed_as_ffmpeg_times_it(src, dst)
+
+
+def test_a_raw_h264_stream_keeps_the_frame_rate_ffmpeg_gives_it(tmp_path):
+    src = tmp_path / "raw.h264"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=30", "-frames:v", "60", "-c:v", "libx264", "-preset", "ultrafast",
+           "-bf", "2", "-g", "10", "-pix_fmt", "yuv420p", str(src))
+    reference = tmp_path / "ffmpeg.mp4"
+    ffmpeg("-i", str(src), str(reference))
+    copy_through_writer(src, tmp_path / "out.mp4")
+    out, ref = probe(tmp_path / "out.mp4"), probe(reference)
+    assert out.n_frames == ref.n_frames == 60
+    assert out.fps == pytest.approx(ref.fps) and out.duration == pytest.approx(ref.duration, abs=1e-3)
+    assert out.duration == pytest.approx(2.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_signal_stops_a_ray_run_as_it_stops_a_serial_one(tmp_path, sig, code):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    clips, out = tmp_path / "in", tmp_path / "out"
+    clips.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_clip(clips / name, (64, 48), 100, 10.0)
+    run = _start_slow("restore", str(clips), "-o", str(out), "--ray")
+    _wait_for(lambda: out.is_dir() and (_writing(out, "a.mp4") or _writing(out, "b.mp4")), run, timeout=120)
+    time.sleep(0.3)
+    run.send_signal(sig)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == code, stderr
+    assert f"stopped by {signal.Signals(sig).name}" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == []  # no output, no lock, no temporary

@@ -57,11 +57,11 @@ class LazyGroup(click.Group):
         """Run the command with SIGTERM and SIGHUP handled as Ctrl-C is (the same clean-up: no
         partial output is left), and exit 128 + the signal's number (130 for Ctrl-C, 143 for
         SIGTERM) instead of click's 1."""
-        with signals_as_interrupts():
+        with signals_as_interrupts() as received:
             try:
                 return super().invoke(ctx)
-            except KeyboardInterrupt as exc:
-                signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            except KeyboardInterrupt:
+                signum = received[0] if received else signal.SIGINT
                 logging.getLogger(__name__).warning(
                     "ffv: stopped by %s; unfinished outputs were removed, finished ones kept",
                     signal.Signals(signum).name)
@@ -85,22 +85,28 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
+def signals_as_interrupts() -> Iterator[list[int]]:
     """Raise :class:`Terminated` on SIGTERM and SIGHUP while the block runs (main thread only);
-    a second signal during the clean-up is ignored, so the clean-up finishes."""
+    a second signal during the clean-up is ignored, so the clean-up finishes.
+
+    Yields the list of the signals caught: which one stopped the run, even where a library
+    replaces the exception with a plain KeyboardInterrupt (Ray's waits do).
+    """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
     caught = (signal.SIGTERM, signal.SIGHUP)
 
     def handler(signum: int, frame) -> None:
         for sig in caught:
             signal.signal(sig, signal.SIG_IGN)
+        received.append(signum)
         raise Terminated(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in caught}
     try:
-        yield
+        yield received
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
