@@ -770,3 +770,20 @@ def test_the_shipped_generators_super_resolve_a_small_face_better_than_bicubic(s
     inner = (x0 + 12, y0 + 12, x1 - 12, y1 - 12)
     bicubic = _face_psnr([upscale_frame(small, scale)], [clean], inner)
     assert _face_psnr([out.restored], [clean], inner) > bicubic + 0.5
+
+
+def test_faces_too_small_for_the_detector_at_the_input_size_are_found_when_upscaling():
+    """A 20 px face in a 640x360 frame is 6 px at MediaPipe's input: an upscale run searches tiles."""
+    import cv2
+    from skimage import data
+
+    from framefusion_video.faces import FaceDetector
+    from framefusion_video.restore import detector_config
+
+    frame = np.full((360, 640, 3), 128, np.uint8)
+    frame[200:300, 400:500] = cv2.resize(np.ascontiguousarray(data.astronaut()), (100, 100),
+                                         interpolation=cv2.INTER_AREA)
+    with FaceDetector(detector_config(RestoreConfig(upscale=2))) as detector:
+        found = detector.detect(frame)
+    assert [f for f in found if 400 <= 0.5 * (f.box[0] + f.box[2]) <= 500 and 200 <= 0.5 * (f.box[1] + f.box[3]) <= 300]
+    assert detector_config(RestoreConfig()).tile_min_side > max(frame.shape)  # the default run is not slowed
