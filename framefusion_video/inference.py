@@ -209,6 +209,37 @@ class LiteRestorer:
         return out
 
 
+class CascadeRestorer:
+    """×4 super-resolution of windows of any size: a ×4 network for windows of up to ``max_side``
+    px, a ×2 network twice for larger ones.
+
+    SPAN ×4 fine-tuned on 32 px faces invents blotches on faces more than about twice that size
+    (a 67 px face came out 17 dB below bicubic), where ×2 twice still gains: on the synthetic
+    clip's faces reduced by 4, ×4 gains +1.5/+2.1/−1.2 dB over bicubic by thirds of face size and
+    ×2 twice +0.9/+1.0/+0.3 (``docs/what-we-tried.md``). Same contract as :class:`LiteRestorer`.
+    """
+
+    scale = 4
+    crop_size = None
+
+    def __init__(self, x4, x2, max_side: int) -> None:
+        if (getattr(x4, "scale", 1), getattr(x2, "scale", 1)) != (4, 2) or x4.crop_size or x2.crop_size:
+            raise ValueError("a cascade needs a x4 and a x2 network that take inputs of any size")
+        self.x4, self.x2, self.max_side = x4, x2, int(max_side)
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        """float32 (N, H, W, 3) in [0, 1] -> (N, 4H, 4W, 3)."""
+        crops = _as_crops(crops, None)
+        if max(crops.shape[1:3]) <= self.max_side:
+            return self.x4.restore(crops)
+        return self.x2.restore(np.clip(self.x2.restore(crops), 0.0, 1.0))
+
+
+#: Windows (px, longer side) up to which the shipped ×4 network runs alone; larger ones go through
+#: the ×2 network twice (:class:`CascadeRestorer`): about a 43 px face and its margin.
+CASCADE_MAX_SIDE = 64
+
+
 def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:
     """Per crop, whether the generator's gate left it alone: bool (N,).
 

@@ -119,10 +119,11 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     """The restorer named by ``config.model_path``; errors as FfvError.
 
     None = the shipped weights: with ``upscale`` N > 1, the shipped ×N super-resolution generator
-    where one ships (``inference.SR_MODEL_NAMES``), else the default same-size generator. A
-    super-resolution model given by path must match ``upscale``.
+    where one ships (``inference.SR_MODEL_NAMES``; at ×4, with the ×2 one twice for large faces:
+    ``inference.CascadeRestorer``), else the default same-size generator. A super-resolution model
+    given by path must match ``upscale``.
     """
-    from .inference import default_sr_model_path, load_restorer
+    from .inference import CASCADE_MAX_SIDE, CascadeRestorer, default_sr_model_path, load_restorer
     from .pipeline import restorer_scale
 
     path = config.model_path
@@ -131,6 +132,10 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     try:
         threads = config.model_threads or max(1, (os.cpu_count() or 1) // 2)
         restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
+        x2 = default_sr_model_path(2) if config.model_path is None and config.upscale == 4 else None
+        if x2 is not None and restorer.crop_size is None:
+            restorer = CascadeRestorer(restorer, load_restorer(x2, batch_size=config.batch_size, threads=threads),
+                                       CASCADE_MAX_SIDE)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:

@@ -115,3 +115,38 @@ def test_a_network_of_any_input_size_super_resolves_faces_of_every_size():
     for x0, y0, x1, y1 in boxes:  # each face is the network's output, at its full size
         inner = np.s_[int(2 * y0):int(2 * y1), int(2 * x0):int(2 * x1)]
         assert np.abs(out.restored[inner].astype(int) - blocky[inner]).max() <= 1
+
+
+class _Scaled:
+    """A fake network of any input size: nearest-neighbour upscaling by ``scale``, counting calls."""
+
+    crop_size = None
+
+    def __init__(self, scale: int) -> None:
+        self.scale, self.calls = scale, 0
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.repeat(np.repeat(crops, self.scale, axis=1), self.scale, axis=2)
+
+
+def test_the_x4_cascade_sends_large_windows_through_the_x2_network_twice():
+    from framefusion_video.inference import CascadeRestorer
+
+    x4, x2 = _Scaled(4), _Scaled(2)
+    cascade = CascadeRestorer(x4, x2, max_side=64)
+    small = np.random.default_rng(0).random((1, 40, 64, 3), dtype=np.float32)
+    large = np.random.default_rng(1).random((1, 65, 50, 3), dtype=np.float32)
+    assert cascade.restore(small).shape == (1, 160, 256, 3) and (x4.calls, x2.calls) == (1, 0)
+    np.testing.assert_array_equal(cascade.restore(large), np.repeat(np.repeat(large, 4, axis=1), 4, axis=2))
+    assert (x4.calls, x2.calls) == (1, 2)
+    with pytest.raises(ValueError):
+        CascadeRestorer(x2, x4, max_side=64)
+
+
+def test_the_shipped_x4_restorer_is_the_cascade():
+    from framefusion_video.inference import CascadeRestorer
+    from framefusion_video.restore import load_default_restorer
+
+    restorer = load_default_restorer(RestoreConfig(upscale=4))
+    assert isinstance(restorer, CascadeRestorer) and (restorer.scale, restorer.crop_size) == (4, None)
