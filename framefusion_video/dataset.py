@@ -165,3 +165,56 @@ class BatchSampler:
             clean[i] = img
             damaged.append(self.degrade(np.ascontiguousarray(img), rng))
         return np.stack(damaged).astype(np.float32, copy=False), clean
+
+
+@dataclass(frozen=True)
+class PairSampler:
+    """Deterministic training batches from fixed (damaged, clean) pairs, such as the video-damage
+    cache (``video_damage.build_pair_cache``): batch ``step`` depends only on (seed, step).
+
+    Each sample is a random ``patch`` px square of a pair's damaged side and the ``scale`` x larger
+    square of its clean side at the same place, flipped left-right half the time, so that pairs
+    stored larger than the network's input give many different inputs and batches stack.
+    """
+
+    low: np.ndarray  # uint8 (N, P, P, 3): damaged, on the network's input grid
+    high: np.ndarray  # uint8 (N, s·P, s·P, 3): clean, exactly aligned with ``low``
+    batch_size: int
+    seed: int
+    patch: int  # the network's input side, at most P
+
+    def __post_init__(self) -> None:
+        if len(self.low) != len(self.high) or self.high.shape[1] % self.low.shape[1]:
+            raise ValueError(f"unpaired arrays: {self.low.shape} and {self.high.shape}")
+        if self.patch > self.low.shape[1]:
+            raise ValueError(f"patch {self.patch} is larger than the pairs' {self.low.shape[1]} px")
+
+    @property
+    def scale(self) -> int:
+        return self.high.shape[1] // self.low.shape[1]
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(damaged float32 (B, p, p, 3), clean float32 (B, s·p, s·p, 3)), both in [0, 1]."""
+        per_epoch = max(1, len(self.low) // self.batch_size)
+        epoch, pos = divmod(step, per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.low))
+        p, s = self.patch, self.scale
+        damaged, clean = [], []
+        for j in order[pos * self.batch_size:(pos + 1) * self.batch_size]:
+            rng = np.random.default_rng([self.seed, epoch, int(j)])
+            y, x = rng.integers(0, self.low.shape[1] - p + 1, 2)
+            low = self.low[j, y:y + p, x:x + p]
+            high = self.high[j, s * y:s * (y + p), s * x:s * (x + p)]
+            if rng.random() < 0.5:
+                low, high = low[:, ::-1], high[:, ::-1]
+            damaged.append(low)
+            clean.append(high)
+        return np.stack(damaged).astype(np.float32) / 255.0, np.stack(clean).astype(np.float32) / 255.0
+
+    def centre(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The centred patches of the first ``n`` pairs (a fixed validation set), float32 [0, 1]."""
+        p, s = self.patch, self.scale
+        o = (self.low.shape[1] - p) // 2
+        low = self.low[:n, o:o + p, o:o + p]
+        high = self.high[:n, s * o:s * (o + p), s * o:s * (o + p)]
+        return low.astype(np.float32) / 255.0, high.astype(np.float32) / 255.0

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from .checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
-from .dataset import BatchSampler
+from .dataset import BatchSampler, PairSampler
 from .errors import FfvError
 from .model import DiscriminatorConfig, GeneratorConfig
 from .outputs import check_folder_can_be_made, no_follow, os_reason, write_atomic
@@ -77,6 +77,10 @@ class TrainConfig:
     val_images: int = 64
     sample_every: int = 1000
     limit_images: int | None = None  # use only the first N training photos (quick runs, tests)
+    # Train on this many pairs of data_dir's photos through real video damage
+    # (``video_damage``: a clip blurred, reduced, noised per frame, through x264/x265, cut around the
+    # face), validated on as many of val_dir's as ``val_images``; 0 = synthetic damage on aligned crops.
+    video_damage: int = 0
     init_from: str | None = None  # a generator .keras file whose weights start a new run (fine-tuning)
     lr_scale: float = 1.0  # multiplies both learning rates from the start (or the resume) on: a late decay
     seed: int = 0
@@ -99,7 +103,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         # Runs saved before these settings existed trained without them.
-        data = {"psnr_weight": 0.0, "init_from": None, **data}
+        data = {"psnr_weight": 0.0, "init_from": None, "video_damage": 0, **data}
         data["extra_dirs"] = tuple(data.get("extra_dirs", ()))
         data["span"] = SpanConfig.from_dict(data["span"]) if data.get("span") else None
         data["generator"] = GeneratorConfig.from_dict(data["generator"])
@@ -321,10 +325,10 @@ def build_gan(config: TrainConfig) -> RestorationGAN:
 # --- data --------------------------------------------------------------------------------------
 
 class TrainingBatches(keras.utils.PyDataset):
-    """Batches ``start .. stop-1`` of a :class:`BatchSampler` for ``fit``, made by two threads
-    (OpenCV releases the GIL) while the step runs."""
+    """Batches ``start .. stop-1`` of a :class:`BatchSampler` (or :class:`PairSampler`) for ``fit``,
+    made by two threads (OpenCV releases the GIL) while the step runs."""
 
-    def __init__(self, sampler: BatchSampler, start: int, stop: int, workers: int = 2):
+    def __init__(self, sampler: BatchSampler | PairSampler, start: int, stop: int, workers: int = 2):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
         self.sampler, self.start, self.stop = sampler, start, stop
 
@@ -350,6 +354,31 @@ def validation_set(val_crops: np.ndarray, n: int, seed: int, degrade) -> tuple[n
     clean = val_crops[:n].astype(np.float32) / 255.0
     damaged = np.stack([degrade(c, np.random.default_rng([seed, 99991, i])) for i, c in enumerate(clean)])
     return damaged.astype(np.float32), clean
+
+
+def video_damage_pairs(config: TrainConfig) -> tuple[PairSampler, tuple[np.ndarray, np.ndarray] | None]:
+    """The sampler of ``config.video_damage`` pairs of ``data_dir``'s photos and the validation set
+    (the centred patches of ``val_images`` pairs of ``val_dir``'s), their caches built first if
+    missing (minutes; resumable).
+
+    Pairs are stored at 1.5 x the network's input side, so that each gives many patches.
+    """
+    from .video_damage import build_pair_cache, load_pair_cache
+
+    scale = config.span.scale if config.span else 1
+    patch = config.span.input_size if config.span else config.generator.crop_size
+    stored = patch * 3 // 2
+
+    def pairs(folder: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        cache = build_pair_cache(folder, scale, n, stored, seed=config.seed, progress=True)
+        log.info("%d video-damage pairs of %s (x%d) from %s", n, folder, scale, cache)
+        return load_pair_cache(cache, n)
+
+    sampler = PairSampler(*pairs(config.data_dir, config.video_damage), config.batch_size, config.seed, patch)
+    val = None
+    if config.val_dir:
+        val = PairSampler(*pairs(config.val_dir, config.val_images), 1, config.seed, patch).centre(config.val_images)
+    return sampler, val
 
 
 def training_crops(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -407,8 +436,9 @@ class ScalarLog(_StepCallback):
 
 
 class Validation(_StepCallback):
-    """Every ``every`` batches: PSNR/SSIM on the fixed validation set, to ``curve.jsonl`` and
-    TensorBoard; every ``sample_every`` batches a grid of (damaged | restored | clean) crops."""
+    """Before a new run's first batch and every ``every`` batches: PSNR/SSIM on the fixed validation
+    set, to ``curve.jsonl`` and TensorBoard; every ``sample_every`` batches a grid of
+    (damaged | restored | clean) crops."""
 
     def __init__(self, val: tuple[np.ndarray, np.ndarray], out_dir: Path, writer, every: int, sample_every: int,
                  scalars: ScalarLog, started: float):
@@ -417,26 +447,35 @@ class Validation(_StepCallback):
         self.every, self.sample_every, self.scalars, self.started = every, sample_every, scalars, started
         self.baseline = as_output_size(val[0], val[1].shape[1])
 
+    def on_train_begin(self, logs=None):
+        # A new run's starting point (e.g. the --init-from network) is the curve's first figure.
+        if self.every and self.step() == 0:
+            self.validate(0)
+
     def on_train_batch_end(self, batch, logs=None):
         step = self.step()
         if self.every and step % self.every == 0:
-            restored = self.model.generator.predict(self.val[0], batch_size=16, verbose=0)
-            figures = {"step": step, "psnr": float(tf.reduce_mean(tf.image.psnr(restored, self.val[1], 1.0))),
-                       "ssim": float(tf.reduce_mean(tf.image.ssim(restored, self.val[1], 1.0))),
-                       "psnr_input": float(tf.reduce_mean(tf.image.psnr(self.baseline, self.val[1], 1.0))),
-                       "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.baseline, self.val[1], 1.0))),
-                       "minutes": round((time.monotonic() - self.started) / 60, 2),
-                       **{f"train_{k}": v for k, v in self.scalars.latest.items()}}
-            with open(self.out_dir / "curve.jsonl", "a", opener=no_follow) as fh:
-                fh.write(json.dumps(figures) + "\n")
-            with self.writer.as_default(step=step):
-                tf.summary.scalar("val/psnr", figures["psnr"])
-                tf.summary.scalar("val/ssim", figures["ssim"])
-            log.info("validation at step %d: PSNR %.2f dB (input %.2f), SSIM %.4f",
-                     step, figures["psnr"], figures["psnr_input"], figures["ssim"])
+            self.validate(step)
         if self.sample_every and step % self.sample_every == 0:
             restored = self.model.generator.predict(self.val[0][:6], verbose=0)
             _write_sample_grid(self.out_dir / "samples" / f"step_{step:07d}.png", self.baseline, restored, self.val[1])
+
+    def validate(self, step: int) -> None:
+        """Append the figures at ``step`` to ``curve.jsonl`` (and TensorBoard, and the log)."""
+        restored = self.model.generator.predict(self.val[0], batch_size=16, verbose=0)
+        figures = {"step": step, "psnr": float(tf.reduce_mean(tf.image.psnr(restored, self.val[1], 1.0))),
+                   "ssim": float(tf.reduce_mean(tf.image.ssim(restored, self.val[1], 1.0))),
+                   "psnr_input": float(tf.reduce_mean(tf.image.psnr(self.baseline, self.val[1], 1.0))),
+                   "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.baseline, self.val[1], 1.0))),
+                   "minutes": round((time.monotonic() - self.started) / 60, 2),
+                   **{f"train_{k}": v for k, v in self.scalars.latest.items()}}
+        with open(self.out_dir / "curve.jsonl", "a", opener=no_follow) as fh:
+            fh.write(json.dumps(figures) + "\n")
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("val/psnr", figures["psnr"])
+            tf.summary.scalar("val/ssim", figures["ssim"])
+        log.info("validation at step %d: PSNR %.2f dB (input %.2f), SSIM %.4f",
+                 step, figures["psnr"], figures["psnr_input"], figures["ssim"])
 
 
 class Snapshots(_StepCallback):
@@ -505,14 +544,19 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     def val_damage(img, rng):
         return small(degrade(img, rng, deg_cfg))
 
-    crops, repeats = training_crops(config)
-    sampler = BatchSampler(crops, config.batch_size, config.seed, train_damage, repeats=repeats)
-    val = None
-    if config.val_dir:
-        from .dataset import load_aligned_crops
+    if config.video_damage:
+        sampler, val = video_damage_pairs(config)
+        faces = len(sampler.low)
+    else:
+        crops, repeats = training_crops(config)
+        sampler = BatchSampler(crops, config.batch_size, config.seed, train_damage, repeats=repeats)
+        faces = len(crops)
+        val = None
+        if config.val_dir:
+            from .dataset import load_aligned_crops
 
-        val_crops = load_aligned_crops(config.val_dir, config.generator.crop_size, progress=True)
-        val = validation_set(val_crops, config.val_images, config.seed, val_damage)
+            val_crops = load_aligned_crops(config.val_dir, config.generator.crop_size, progress=True)
+            val = validation_set(val_crops, config.val_images, config.seed, val_damage)
 
     gan = build_gan(config)
     step = load_checkpoint(gan, out_dir) if resume else 0
@@ -521,7 +565,8 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         log.info("generator initialised from %s; new layers: %s", config.init_from, ", ".join(fresh) or "none")
     gan.g_optimizer.learning_rate.assign(config.lr_g * config.lr_scale)
     gan.d_optimizer.learning_rate.assign(config.lr_d * config.lr_scale)
-    log.info("training from step %d on %d faces", step, len(crops))
+    log.info("training from step %d on %d faces", step, faces)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         try:
             write_atomic(out_dir / "train_config.json", json.dumps(config.to_dict(), indent=1).encode("utf-8"))

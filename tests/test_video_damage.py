@@ -1,0 +1,120 @@
+"""Video-damage training pairs: aligned with their clean side, through a real codec, reproducible;
+``ffv train --video-damage`` trains on them."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from framefusion_video.dataset import PairSampler
+from framefusion_video.video_damage import (ClipDamage, VideoDamageConfig, build_pair_cache, damage_clip,
+                                            damaged_pair, encode_decode, face_patch, frame_grid, load_pair_cache,
+                                            make_clip)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A sharp 256 x 200 portrait (the public-domain astronaut), uint8 RGB."""
+    from skimage import data
+
+    return np.ascontiguousarray(cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)[:200])
+
+
+ASTRONAUT_FACE = (85.0, 20.0, 150.0, 100.0)  # at 256 px
+
+
+def _mae(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a.astype(np.float32) - b.astype(np.float32))))
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_the_damaged_frame_lies_on_the_clean_grid_reduced_by_scale(photo, scale):
+    h, w = frame_grid(photo.shape, scale)
+    clean = photo[:h, :w]
+    frames = make_clip(clean, 3, np.random.default_rng(0), pan=1.5, zoom=0.01)
+    assert np.array_equal(frames[1], clean)  # the kept middle frame is the photo, unresampled
+    undamaged = ClipDamage(blur=None, area=True, soften=1.0, noise_sigma=None, grey_noise=False, codec="libx264",
+                           crf=1, preset="medium")
+    out = damage_clip(frames, scale, undamaged, np.random.default_rng(1))[1]
+    reduced = cv2.resize(clean, (w // scale, h // scale), interpolation=cv2.INTER_AREA)
+    # On luma: 4:2:0 video keeps colour at half resolution, which no alignment would undo.
+    out, reduced = (cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for img in (out, reduced))
+    aligned = _mae(out[2:-2, 2:-2], reduced[2:-2, 2:-2])
+    shifted = _mae(out[2:-2, 3:-1], reduced[2:-2, 2:-2])
+    assert aligned < 1.0 and shifted > 4 * aligned, (aligned, shifted)
+
+
+def test_a_pair_is_a_patch_of_the_frame_and_the_clean_patch_at_the_same_place(photo, monkeypatch):
+    from framefusion_video import video_damage
+
+    # Without the codec, noise and blur, the damaged patch is the clean patch reduced by area.
+    monkeypatch.setattr(video_damage, "encode_decode", lambda frames, *args: list(frames))
+    config = VideoDamageConfig(blur_prob=0, noise_prob=0, soften_prob=0, area_prob=1)
+    low, high = damaged_pair(photo, ASTRONAUT_FACE, 2, 24, np.random.default_rng(3), config)
+    assert low.shape == (24, 24, 3) and high.shape == (48, 48, 3) and low.dtype == high.dtype == np.uint8
+    assert _mae(low, cv2.resize(high, (24, 24), interpolation=cv2.INTER_AREA)) < 0.6
+
+
+def test_the_window_is_around_the_face_and_inside_the_frame():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y0, x0 = face_patch((100, 60, 180, 160), (100, 120), 2, 32, rng)
+        assert 0 <= y0 <= 100 - 32 and 0 <= x0 <= 120 - 32
+        # The face box at x2 is (50, 30)-(90, 80); the window (1.2-1.8x) reaches at most 45 px out.
+        assert 50 + 20 - 45 - 32 <= x0 <= 50 + 20 + 45 and 30 + 25 - 45 - 32 <= y0 <= 30 + 25 + 45
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_the_codec_really_runs_and_keeps_every_frame(photo, codec):
+    frames = make_clip(photo[:96, :128], 5, np.random.default_rng(0), pan=1.0)
+    out = encode_decode(frames, codec, crf=35, preset="ultrafast")
+    assert len(out) == 5 and out[2].shape == (96, 128, 3) and out[2].dtype == np.uint8
+    assert 1.0 < _mae(out[2], frames[2]) < 20.0
+
+
+def test_pairs_are_a_pure_function_of_the_seed(photo):
+    a = damaged_pair(photo, ASTRONAUT_FACE, 2, 24, np.random.default_rng([7, 1]))
+    b = damaged_pair(photo, ASTRONAUT_FACE, 2, 24, np.random.default_rng([7, 1]))
+    c = damaged_pair(photo, ASTRONAUT_FACE, 2, 24, np.random.default_rng([7, 2]))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_the_cache_is_built_once_resumes_and_samples_aligned_patches(face_folder, tmp_path):
+    cache = build_pair_cache(face_folder, 2, 3, 24, seed=1, cache_dir=tmp_path / "vd")
+    low, high = load_pair_cache(cache, 3)
+    assert low.shape == (3, 24, 24, 3) and high.shape == (3, 48, 48, 3)
+    assert json.loads((cache / "recipe.json").read_text())["scale"] == 2
+    shard = next(cache.glob("shard_*.npz"))
+    stamp = shard.stat().st_mtime_ns
+    assert build_pair_cache(face_folder, 2, 3, 24, seed=1, cache_dir=tmp_path / "vd") == cache
+    assert shard.stat().st_mtime_ns == stamp  # found, not made again
+    sampler = PairSampler(low, high, batch_size=2, seed=0, patch=16)
+    damaged, clean = sampler.batch(4)
+    assert damaged.shape == (2, 16, 16, 3) and clean.shape == (2, 32, 32, 3) and damaged.dtype == np.float32
+    np.testing.assert_array_equal(sampler.batch(4)[0], damaged)
+    val_low, val_high = sampler.centre(3)
+    np.testing.assert_array_equal(val_low[0], low[0, 4:20, 4:20] / np.float32(255))
+    np.testing.assert_array_equal(val_high[0], high[0, 8:40, 8:40] / np.float32(255))
+
+
+def test_ffv_train_span_on_video_damage_then_resume(face_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from framefusion_video.cli import main
+
+    out = tmp_path / "run"
+    args = ["-q", "train", str(face_folder), "--out", str(out), "--batch-size", "2"]
+    result = CliRunner().invoke(main, [*args, "--span", "2", "--video-damage", "4", "--max-steps", "1",
+                                       "--adv-start", "1"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 1 and meta["config"]["video_damage"] == 4
+    resumed = CliRunner().invoke(main, [*args, "--resume", "--max-steps", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 2
+    mixed = CliRunner().invoke(main, [*args, "--span", "2", "--video-damage", "4", "--extra", str(face_folder)])
+    assert mixed.exit_code != 0 and "--extra" in mixed.output
