@@ -27,10 +27,13 @@ def eval(data_dir: Path, model_path: Path | None, no_model: bool, limit: int | N
     """Damage DATA_DIR's faces in fixed, seeded ways and measure input, classical baseline and model."""
     from framefusion_video.errors import FfvError
     from framefusion_video.evaluation import evaluate_folder
+    from framefusion_video.filetypes import IMAGE_EXTENSIONS
     from framefusion_video.outputs import check_new_file, write_file
 
     try:
         run = [p for p in (model_path, json_path, md_path) if p is not None]
+        if json_path or md_path:  # the photos measured are files of the run too
+            run += [p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
         for path, what in ((json_path, "JSON file"), (md_path, "markdown file")):
             if path is not None:
                 check_new_file(path, what, [p for p in run if p is not path])
