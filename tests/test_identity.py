@@ -6,11 +6,13 @@ Tests that need dlib skip with the reason when it is not installed (``make test`
 
 from __future__ import annotations
 
+import json
 import sys
 
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from skimage import data
 
 from framefusion_video import identity
@@ -61,10 +63,45 @@ def test_a_changed_copy_is_closer_than_another_person(shared_data):
     assert max(d_flip, d_blur) < identity.SAME_PERSON < d_other
 
 
-def test_without_the_extra_the_message_names_the_install_command(no_dlib):
+@needs_dlib
+def test_evaluate_reports_identity_per_kind():
+    from framefusion_video.evaluation import evaluate
+
+    face = cv2.resize(data.astronaut()[60:200, 150:290], (64, 64), interpolation=cv2.INTER_AREA)
+    clean = np.stack([face, face[:, ::-1]]).astype(np.float32) / np.float32(255.0)
+    report = evaluate(clean, lambda b: b.copy(), kinds=("blur", "noise"), seed=0, identity=True)
+    for row in report.rows:
+        assert set(row.identity) == {"input", "model"}
+        assert row.identity["model"] == pytest.approx(row.identity["input"])
+        assert 0.0 < row.identity["input"] < identity.SAME_PERSON
+    assert report.overall.identity["input"] == pytest.approx(np.mean([r.identity["input"] for r in report.rows]))
+    assert "ID input" in report.to_markdown() and "ID model" in report.to_markdown()
+    assert evaluate(clean, None, kinds=("blur",)).rows[0].identity == {}
+
+
+@needs_dlib
+def test_ffv_eval_identity_writes_the_identity_column(face_folder, tmp_path):
+    from framefusion_video.cli import main
+
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, ["-q", "eval", str(face_folder), "--no-model", "--limit", "2", "--kind",
+                                       "blur", "--identity", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "ID input" in result.output.splitlines()[0]
+    blur = json.loads(out.read_text())["kinds"]["blur"]
+    assert blur["n"] == 2 and 0.0 < blur["identity"]["input"] < identity.SAME_PERSON
+
+
+def test_without_the_extra_the_message_names_the_install_command(no_dlib, tmp_path):
+    from framefusion_video.cli import main
+
     with pytest.raises(identity.IdentityUnavailable, match=r"pip install -e '\.\[identity\]'"):
         identity.descriptor(data.astronaut(), ASTRONAUT_BOX)
     assert not identity.available()
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--no-model", "--identity"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "pip install -e '.[identity]'" in lines[0], result.output
 
 
 def test_distance_is_euclidean():
