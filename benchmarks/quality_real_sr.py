@@ -1,8 +1,8 @@
 """``ffv restore --upscale 2|4`` on real footage: shared clips reduced, encoded and enlarged back.
 
 For each clip (default: four clean-ish shared clips of real faces), its first ``--seconds``
-(cropped to a multiple of 4 px) are the truth; they are reduced by the factor (area) and encoded
-(x264 ``--crf``, 23), then enlarged back by
+(cropped to a multiple of 8 px, so that both reductions have even sides) are the truth; they are
+reduced by the factor (area) and encoded (x264 ``--crf``, 23), then enlarged back by
 
 - ffmpeg's bicubic scaler (``scale=flags=bicubic``, x264 CRF 12): what a plain enlargement gives;
 - ``ffv restore --upscale F`` (``batch.restore_paths``, default options otherwise).
@@ -42,11 +42,11 @@ def ffmpeg(*args: str) -> None:
 
 
 def make_inputs(clip: Path, work: Path, seconds: float, factor: int, crf: int) -> tuple[Path, Path, Path]:
-    """(truth, reduced, bicubic) files of ``clip``: its first ``seconds`` cropped to a multiple of 4
+    """(truth, reduced, bicubic) files of ``clip``: its first ``seconds`` cropped to a multiple of 8
     px (lossless), reduced by ``factor`` (area, x264 ``crf``), and that enlarged back by bicubic."""
     truth = work / f"{clip.stem}_truth.mkv"
     if not truth.exists():
-        ffmpeg("-i", str(clip), "-t", str(seconds), "-map", "0:v:0", "-vf", "crop=iw-mod(iw\\,4):ih-mod(ih\\,4):0:0",
+        ffmpeg("-i", str(clip), "-t", str(seconds), "-map", "0:v:0", "-vf", "crop=iw-mod(iw\\,8):ih-mod(ih\\,8):0:0",
                "-c:v", "ffv1", str(truth))
     small = work / f"{clip.stem}_x{factor}.mp4"
     ffmpeg("-i", str(truth), "-vf", f"scale=iw/{factor}:ih/{factor}:flags=area", "-pix_fmt", "yuv420p",
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{np.mean([r['ffv'] for r in mine]):.2f}", f"{np.mean([r['gain'] for r in mine]):+.2f}"])
     text = "\n".join(["### ffv restore --upscale on real clips", "", f"{common.today()}, {common.machine()}", "",
                       f"`{command.strip()}`", "",
-                      f"The first {args.seconds:g} s of each clip (cropped to a multiple of 4 px) are the truth; "
+                      f"The first {args.seconds:g} s of each clip (cropped to a multiple of 8 px, so that both reductions have even sides) are the truth; "
                       f"reduced by the factor (area) and encoded (x264 CRF {args.crf}), then enlarged back by "
                       "ffmpeg's bicubic scaler (x264 CRF 12) or by `ffv restore --upscale` (default options). Face "
                       "PSNR (dB): mean over the face boxes found in the truth frames. Restored: face-frames "

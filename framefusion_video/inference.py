@@ -215,8 +215,8 @@ class CascadeRestorer:
 
     SPAN ×4 fine-tuned on 32 px faces invents blotches on faces more than about twice that size
     (a 67 px face came out 17 dB below bicubic), where ×2 twice still gains: on the synthetic
-    clip's faces reduced by 4, ×4 gains +1.5/+2.1/−1.2 dB over bicubic by thirds of face size and
-    ×2 twice +0.9/+1.0/+0.3 (``docs/what-we-tried.md``). Same contract as :class:`LiteRestorer`.
+    clip's faces reduced by 4, ×4 gains +1.4/+1.9/−1.2 dB over bicubic by thirds of face size and
+    ×2 twice +0.7/+0.9/+0.2 (``scripts/window_choices.py --mode x4``). Same contract as :class:`LiteRestorer`.
     """
 
     scale = 4
