@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import UPSCALE_FACTORS
 from .errors import FfvError, read_head
 from .outputs import write_atomic
 
@@ -79,20 +80,16 @@ def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run, scale:
     return out
 
 
-#: Output side / input side of the generators ``ffv`` runs: 1 restores a crop in place, 2 and 4
-#: are super-resolution networks (``span.py``) that restore a small crop into a larger one.
-SCALES = (1, 2, 4)
-
-
 #: The input side at which the scale of a generator that takes inputs of any size is read.
 _PROBE_SIDE = 16
 
 
 def _scale_of(path, input_side: int, output_shape: tuple[int, ...]) -> int:
-    """The generator's ``scale`` from its input side and output shape (N, H, W, 3)."""
+    """The generator's ``scale`` (output side / input side: one of ``config.UPSCALE_FACTORS``) from
+    its input side and output shape (N, H, W, 3)."""
     side = int(output_shape[1]) if len(output_shape) == 4 else 0
     if len(output_shape) != 4 or output_shape[1] != output_shape[2] or output_shape[3] != 3 \
-            or side % input_side or side // input_side not in SCALES:
+            or side % input_side or side // input_side not in UPSCALE_FACTORS:
         raise FfvError(path, f"not an ffv generator (input side {input_side}, output {list(output_shape)})")
     return side // input_side
 

@@ -214,7 +214,8 @@ def test_restore_frames_rejects_a_restorer_returning_the_wrong_shape():
 
 @pytest.mark.parametrize("options", [
     {"strength": 2.0}, {"strength": -0.1}, {"upscale": 3}, {"batch_size": 0}, {"crf": 60},
-    {"min_face": -1}, {"max_faces": -2}, {"detect_every": 0}, {"model_threads": -1},
+    {"min_face": -1}, {"max_faces": -2}, {"detect_every": 0}, {"model_threads": -1}, {"preset": "warp"},
+    {"temporal": 1.0}, {"min_confidence": 1.5},
 ])
 def test_config_rejects_impossible_options(options):
     name = next(iter(options))
