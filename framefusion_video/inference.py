@@ -165,8 +165,6 @@ class LiteRestorer:
             probe = np.zeros((batch, _PROBE_SIDE, _PROBE_SIDE, 3), np.float32)
             output_shape = self._invoke((interpreter, inp[0]["index"], outp[0]["index"]), probe).shape
         scale = _scale_of(self.path, side or _PROBE_SIDE, output_shape)
-        if side is None and scale == 1:
-            raise FfvError(self.path, "a same-size generator must take crops of one size")
         return (interpreter, inp[0]["index"], outp[0]["index"]), side, scale
 
     @staticmethod

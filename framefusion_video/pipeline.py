@@ -510,13 +510,11 @@ def restored_crops(
 
     Yields ``(frame with its faces and crops, restored crops, left-alone flags)`` in clip order, ready for
     :func:`finish_frame` (the paste-back), so that the model and the paste-back can run in different threads.
+    ``restorer`` is one that ``restore.checked_restorer`` accepts for ``config.upscale`` (what
+    ``restore.load_default_restorer`` returns): a super-resolution one at its own scale.
     """
     crop_size = None if restorer.crop_size is None else int(restorer.crop_size)
     scale = restorer_scale(restorer)
-    if scale > 1 and config.upscale != scale:
-        raise ValueError(f"a x{scale} super-resolution restorer needs upscale {scale}, got {config.upscale}")
-    if scale == 1 and crop_size is None:
-        raise ValueError("a same-size restorer needs a crop size")
     pending: list[PendingFrame] = []
     n_crops = 0
     stabilizing = stabilize_config(config)

@@ -28,7 +28,7 @@ from .errors import FfvError
 from .config import RestoreConfig
 from .outputs import os_reason, write_file
 from .pipeline import Restorer
-from .restore import iter_restored, load_default_restorer
+from .restore import checked_restorer, iter_restored, load_default_restorer
 from .video_io import check_input
 
 log = logging.getLogger(__name__)
@@ -336,8 +336,8 @@ def export_preview(
     step = every or 30
     wanted = (lambda i: i in chosen) if chosen is not None else (lambda i: i % step == 0)
     last = max(chosen) if chosen else None
-    if restorer is None:
-        restorer = load_default_restorer(config)
+    restorer = load_default_restorer(config) if restorer is None else \
+        checked_restorer(restorer, config.upscale, "the given restorer")
 
     written: list[Path] = []
     cards: list[FrameCard] = []

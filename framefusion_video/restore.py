@@ -121,10 +121,9 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     None = the shipped weights: with ``upscale`` N > 1, the shipped ×N super-resolution generator
     where one ships (``inference.SR_MODEL_NAMES``; at ×4, with the ×2 one twice for large faces:
     ``inference.CascadeRestorer``), else the default same-size generator. A super-resolution model
-    given by path must match ``upscale``.
+    given by path must match ``upscale`` (:func:`checked_restorer`).
     """
     from .inference import CASCADE_MAX_SIDE, CascadeRestorer, default_sr_model_path, load_restorer
-    from .pipeline import restorer_scale
 
     path = config.model_path
     if path is None and config.upscale > 1:
@@ -140,9 +139,26 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
         raise
     except (OSError, ValueError) as exc:
         raise FfvError(path or "default model", f"cannot load the model ({exc})") from exc
+    return checked_restorer(restorer, config.upscale, path or "the shipped model")
+
+
+def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike) -> Restorer:
+    """``restorer`` where the pipeline can run it at ``upscale``; the one check of a restorer's
+    scale, made where it is chosen, so that ``pipeline`` relies on it.
+
+    A super-resolution restorer (``scale`` N > 1) runs only at ``upscale`` N; a same-size one
+    needs a crop size (its crops are aligned to it).
+
+    Raises:
+        FfvError: naming ``source`` (the model file) and what to do.
+    """
+    from .pipeline import restorer_scale
+
     scale = restorer_scale(restorer)
-    if scale > 1 and scale != config.upscale:
-        raise FfvError(path, f"a x{scale} super-resolution model: restore with --upscale {scale}")
+    if scale > 1 and scale != upscale:
+        raise FfvError(source, f"a x{scale} super-resolution model: restore with --upscale {scale}")
+    if scale == 1 and restorer.crop_size is None:
+        raise FfvError(source, "a same-size restorer must take crops of one size")
     return restorer
 
 
@@ -166,7 +182,8 @@ def restore_video(
     modified.
 
     Args:
-        restorer: any object with ``crop_size`` and ``restore``; None loads ``config.model_path``.
+        restorer: any object with ``crop_size`` and ``restore`` (and ``scale``, for super-resolution:
+            ``config.upscale``'s, :func:`checked_restorer`); None loads ``config.model_path``.
         detector: a ``faces.FaceDetector`` (or anything with ``detect(frame) -> [Face]``) that the
             caller owns; None opens one for this clip and closes it afterwards.
         progress: called as ``progress(frames_done, faces_restored, total_frames_or_None)``.
@@ -191,8 +208,8 @@ def restore_video(
     info = probe(src)
     size = output_size(info, config.upscale)
     check_frame_size(dst, size or info.size)
-    if restorer is None:
-        restorer = load_default_restorer(config)
+    restorer = load_default_restorer(config) if restorer is None else \
+        checked_restorer(restorer, config.upscale, "the given restorer")
     from .safety import LEFT_ALONE, REFUSED
 
     frames_done = faces_done = left_alone = refused = 0

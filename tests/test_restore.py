@@ -717,11 +717,23 @@ def test_a_face_too_large_for_super_resolution_keeps_its_bicubic_upscale():
     assert restorer.calls == 0
 
 
-def test_a_super_resolution_restorer_needs_its_own_upscale():
-    _, small, _, face = _small_face_frame()
-    stream = iter([(small, [SimpleNamespace(track_id=0, carried=False, face=face)])])
-    with pytest.raises(ValueError, match="x4 super-resolution restorer needs upscale 4"):
-        next(restore_frames(stream, BlockySuperResolution(), RestoreConfig(upscale=2)))
+def test_a_super_resolution_restorer_needs_its_own_upscale(tmp_path):
+    """One check, where the restorer is chosen: the loader (naming the file) and ``restore_video``
+    for a restorer handed in, before any frame is decoded."""
+    from framefusion_video.inference import default_sr_model_path
+    from framefusion_video.restore import checked_restorer, load_default_restorer, restore_video
+
+    with pytest.raises(FfvError, match="x4 super-resolution model: restore with --upscale 4"):
+        checked_restorer(BlockySuperResolution(), 2, "blocky")
+    assert checked_restorer(BlockySuperResolution(), 4, "blocky").scale == 4
+    clip = write_clip(tmp_path / "c.mp4", no_face_frames())
+    with pytest.raises(FfvError, match="restore with --upscale 4"):
+        restore_video(clip, tmp_path / "out.mp4", RestoreConfig(upscale=2), restorer=BlockySuperResolution())
+    assert not (tmp_path / "out.mp4").exists()
+    x2 = default_sr_model_path(2)
+    if x2 is not None:
+        with pytest.raises(FfvError, match=f"{x2.name}: a x2 super-resolution model: restore with --upscale 2"):
+            load_default_restorer(RestoreConfig(model_path=str(x2)))
 
 
 class InventingSuperResolution(BlockySuperResolution):
