@@ -255,10 +255,10 @@ def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: 
 
 
 def blend_config(config: RestoreConfig) -> BlendConfig:
-    """The paste-back's options; colours are matched before the safety review, not in the paste."""
+    """The paste-back's options; colours are matched before the safety review (:func:`review_crops`)."""
     from .blending import BlendConfig
 
-    return BlendConfig(colour_match=False, strength=config.strength)
+    return BlendConfig(strength=config.strength)
 
 
 def safety_config(config: RestoreConfig) -> SafetyConfig:
@@ -297,26 +297,20 @@ def review_windows(restored: Sequence[np.ndarray], windows: Sequence[np.ndarray]
     return statuses, reasons
 
 
-def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool], *,
-                 colour_match: bool = True, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
-                 plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool],
+                 colour_ranges: Sequence[np.ndarray] | None, *, safety: SafetyConfig | None = None,
+                 damages: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
     crop, whether it is its original as it came (the generator's gate left the face alone, and
     stabilisation added nothing): its original is kept as it is. Otherwise its colours are matched
-    (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
-    a face that changes more than its estimated damage (``damages``, grey levels, one per face,
-    ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
-    which leaves the frame as it was. ``plausible``: each face's range of lit-face colours for the
-    matching (``blending.scene_plausible_means``); None: ``blending.PLAUSIBLE_FACE_MEANS`` for all.
-    ``inputs``: for a super-resolution restorer, the small crops it was given; the safety check
-    then compares each restored crop, reduced by area to its input's size, with that input (the
-    detail it adds above the input's resolution is not a change of the input).
+    (``blending.match_face_colour``, with each face's ``colour_ranges``: ``blending.face_colour_range``;
+    None: not matched), and with an enabled ``safety.SafetyConfig`` a face that changes more than its
+    estimated damage (``damages``, grey levels, one per face, ``safety.estimate_damage``; None: 0)
+    explains is refused: its original crop is pasted instead, which leaves the frame as it was.
     """
-    import cv2
-
-    from .blending import PLAUSIBLE_FACE_MEANS, face_mask, match_colour
+    from .blending import face_mask, match_face_colour
     from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
     out, statuses, reasons = [], [], []
@@ -326,10 +320,10 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
             statuses.append(LEFT_ALONE)
             reasons.append("")
             continue
-        mask = face_mask(crop.shape[0])
-        if colour_match:
-            crop = match_colour(crop, original, mask, PLAUSIBLE_FACE_MEANS if plausible is None else plausible[k])
+        if colour_ranges is not None:
+            crop = match_face_colour(crop, original, colour_ranges[k])
         if safety is not None and safety.enable:
+            mask = face_mask(crop.shape[0])
             weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
             if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
                 out.append(original)
@@ -343,24 +337,23 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
 
 
 def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], safety: SafetyConfig,
-             plausible: Sequence[np.ndarray]) -> list[float]:
-    """``safety.estimate_damage`` of each face's own pixels, dark as its ``plausible`` range says
+             colour_ranges: Sequence[np.ndarray]) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels, dark as its colour range says
     (0 where it is not needed: a face left alone, or the checks off)."""
     from .safety import estimate_damage, face_region
 
     if not safety.enable:
         return [0.0] * len(boxes)
     return [0.0 if alone else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
-            for box, alone, p in zip(boxes, left_alone, plausible)]
+            for box, alone, p in zip(boxes, left_alone, colour_ranges)]
 
 
-def _plausible_means(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
-    """Each face's range of lit-face colours, from the luma of the frame around it (the fixed
-    range for a face left alone, which is neither matched nor checked)."""
-    from .blending import PLAUSIBLE_FACE_MEANS, scene_plausible_means, surround_luma
+def _colour_ranges(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
+    """Each face's range of lit-face colours (``blending.face_colour_range``; the fixed range for a
+    face left alone, which is neither matched nor checked)."""
+    from .blending import PLAUSIBLE_FACE_MEANS, face_colour_range
 
-    return [PLAUSIBLE_FACE_MEANS if alone else scene_plausible_means(surround_luma(frame, box))
-            for box, alone in zip(boxes, left_alone)]
+    return [PLAUSIBLE_FACE_MEANS if alone else face_colour_range(frame, box) for box, alone in zip(boxes, left_alone)]
 
 
 def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool], config: RestoreConfig,
@@ -387,10 +380,10 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     if item.rects:
         return _finish_sr_frame(item, base, restored, config)
     safety = safety_config(config)
-    plausible = _plausible_means(item.frame, item.boxes, left_alone)
-    damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
-    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
-                                            safety=safety, damages=damages, plausible=plausible)
+    ranges = _colour_ranges(item.frame, item.boxes, left_alone)
+    damages = _damages(item.frame, item.boxes, left_alone, safety, ranges)
+    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, ranges if config.colour_match else None,
+                                            safety=safety, damages=damages)
     matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
     pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
     out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
