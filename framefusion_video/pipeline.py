@@ -458,6 +458,15 @@ def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], lef
     return out, flags, states
 
 
+def passed_through(frames: Iterable[np.ndarray], factor: int) -> Iterator[RestoredFrame]:
+    """Each frame (uint8 RGB (H, W, 3)) as it came, upscaled by ``factor`` (bicubic): what
+    ``strength`` 0 gives, with no face looked at (``RestoreConfig.passes_through``)."""
+    from .blending import upscale_frame
+
+    for index, frame in enumerate(frames):
+        yield RestoredFrame(index, frame, upscale_frame(frame, factor))
+
+
 def restore_frames(
     tracked_frames: Iterable[tuple[np.ndarray, list]],
     restorer: Restorer,
@@ -474,7 +483,7 @@ def restore_frames(
         config: batch size, strength, upscale, colour matching, temporal stabilisation (per
             ``track_id``; a new id, e.g. after a scene cut, or a frame gap starts afresh).
         select: frame index -> whether to restore it (None = all). Unselected frames pass through
-            (upscaled if asked) without calling the restorer.
+            (upscaled if asked) without calling the restorer; at ``strength`` 0 every frame does.
 
     Yields:
         :class:`RestoredFrame` in clip order. Crops are gathered across consecutive frames until
@@ -492,6 +501,11 @@ def paste_restored(items: Iterable[tuple[PendingFrame, list[np.ndarray], list[bo
         yield finish_frame(item, restored, left_alone, config, blending)
 
 
+def _none(index: int) -> bool:
+    """A ``select`` that restores no frame."""
+    return False
+
+
 def restored_crops(
     tracked_frames: Iterable[tuple[np.ndarray, list]],
     restorer: Restorer,
@@ -506,6 +520,8 @@ def restored_crops(
     ``restorer`` is one that ``restore.checked_restorer`` accepts for ``config.upscale`` (what
     ``restore.load_default_restorer`` returns): a super-resolution one at its own scale.
     """
+    if config.passes_through:  # strength 0: nothing would be pasted, so no face is cut or restored
+        select = _none
     crop_size = None if restorer.crop_size is None else int(restorer.crop_size)
     scale = restorer_scale(restorer)
     pending: list[PendingFrame] = []

@@ -336,8 +336,9 @@ def export_preview(
     step = every or 30
     wanted = (lambda i: i in chosen) if chosen is not None else (lambda i: i % step == 0)
     last = max(chosen) if chosen else None
-    restorer = load_default_restorer(config) if restorer is None else \
-        checked_restorer(restorer, config.upscale, "the given restorer")
+    if not config.passes_through:
+        restorer = load_default_restorer(config) if restorer is None else \
+            checked_restorer(restorer, config.upscale, "the given restorer")
 
     written: list[Path] = []
     cards: list[FrameCard] = []

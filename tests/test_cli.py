@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -321,3 +322,41 @@ def test_each_option_shows_its_field_default_and_range():
     assert list(params["upscale"].type.choices) == [str(f) for f in UPSCALE_FACTORS]
     assert (params["batch_size"].type.min, params["batch_size"].type.max) == (1, MAX_BATCH_SIZE)
     assert run("restore", "--help").exit_code == 0
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_strength_zero_passes_the_frames_through_without_looking_at_faces(clips, tmp_path, monkeypatch, caplog,
+                                                                           upscale):
+    """No model is loaded and no detector opened; the output is the plain transcode of the input
+    (bicubic-upscaled when asked), and the summary says the faces were not looked at."""
+    import framefusion_video.batch as batch_module
+    import framefusion_video.faces as faces_module
+    from framefusion_video.blending import upscale_frame
+    from framefusion_video.config import RestoreConfig
+    from framefusion_video.video_io import VideoWriter, probe, read_frames
+
+    def not_called(*args, **kwargs):
+        raise AssertionError("strength 0 needs no model and no detector")
+
+    monkeypatch.setattr(batch_module, "load_default_restorer", not_called)
+    monkeypatch.setattr(faces_module, "FaceDetector", not_called)
+    caplog.set_level(logging.INFO, logger="framefusion_video")
+    src, out, report = clips["face"], tmp_path / "out.mp4", tmp_path / "r.json"
+    result = run("restore", str(src), "-o", str(out), "--strength", "0", "--upscale", str(upscale),
+                 "--report", str(report))
+    assert result.exit_code == 0, result.output
+    entry = json.loads(report.read_text())["files"][0]
+    assert (entry["frames"], entry["faces"], entry["faces_left_alone"], entry["faces_refused"]) == (6, 0, 0, 0)
+    assert "faces not looked at (strength 0)" in result.stderr
+
+    info = probe(src)
+    plain = tmp_path / "plain.mp4"
+    size = (info.width * upscale, info.height * upscale) if upscale > 1 else None
+    defaults = RestoreConfig()
+    with VideoWriter(plain, info, size=size, crf=defaults.crf, preset=defaults.preset) as writer:
+        for frame in read_frames(src, info):
+            writer.write(upscale_frame(frame, upscale))
+    ours, theirs = list(read_frames(out)), list(read_frames(plain))
+    assert len(ours) == len(theirs) == 6
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

@@ -186,6 +186,17 @@ def test_restore_frames_select_skips_the_restorer():
     assert all(o.restored is o.original for o in out if o.index != 3)
 
 
+def test_restore_frames_at_strength_zero_runs_no_restorer_and_restores_nothing():
+    from framefusion_video.blending import upscale_frame
+
+    restorer = FakeRestorer()
+    out = list(restore_frames(_stream(4, [1, 2]), restorer, RestoreConfig(strength=0.0, upscale=2)))
+    assert restorer.batches == [] and [o.restored_faces for o in out] == [0, 0, 0, 0]
+    assert all(o.outcomes == [] for o in out)
+    for o in out:
+        np.testing.assert_array_equal(o.restored, upscale_frame(o.original, 2))
+
+
 @pytest.mark.parametrize("factor", [2, 4])
 def test_restore_frames_upscale_pastes_at_high_resolution(factor):
     restorer = FakeRestorer()
