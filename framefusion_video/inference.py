@@ -94,7 +94,7 @@ def _scale_of(path, input_side: int, output_shape: tuple[int, ...]) -> int:
     return side // input_side
 
 
-class Restorer:
+class KerasRestorer:
     """Runs a generator on batches of crops: float32 (N, S, S, 3) in [0, 1] -> (N, scale * S,
     scale * S, 3).
 
@@ -127,7 +127,7 @@ class Restorer:
 class LiteRestorer:
     """Runs a ``.tflite`` generator with LiteRT (XNNPACK) without importing TensorFlow.
 
-    Same contract as :class:`Restorer`, but nothing is padded: ``batch_size`` crops go through
+    Same contract as :class:`KerasRestorer`, but nothing is padded: ``batch_size`` crops go through
     the interpreter at a time and the rest of a call one by one, through a second, batch-1
     interpreter, so that no work is spent on padding. A crop comes out the same whatever the
     batch (``tests/test_restore.py``). A file exported for inputs of any size (a super-resolution
@@ -296,10 +296,10 @@ def load_generator(path: str | os.PathLike | None = None):
 
 
 def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int = 8,
-                  threads: int | None = None) -> Restorer | LiteRestorer:
+                  threads: int | None = None) -> KerasRestorer | LiteRestorer:
     """A restorer for the generator at ``model_path`` (default: the shipped one), running
     ``batch_size`` crops per call of the model: a :class:`LiteRestorer` for ``.tflite`` files
-    (``threads`` XNNPACK threads, default one per core), a :class:`Restorer` for ``.keras`` files."""
+    (``threads`` XNNPACK threads, default one per core), a :class:`KerasRestorer` for ``.keras`` files."""
     path = check_model_file(model_path)
     if path.suffix.lower() == ".tflite":
         restorer = LiteRestorer(path, batch_size=batch_size, threads=threads)
@@ -311,6 +311,6 @@ def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int =
         raise FfvError(path, f"unexpected generator input shape {shape}")
     log.debug("loaded generator %s (%d px crops)", path, shape[1])
     try:
-        return Restorer(model, batch_size=batch_size)
+        return KerasRestorer(model, batch_size=batch_size)
     except FfvError as exc:
         raise FfvError(path, exc.reason) from exc
