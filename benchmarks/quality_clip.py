@@ -12,12 +12,17 @@ and a plain ``ffmpeg -c:v libx264 -preset veryfast -crf 18`` transcode, and scor
 the clean frames: PSNR/SSIM on every face box of every frame and PSNR on whole frames, beside the
 input itself and the classical OpenCV baseline (told each face's damage kind), broken down by
 damage kind and face size, with the worst per-face-frame loss against the transcode and the input.
+``--identity`` (the optional extra ``identity``: ``pip install -e '.[identity]'``) adds, per method,
+the mean identity distance of each face box to the clean frame's same face box (dlib's
+face-recognition descriptors; lower is better, < 0.6 = the same person), overall and per kind: a
+restored face should be no further from the clean face than its input is.
 
     .venv/bin/python benchmarks/quality_clip.py                          # 720p, 80 frames, 40 faces
     .venv/bin/python benchmarks/quality_clip.py --restore strength=0 --restore colour_match=false
     .venv/bin/python benchmarks/quality_clip.py --small --json out.json  # seconds, for tests
     .venv/bin/python benchmarks/quality_clip.py --write                  # also into RESULTS.md
     .venv/bin/python benchmarks/quality_clip.py --upscale 4 --no-ssim    # super-resolution of a reduced clip
+    .venv/bin/python benchmarks/quality_clip.py --no-ssim --identity     # identity distances too (dlib)
 
 Prints markdown; ``--json`` writes every figure (per face-frame too); ``--write`` replaces the
 section ``quality_clip`` + the ``--restore`` options (``--section`` to name another) of
@@ -65,7 +70,7 @@ def report_counts(report_path: Path) -> dict:
 
 
 def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *, classical: bool = True,
-        with_ssim: bool = True, inputs: tuple[str, ...] = INPUTS, upscale: int = 1) -> dict:
+        with_ssim: bool = True, inputs: tuple[str, ...] = INPUTS, upscale: int = 1, identity: bool = False) -> dict:
     """Build the clip in ``work``, restore and transcode each input, score everything.
 
     ``upscale`` F > 1: each input is first reduced by F (area, x264 CRF 12) and restored with
@@ -95,16 +100,31 @@ def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *
             raise RuntimeError(f"ffv restore failed on {src}: {restored[0].error}")
         scores = score_videos(clip, {"input": src if upscale == 1 else plain, "transcode": plain, "ffv": out},
                               classical_from="input" if classical else None, damaged=name == "damaged",
-                              with_ssim=with_ssim)
+                              with_ssim=with_ssim, identity=identity)
         scores["report"] = report_counts(report)
         results["inputs"][name] = scores
-        log.info("%s: faces %s", name, {m: round(v["psnr"], 2) for m, v in scores["summary"]["faces"].items()
-                                        if isinstance(v, dict)})
+        log.info("%s: faces %s", name, {m: (round(v["psnr"], 2), v["identity"] and round(v["identity"], 3))
+                                        for m, v in scores["summary"]["faces"].items() if isinstance(v, dict)})
     return results
 
 
 def _f(value, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
+
+
+def _identity_table(summary: dict, methods: list[str]) -> list[str]:
+    """Mean identity distance to the clean face per method: all faces, then by damage kind."""
+    lines = ["Identity distance to the clean face (dlib face-recognition descriptors, mean over face-frames; "
+             "lower is better, < 0.6 = the same person):", "",
+             "| faces | n | " + " | ".join(methods) + " | ffv − input |",
+             "|---|---:|" + "---:|" * (len(methods) + 1)]
+    for key, g in [("all", summary["faces"]), *summary["kinds"].items()]:
+        if not g["n"]:
+            continue
+        gain = g["ffv"]["identity"] - g["input"]["identity"] if "ffv" in g else None
+        lines.append(f"| {key} | {g['n']} | " + " | ".join(_f(g[m]["identity"], "{:.3f}") for m in methods)
+                     + f" | {_f(gain, '{:+.3f}')} |")
+    return lines + [""]
 
 
 def to_markdown(results: dict, command: str) -> str:
@@ -148,6 +168,8 @@ def to_markdown(results: dict, command: str) -> str:
                          f"{_f(loss and loss['worst'])} | "
                          f"{'-' if not loss else str(loss['faces_losing']) + '/' + str(loss['faces'])} |")
         lines.append("")
+        if s["faces"]["input"]["identity"] is not None:
+            lines += _identity_table(s, methods)
         for title, groups in (("damage kind", s["kinds"]), ("face size (px)", s["sizes"])):
             lines += [f"| {title} | n | " + " | ".join(methods) + " | ffv − input |",
                       "|---|---:|" + "---:|" * (len(methods) + 1)]
@@ -182,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--upscale", type=int, choices=[1, 2, 4], default=1,
                         help="reduce each input by this factor first and restore it with --upscale (super-resolution)")
+    parser.add_argument("--identity", action="store_true",
+                        help="also the identity distance of each face to the clean face (needs the extra "
+                             "'identity': dlib)")
     parser.add_argument("--write", action="store_true", help="replace this section of benchmarks/RESULTS.md")
     parser.add_argument("--section", help="RESULTS.md section for --write (default: quality_clip and the "
                                           "--restore options, e.g. quality_clip_strength_0)")
@@ -200,11 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     if not inputs or any(i not in INPUTS for i in inputs):
         parser.error(f"--inputs takes {', '.join(INPUTS)}")
     options = parse_options(args.restore)
+    if args.identity:
+        from framefusion_video.identity import IdentityUnavailable, check_available
+
+        try:
+            check_available()
+        except IdentityUnavailable as exc:
+            parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="ffv-quality-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         results = run(args.faces, work, clip_config, options, classical=not args.no_classical,
-                      with_ssim=not args.no_ssim, inputs=inputs, upscale=args.upscale)
+                      with_ssim=not args.no_ssim, inputs=inputs, upscale=args.upscale, identity=args.identity)
     command = "python benchmarks/quality_clip.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = to_markdown(results, command.strip())
     print(text)

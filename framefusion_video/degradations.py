@@ -817,6 +817,9 @@ def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: Degr
         if dst.suffix and not dst.is_dir():
             if is_video and dst.suffix.lower() != ".mp4":
                 raise FfvError(dst, "a video is written as H.264 MP4; give the output a .mp4 name or a folder")
+            if not is_video and dst.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise FfvError(dst, f"an image is written as {', '.join(IMAGE_EXTENSIONS)}; "
+                                    "give the output one of those suffixes or a folder")
             jobs.append((src, dst))
         else:
             jobs.append((src, dst / (src.stem + ".mp4" if is_video else src.name)))

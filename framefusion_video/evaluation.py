@@ -5,6 +5,11 @@ Images are float32 RGB in [0, 1], (H, W, 3); batches (N, S, S, 3). Every method 
 the same damaged images: each kind is degraded once with a generator seeded from ``seed`` and
 the kind's name, so figures are reproducible and comparable between runs and models.
 
+With ``identity=True`` (the optional extra ``identity``, dlib), :func:`evaluate` also measures how
+far each face is from the person: the distance of dlib's face-recognition descriptors of the
+damaged input and of the model's output to the clean face's (``identity.py``; lower is better,
+below 0.6 is the same person by dlib's threshold).
+
 ``evaluate_super_resolution`` scores upscaling instead: faces downscaled ×2 or ×4 by area and
 brought back by bicubic interpolation and by any ``upscale_fn`` (SPAN, or bicubic then a restorer).
 """
@@ -26,6 +31,9 @@ from .pixels import to_uint8
 log = logging.getLogger(__name__)
 
 METHODS = ("input", "classical", "model")
+#: The methods whose identity distance ``evaluate(..., identity=True)`` measures: the classical
+#: baseline only sharpens or denoises what the input has, and is left out to save time.
+IDENTITY_METHODS = ("input", "model")
 #: Per-image PSNR of identical images is infinite; it counts as this many dB in means.
 PSNR_CAP_DB = 100.0
 _SSIM_SIGMA = 1.5
@@ -163,12 +171,15 @@ def classical_baseline(img: np.ndarray, kind: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class KindScores:
-    """Mean PSNR (dB) and SSIM per method ("input", "classical", optionally "model") for one kind."""
+    """Mean PSNR (dB) and SSIM per method ("input", "classical", optionally "model") for one kind,
+    and (when measured) the mean identity distance to the clean face per method of
+    ``IDENTITY_METHODS`` (lower is better)."""
 
     kind: str
     n: int
     psnr: dict[str, float]
     ssim: dict[str, float]
+    identity: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,13 @@ class EvalReport:
             return None
         mean = {m: float(np.mean([r.psnr[m] for r in singles])) for m in self.methods}
         mean_ssim = {m: float(np.mean([r.ssim[m] for r in singles])) for m in self.methods}
-        return KindScores("overall", sum(r.n for r in singles), mean, mean_ssim)
+        mean_id = {m: float(np.mean([r.identity[m] for r in singles])) for m in self.identity_methods}
+        return KindScores("overall", sum(r.n for r in singles), mean, mean_ssim, mean_id)
+
+    @property
+    def identity_methods(self) -> tuple[str, ...]:
+        """The methods with an identity distance (none unless measured)."""
+        return tuple(m for m in self.methods if self.rows and m in self.rows[0].identity)
 
     def table_rows(self) -> list[KindScores]:
         """Single kinds, then the overall mean, then "mixed"."""
@@ -198,23 +215,32 @@ class EvalReport:
         return singles + ([overall] if overall is not None else []) + mixed
 
     def to_markdown(self) -> str:
-        """A markdown table: PSNR (dB) then SSIM, one column per method; best in bold per row."""
-        header = ["kind", "n"] + [f"PSNR {m}" for m in self.methods] + [f"SSIM {m}" for m in self.methods]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (2 * len(self.methods))]
+        """A markdown table: PSNR (dB), SSIM, then the identity distance when measured ("ID", lower
+        is better), one column per method; best in bold per row."""
+        id_methods = self.identity_methods
+        header = (["kind", "n"] + [f"PSNR {m}" for m in self.methods] + [f"SSIM {m}" for m in self.methods]
+                  + [f"ID {m}" for m in id_methods])
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "---|" * 2 + "---:|" * (2 * len(self.methods) + len(id_methods))]
         for row in self.table_rows():
             cells = [f"**{row.kind}**" if row.kind == "overall" else row.kind, str(row.n)]
-            for values, fmt in ((row.psnr, "{:.2f}"), (row.ssim, "{:.4f}")):
-                best = max(values.values())
+            for values, methods, fmt, pick in ((row.psnr, self.methods, "{:.2f}", max),
+                                               (row.ssim, self.methods, "{:.4f}", max),
+                                               (row.identity, id_methods, "{:.3f}", min)):
+                if not methods:
+                    continue
+                best = pick(values[m] for m in methods)
                 cells += [(f"**{fmt.format(values[m])}**" if values[m] == best else fmt.format(values[m]))
-                          for m in self.methods]
+                          for m in methods]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
         """JSON-ready: {"seed", "n_images", "methods", "config", "kinds": {kind: {"n", "psnr",
-        "ssim"}}, "overall": {...} or None}."""
+        "ssim"[, "identity"]}}, "overall": {...} or None}; "identity" only when measured."""
         def scores(r: KindScores) -> dict:
-            return {"n": r.n, "psnr": dict(r.psnr), "ssim": dict(r.ssim)}
+            out = {"n": r.n, "psnr": dict(r.psnr), "ssim": dict(r.ssim)}
+            return out | ({"identity": dict(r.identity)} if r.identity else {})
 
         overall = self.overall
         return {
@@ -255,9 +281,18 @@ def mean_scores(results: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return float(np.mean(ps)), float(np.mean(ss))
 
 
+def identity_distances(results: np.ndarray, clean_descriptors: Sequence[np.ndarray]) -> np.ndarray:
+    """Identity distance (``identity.distance``) of each aligned crop of ``results`` (float32
+    (N, S, S, 3) in [0, 1]) to the matching clean crop's descriptor: float64 (N,)."""
+    from .identity import aligned_box, descriptor, distance
+
+    box = aligned_box(results.shape[1])
+    return np.array([distance(descriptor(to_uint8(r), box), d) for r, d in zip(results, clean_descriptors)])
+
+
 def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] | None, *,
              kinds: Sequence[str] = KINDS, seed: int = 0, config: DegradationConfig = DegradationConfig(),
-             batch_size: int = 16) -> EvalReport:
+             batch_size: int = 16, identity: bool = False) -> EvalReport:
     """PSNR/SSIM against ``clean`` after each kind of damage, for the damaged input, the classical
     baseline and (when ``restore_fn`` is given) the model.
 
@@ -267,8 +302,12 @@ def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] |
             crops of the same shape (clipped to [0, 1] here); ``None`` leaves out the model column.
         kinds: categories from ``degradations.KINDS``.
         seed: damage for kind k comes from :func:`kind_rng` (seed, k), identical for every method.
+        identity: also the mean identity distance to the clean face of ``IDENTITY_METHODS``
+            (:func:`identity_distances`; needs the optional extra ``identity``).
     Returns:
         An :class:`EvalReport`; per-image PSNR is capped at ``PSNR_CAP_DB`` before averaging.
+    Raises:
+        identity.IdentityUnavailable: ``identity`` without dlib or its weights.
     """
     clean = np.asarray(clean)
     if clean.ndim != 4 or clean.shape[-1] != 3 or clean.dtype != np.float32 or len(clean) == 0:
@@ -277,6 +316,12 @@ def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] |
         if kind not in KINDS:
             raise ValueError(f"unknown degradation kind {kind!r}; use one of {', '.join(KINDS)}")
     methods = METHODS if restore_fn is not None else METHODS[:2]
+    clean_descriptors = None
+    if identity:
+        from .identity import aligned_box, descriptor
+
+        box = aligned_box(clean.shape[1])
+        clean_descriptors = [descriptor(to_uint8(c), box) for c in clean]
     rows = []
     for kind in kinds:
         rng = kind_rng(seed, kind)
@@ -287,8 +332,11 @@ def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] |
         psnrs, ssims = {}, {}
         for method in methods:
             psnrs[method], ssims[method] = mean_scores(outputs[method], clean)
-        rows.append(KindScores(kind, len(clean), psnrs, ssims))
-        log.info("%s: PSNR %s", kind, ", ".join(f"{m} {psnrs[m]:.2f}" for m in methods))
+        ids = {m: float(np.mean(identity_distances(outputs[m], clean_descriptors)))
+               for m in IDENTITY_METHODS if m in methods and clean_descriptors is not None}
+        rows.append(KindScores(kind, len(clean), psnrs, ssims, ids))
+        log.info("%s: PSNR %s%s", kind, ", ".join(f"{m} {psnrs[m]:.2f}" for m in methods),
+                 "".join(f", identity {m} {v:.3f}" for m, v in ids.items()))
     return EvalReport(tuple(rows), methods, int(seed), len(clean), asdict(config))
 
 
@@ -347,12 +395,18 @@ def evaluate_super_resolution(clean: np.ndarray, upscale_fn: Callable[[np.ndarra
 
 
 def evaluate_folder(folder, model_path=None, *, limit: int | None = None, kinds: Sequence[str] = KINDS,
-                    seed: int = 0, with_model: bool = True, crop_size: int = 128) -> EvalReport:
+                    seed: int = 0, with_model: bool = True, crop_size: int = 128,
+                    identity: bool = False) -> EvalReport:
     """``ffv eval``: align the faces of ``folder`` like ``ffv restore`` does, then :func:`evaluate`.
 
     The generator at ``model_path`` (default: the shipped one) fixes the crop size; with
-    ``with_model=False`` only the damaged input and the classical baseline are measured.
+    ``with_model=False`` only the damaged input and the classical baseline are measured;
+    ``identity`` adds the identity distances (checked to be installed before anything is loaded).
     """
+    if identity:
+        from .identity import check_available
+
+        check_available()
     from .dataset import load_aligned_crops
 
     restore_fn = None
@@ -364,4 +418,4 @@ def evaluate_folder(folder, model_path=None, *, limit: int | None = None, kinds:
         restore_fn = restorer.restore
     clean = load_aligned_crops(folder, crop_size, limit=limit).astype(np.float32) / 255.0
     log.info("evaluating on %d aligned faces from %s", len(clean), folder)
-    return evaluate(clean, restore_fn, kinds=kinds, seed=seed)
+    return evaluate(clean, restore_fn, kinds=kinds, seed=seed, identity=identity)

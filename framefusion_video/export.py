@@ -13,6 +13,9 @@ from .outputs import atomic_path, check_new_file, os_reason
 
 log = logging.getLogger(__name__)
 
+#: The suffixes Keras saves a model under (``keras.Model.save``).
+MODEL_SUFFIXES = (".keras", ".h5")
+
 
 def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, *, tflite: bool = True,
                      average: int = 0, snapshot: int | None = None, input_size: int | None = None) -> Path:
@@ -67,9 +70,19 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     return model_path
 
 
+def check_model_suffix(model_path: Path) -> None:
+    """Raise FfvError when Keras cannot save a model under ``model_path``'s suffix
+    (``MODEL_SUFFIXES``): checked before the work, which would otherwise fail only at the end."""
+    if model_path.suffix.lower() not in MODEL_SUFFIXES:
+        raise FfvError(model_path, f"a model is saved as {' or '.join(MODEL_SUFFIXES)}; "
+                                   f"name the output {model_path.stem or 'model'}.keras")
+
+
 def check_export_paths(out_dir: str | os.PathLike, model_path: Path, tflite: bool) -> None:
     """Raise FfvError, before any work, when the model file (and its ``.tflite`` twin) cannot be
-    written at ``model_path`` or would replace a file of the run in ``out_dir``."""
+    written at ``model_path`` or would replace a file of the run in ``out_dir``, or when Keras cannot
+    save a model under its suffix (``MODEL_SUFFIXES``): that would fail only after the work."""
+    check_model_suffix(model_path)
     run = [Path(out_dir) / name for name in ("checkpoint.json", "checkpoint.npz")]
     for path in [model_path] + ([model_path.with_suffix(".tflite")] if tflite else []):
         check_new_file(path, "model", run)

@@ -21,6 +21,12 @@ the model changed very little for an unrestored one; when the pipeline's own rec
 it restored is at hand (``RestoredFrame.restored_boxes``), :func:`restoration_coverage` counts
 the visible faces left unrestored exactly.
 
+With ``FlickerConfig.identity`` (the optional extra ``identity``, dlib) it also reports identity
+drift along each face track, on every ``identity_every``-th frame's visible faces: the identity
+distance (``identity.py``; < 0.6 = the same person) of the restored face to the same frame's input
+face, and of the restored face to the track's first measured restored face, beside the same drift of
+the input itself (a turning head moves the descriptor too; a restorer should not add to it).
+
 Frames are uint8 RGB (H, W, 3); flows are float32 (H, W, 2) displacements (x, y) in pixels.
 Everything is streamed: at most two frames of each video are held.
 """
@@ -64,6 +70,10 @@ class FlickerConfig:
         skip_scene_cuts: do not measure pairs across a scene cut (the flow is meaningless there).
         scene_cut_threshold: histogram distance above which a pair is a cut
             (:func:`framefusion_video.tracking.is_scene_cut`).
+        identity: also measure identity drift along each face track (needs dlib; see the module
+            docstring).
+        identity_every: measure identity on every n-th frame only (each face costs two dlib
+            descriptors, ~0.1-0.2 s on a CPU core).
     """
 
     flow_max_side: int = 640
@@ -73,6 +83,8 @@ class FlickerConfig:
     unrestored_threshold: float = 1.5
     skip_scene_cuts: bool = True
     scene_cut_threshold: float = 0.3
+    identity: bool = False
+    identity_every: int = 1
 
     def __post_init__(self) -> None:
         if self.flow_max_side < 16:
@@ -81,6 +93,8 @@ class FlickerConfig:
             raise ValueError(f"box_scale must be positive, got {self.box_scale}")
         if self.unrestored_threshold < 0:
             raise ValueError(f"unrestored_threshold must be 0 or more, got {self.unrestored_threshold}")
+        if self.identity_every < 1:
+            raise ValueError(f"identity_every must be at least 1, got {self.identity_every}")
 
 
 @dataclass(frozen=True)
@@ -273,6 +287,10 @@ class TrackReport:
     input_error: float | None = 0.0
     pixels: int = 0
     ratio: float | None = None
+    identity_frames: int = 0
+    identity_to_input: float | None = None  # sums while measuring; means when complete
+    identity_drift: float | None = None
+    input_identity_drift: float | None = None
 
     @property
     def unrestored_fraction(self) -> float | None:
@@ -300,6 +318,13 @@ class TemporalReport:
         face_frames: frames with at least one visible (detected) face.
         unrestored_frames: those of them where at least one visible face was left unrestored.
         unrestored_fraction: ``unrestored_frames / face_frames`` (None without faces).
+        identity_frames: face-frames whose identity was measured (``FlickerConfig.identity``).
+        identity_to_input: mean identity distance of each restored face to the same frame's input
+            face (0 = the restorer kept the descriptor exactly).
+        identity_drift: mean identity distance of each restored face to its track's first measured
+            restored face.
+        input_identity_drift: the same of the input's faces (the drift pose and light give anyway);
+            identity fields are None when not measured.
     """
 
     frames: int = 0
@@ -312,6 +337,10 @@ class TemporalReport:
     per_track: dict[int, TrackReport] = field(default_factory=dict)
     face_frames: int = 0
     unrestored_frames: int = 0
+    identity_frames: int = 0
+    identity_to_input: float | None = None
+    identity_drift: float | None = None
+    input_identity_drift: float | None = None
 
     @property
     def unrestored_fraction(self) -> float | None:
@@ -335,14 +364,21 @@ class TemporalReport:
         def fmt(v: float | None, digits: int = 3) -> str:
             return "n/a" if v is None else f"{v:.{digits}f}"
 
-        rows = ["| region | frames | pairs | warping error restored | input | ratio | unrestored |",
-                "|---|---:|---:|---:|---:|---:|---:|",
+        with_id = self.identity_frames > 0
+
+        def ident(r: TemporalReport | TrackReport) -> str:
+            return (f" {fmt(r.identity_to_input)} | {fmt(r.identity_drift)} | {fmt(r.input_identity_drift)} |"
+                    if with_id else "")
+
+        rows = ["| region | frames | pairs | warping error restored | input | ratio | unrestored |"
+                + (" identity vs input | identity drift | input's drift |" if with_id else ""),
+                "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if with_id else ""),
                 f"| all | {self.frames} | {self.pairs} | {fmt(self.restored_error, 2)} | {fmt(self.input_error, 2)} "
-                f"| {fmt(self.ratio)} | {fmt(self.unrestored_fraction)} |"]
+                f"| {fmt(self.ratio)} | {fmt(self.unrestored_fraction)} |" + ident(self)]
         for k, t in sorted(self.per_track.items()):
             rows.append(f"| track {k} | {t.frames} | {t.pairs} | {fmt(t.restored_error, 2)} "
                         f"| {fmt(t.input_error, 2)} | {fmt(t.ratio)} "
-                        f"| {fmt(t.unrestored_fraction)} |")
+                        f"| {fmt(t.unrestored_fraction)} |" + ident(t))
         return "\n".join(rows)
 
 
@@ -362,15 +398,23 @@ def measure(
         face_regions: per input frame, the :class:`FaceRegion` list of its faces; the error is then
             measured inside the (enlarged) face boxes of frame ``t`` for each pair (t-1, t), overall
             and per track, and unrestored faces are counted. None = whole frames, no face results.
-        config: see :class:`FlickerConfig`.
+        config: see :class:`FlickerConfig`; ``config.identity`` needs ``face_regions``.
 
     Raises:
         ValueError: the streams differ in frame size or in length (callers with files turn this
             into an FfvError naming the file).
+        identity.IdentityUnavailable: ``config.identity`` without dlib or its weights.
     """
     from .tracking import is_scene_cut
 
+    if config.identity:
+        if face_regions is None:
+            raise ValueError("identity drift is measured on faces: give face_regions")
+        from .identity import check_available
+
+        check_available()
     report = TemporalReport()
+    drift = _IdentityDrift() if config.identity else None
     sums = [0.0, 0.0]  # restored, input
     regions_iter: Iterator = iter(face_regions) if face_regions is not None else itertools.repeat(None)
     prev_in = prev_out = None
@@ -390,6 +434,8 @@ def measure(
         report.frames += 1
         if regions is not None:
             _count_unrestored(report, inp, out, regions, config)
+            if drift is not None and t % config.identity_every == 0:
+                drift.add(report, inp, out, regions)
         if prev_in is not None and (regions is None or regions):
             if config.skip_scene_cuts and is_scene_cut(prev_in, inp, config.scene_cut_threshold):
                 report.scene_cuts += 1
@@ -399,6 +445,8 @@ def measure(
     report.ratio = _ratio(*sums)
     if report.pixels:
         report.restored_error, report.input_error = sums[0] / report.pixels, sums[1] / report.pixels
+    if drift is not None:
+        drift.finish(report)
     for track in report.per_track.values():
         track.ratio = _ratio(track.restored_error, track.input_error)
         if track.pixels:
@@ -438,6 +486,48 @@ def _measure_pair(report: TemporalReport, sums: list[float], prev_in, inp, prev_
         track.pixels += k
         track.restored_error += float(err_out[track_valid].sum(dtype=np.float64))
         track.input_error += float(err_in[track_valid].sum(dtype=np.float64))
+
+
+class _IdentityDrift:
+    """Identity distances of one measurement, frame by frame: each track's first restored and input
+    descriptors (the references of the drift) and the running sums, overall and per track."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.sums = np.zeros(3)  # to input, drift, input's drift
+
+    def add(self, report: TemporalReport, inp: np.ndarray, out: np.ndarray, regions: Sequence[FaceRegion]) -> None:
+        from .identity import descriptor, distance
+
+        h, w = inp.shape[:2]
+        for r in regions:
+            x0, y0, x1, y1 = r.box
+            if not r.visible or min(x1, w) - max(x0, 0) < 8 or min(y1, h) - max(y0, 0) < 8:  # mostly outside
+                continue
+            d_in, d_out = descriptor(inp, r.box), descriptor(out, r.box)
+            first_out, first_in = self.first.setdefault(r.track_id, (d_out, d_in))
+            values = [distance(d_out, d_in), distance(d_out, first_out), distance(d_in, first_in)]
+            track = report.per_track.setdefault(r.track_id, TrackReport())
+            if track.identity_frames == 0:
+                track.identity_to_input = track.identity_drift = track.input_identity_drift = 0.0
+            track.identity_frames += 1
+            track.identity_to_input += values[0]
+            track.identity_drift += values[1]
+            track.input_identity_drift += values[2]
+            report.identity_frames += 1
+            self.sums += values
+
+    def finish(self, report: TemporalReport) -> None:
+        """Turn the sums into means."""
+        if report.identity_frames:
+            report.identity_to_input, report.identity_drift, report.input_identity_drift = (
+                float(v) for v in self.sums / report.identity_frames)
+        for track in report.per_track.values():
+            if track.identity_frames:
+                n = track.identity_frames
+                track.identity_to_input /= n
+                track.identity_drift /= n
+                track.input_identity_drift /= n
 
 
 def _count_unrestored(report: TemporalReport, inp: np.ndarray, out: np.ndarray,

@@ -166,10 +166,12 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
 
     from .dataset import load_aligned_crops
     from .errors import FfvError
+    from .export import check_model_suffix
     from .inference import export_tflite
     from .model import build_generator, generator_config_of
     from .training import init_generator_from
 
+    check_model_suffix(Path(output))
     try:
         shape = generator_config_of(keras.models.load_model(model_path, compile=False))
     except (OSError, ValueError) as exc:

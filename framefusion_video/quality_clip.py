@@ -11,7 +11,9 @@ and writes, from the same seeded frames:
   box in every frame.
 
 :func:`score_videos` decodes videos of the same frames and scores them against ``clean.mkv``:
-PSNR/SSIM on each face box of each frame and PSNR on whole frames, per face size and damage kind.
+PSNR/SSIM on each face box of each frame and PSNR on whole frames, per face size and damage kind;
+optionally (``identity=True``, the extra ``identity``) the identity distance of each face box to the
+clean frame's same face box (dlib's face-recognition descriptors, ``identity.py``).
 
 Frames are uint8 RGB (H, W, 3) at the video boundary; damage works on float32 RGB in [0, 1].
 The MP4s are BT.709, limited range, tagged as such, converted from RGB with swscale's accurate
@@ -572,7 +574,8 @@ def _classical_frame(frame: np.ndarray, faces: Sequence[tuple[FacePlan, tuple]],
 
 @dataclass(frozen=True)
 class FaceFrameScore:
-    """Scores of one face in one frame, per method (dB / SSIM)."""
+    """Scores of one face in one frame, per method (dB / SSIM / identity distance to the clean
+    face, empty when not measured)."""
 
     frame: int
     face_id: int
@@ -580,10 +583,11 @@ class FaceFrameScore:
     size: float
     psnr: dict[str, float]
     ssim: dict[str, float]
+    identity: dict[str, float] = field(default_factory=dict)
 
 
 def score_videos(clip: SyntheticClip, videos: Mapping[str, str | os.PathLike], *, classical_from: str | None = None,
-                 damaged: bool = True, with_ssim: bool = True) -> dict:
+                 damaged: bool = True, with_ssim: bool = True, identity: bool = False) -> dict:
     """Score ``videos`` (method name -> file of the clip's frames) against the clip's clean frames.
 
     Args:
@@ -593,11 +597,18 @@ def score_videos(clip: SyntheticClip, videos: Mapping[str, str | os.PathLike], *
         damaged: the videos hold the damaged frames, so the classical baseline is told each face's
             damage kind; False (a clip of the clean frames): it treats every face as undamaged.
         with_ssim: also SSIM per face-frame (the slow part).
+        identity: also the identity distance of each face box to the clean frame's same box
+            (``identity.descriptor``, each face with its own dlib landmarks; lower is better);
+            needs the optional extra ``identity`` (checked before anything is decoded).
 
     Returns:
         A JSON-ready dict: "methods"; "face_frames": per-face-frame scores; "frames": whole-frame
         PSNR per method; "summary" (see :func:`summarize_scores`).
     """
+    if identity:
+        from .identity import check_available, descriptor, distance
+
+        check_available()
     cfg = clip.config
     size = (cfg.width, cfg.height)
     names = list(videos) + (["classical"] if classical_from else [])
@@ -623,7 +634,11 @@ def score_videos(clip: SyntheticClip, videos: Mapping[str, str | os.PathLike], *
                 ps = {m: _psnr(frames[m][y0:y1, x0:x1], ref) for m in names}
                 ss = ({m: ssim(frames[m][y0:y1, x0:x1] / 255.0, ref / 255.0) for m in names}
                       if with_ssim and min(y1 - y0, x1 - x0) > 11 else {})
-                face_scores.append(FaceFrameScore(index, plan.face_id, plan.kind, plan.size, ps, ss))
+                ids = {}
+                if identity:
+                    ref_descriptor = descriptor(clean, (x0, y0, x1, y1))
+                    ids = {m: distance(descriptor(frames[m], (x0, y0, x1, y1)), ref_descriptor) for m in names}
+                face_scores.append(FaceFrameScore(index, plan.face_id, plan.kind, plan.size, ps, ss, ids))
     finally:
         for reader in readers.values():
             reader.close()
@@ -643,6 +658,9 @@ def summarize_scores(faces: Sequence[FaceFrameScore], frames: Mapping[str, Seque
                      methods: Sequence[str]) -> dict:
     """Means over face-frames (all, by kind, by size bin) and whole frames, and worst losses.
 
+    Each group has per method "psnr", "ssim" and "identity" (the mean identity distance to the
+    clean face; None when not measured).
+
     ``worst_loss[m][ref]`` is the largest drop, over face-frames, of method ``m``'s PSNR below
     ``ref``'s (positive = worse than ``ref``); ``mean_face_loss`` is the mean of each face's own
     mean drop, ``faces_losing`` how many faces lose more than 0.5 dB on average.
@@ -652,7 +670,8 @@ def summarize_scores(faces: Sequence[FaceFrameScore], frames: Mapping[str, Seque
         out = {"n": len(chosen)}
         for m in methods:
             out[m] = {"psnr": _mean([f.psnr[m] for f in chosen]),
-                      "ssim": _mean([f.ssim[m] for f in chosen if m in f.ssim])}
+                      "ssim": _mean([f.ssim[m] for f in chosen if m in f.ssim]),
+                      "identity": _mean([f.identity[m] for f in chosen if m in f.identity])}
         return out
 
     kinds = sorted({f.kind for f in faces}, key=lambda k: DAMAGE_KINDS.index(k) if k in DAMAGE_KINDS else 99)

@@ -31,6 +31,8 @@ from .span import SpanConfig
 log = logging.getLogger(__name__)
 
 
+#: The sub-folders a run writes into (snapshots, sample grids, TensorBoard logs).
+RUN_SUBFOLDERS = ("snapshots", "samples", "logs")
 #: What a resume may change; the model, data and losses stay as saved.
 RUN_LENGTH_SETTINGS = ("max_steps", "max_minutes", "checkpoint_minutes", "lr_scale", "snapshot_every")
 
@@ -501,7 +503,11 @@ class Checkpoints(_StepCallback):
         self.last = time.monotonic()
 
     def save(self) -> None:
-        save_checkpoint(self.model, self.out_dir, self.step(), {"logs": self.scalars.latest})
+        """Write the checkpoint; a full disk or a folder gone read-only is an FfvError naming the run."""
+        try:
+            save_checkpoint(self.model, self.out_dir, self.step(), {"logs": self.scalars.latest})
+        except OSError as exc:
+            raise FfvError(self.out_dir, f"cannot write the checkpoint ({os_reason(exc)})") from exc
         self.last = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -526,6 +532,9 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
 
     out_dir = Path(config.out_dir)
     check_folder_can_be_made(out_dir, "run folder")
+    for sub in RUN_SUBFOLDERS:  # a link there would have files replaced in another folder
+        if (out_dir / sub).is_symlink():
+            raise FfvError(out_dir / sub, "is a link, which ffv train never writes through; remove it")
     if resume:
         if not (out_dir / "checkpoint.json").is_file():
             raise FfvError(out_dir, "no checkpoint to resume from")

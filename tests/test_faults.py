@@ -881,3 +881,105 @@ def test_a_signal_stops_a_ray_run_as_it_stops_a_serial_one(tmp_path, sig, code):
     assert run.returncode == code, stderr
     assert f"stopped by {signal.Signals(sig).name}" in stderr and "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == []  # no output, no lock, no temporary
+
+
+# ---- second hostile run
+
+def test_eval_output_naming_a_photo_measured_is_refused_before_any_work(tmp_path, monkeypatch):
+    import framefusion_video.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before checking"))
+    photo = tmp_path / "faces" / "face_0.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"\xff\xd8 the user's photo")
+    for option in ("--json", "--markdown"):
+        result = run_cli("eval", str(photo.parent), "--no-model", option, str(photo))
+        what = "JSON file" if option == "--json" else "markdown file"
+        _one_line_error(result, f"{photo}: the {what} would replace {photo}, a file of this run; choose another name")
+    assert photo.read_bytes() == b"\xff\xd8 the user's photo"
+
+
+@pytest.mark.parametrize("command", ["restore-output", "restore-derived", "preview", "eval-video"])
+def test_a_name_longer_than_the_file_system_takes_is_one_line(tmp_path, pass_through, command):
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 3, 10.0)
+    long = tmp_path / ("n" * 256 + ".mp4")
+    if command == "restore-derived":  # the longest legal input name: its default output's is longer
+        long = src.rename(tmp_path / ("n" * 251 + ".mp4"))
+        src, args = long, ["restore", str(long)]
+        long = long.with_name(long.stem + "_restored.mp4")
+    else:
+        args = {"restore-output": ["restore", str(src), "-o", str(long)],
+                "preview": ["preview", str(src), "-o", str(long)],
+                "eval-video": ["eval-video", str(src), str(src), "--whole-frame", "--json", str(long)]}[command]
+    before = sha256(src)
+    result = run_cli(*args)
+    named = long / "frames" if command == "preview" else long  # the first path the preview makes
+    _one_line_error(result, f"{named}: file name too long (a name in a path may have at most 255 bytes); "
+                            "choose a shorter one")
+    assert sha256(src) == before and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["out.txt", "out.mp4"])
+def test_degrade_an_image_to_a_suffix_no_image_has_is_refused_before_any_work(tmp_path, name):
+    import cv2
+
+    src = tmp_path / "face.png"
+    cv2.imwrite(str(src), np.full((32, 32, 3), 128, np.uint8))
+    result = run_cli("degrade", str(src), str(tmp_path / name))
+    _one_line_error(result, f"{tmp_path / name}: an image is written as .png, .jpg, .jpeg, .bmp, .webp, .tif, "
+                            ".tiff; give the output one of those suffixes or a folder")
+    assert not (tmp_path / name).exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["m.tflite", "m", "faces/face_0.jpg"])
+def test_a_model_name_keras_cannot_save_is_refused_before_any_work(tmp_path, name):
+    run = _fake_run(tmp_path / "run", '{"step": 3, "config": {}}')
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "face_0.jpg").write_bytes(b"\xff\xd8 the user's photo")
+    out = tmp_path / name
+    expected = f"{out}: a model is saved as .keras or .h5; name the output {out.stem}.keras"
+    _one_line_error(run_cli("export", str(run), "-o", str(out)), expected)
+    # ffv train --export checks it before training
+    _one_line_error(run_cli("train", str(tmp_path / "faces"), "--out", str(tmp_path / "r"), "--export", str(out)),
+                    expected)
+    assert (tmp_path / "faces" / "face_0.jpg").read_bytes() == b"\xff\xd8 the user's photo"
+
+
+@pytest.mark.parametrize("sub", ["snapshots", "samples", "logs"])
+def test_train_refuses_a_link_planted_as_a_run_sub_folder(tmp_path, sub):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "step_0000001.npz").write_text("the user's own file")
+    (tmp_path / "run").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "run" / sub)
+    result = run_cli("train", str(tmp_path / "faces"), "--out", str(tmp_path / "run"), "--max-steps", "1")
+    _one_line_error(result, f"{tmp_path / 'run' / sub}: is a link, which ffv train never writes through; remove it")
+    assert [p.name for p in (tmp_path / "elsewhere").iterdir()] == ["step_0000001.npz"]
+
+
+def test_fit_gate_to_a_name_keras_cannot_save_is_refused_before_any_work(tmp_path, monkeypatch):
+    import framefusion_video.gating as gating
+
+    monkeypatch.setattr(gating, "fit_gate", lambda *a, **k: pytest.fail("fitted before checking -o"))
+    (tmp_path / "faces").mkdir()
+    photo = tmp_path / "faces" / "face_0.jpg"
+    photo.write_bytes(b"\xff\xd8 the user's photo")
+    model = REPO / "framefusion_video" / "weights" / "ffv_generator.keras"
+    result = run_cli("fit-gate", str(model), str(tmp_path / "faces"), "-o", str(photo))
+    _one_line_error(result, f"{photo}: a model is saved as .keras or .h5; name the output face_0.keras")
+    assert photo.read_bytes() == b"\xff\xd8 the user's photo"
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_naming_the_run(tmp_path, monkeypatch):
+    import errno
+
+    import framefusion_video.training as training
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(training, "save_checkpoint", full)
+    checkpoints = training.Checkpoints(tmp_path, 5.0, None, 0.0, training.ScalarLog(None))
+    monkeypatch.setattr(checkpoints, "step", lambda: 1)
+    with pytest.raises(FfvError, match=r"cannot write the checkpoint \(no space left on device\)"):
+        checkpoints.save()

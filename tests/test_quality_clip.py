@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framefusion_video.identity import available as identity_available
 from framefusion_video.quality_clip import ClipConfig, SyntheticClip, build_clip, read_video, score_videos
 from framefusion_video.video_io import probe
 
@@ -69,6 +70,18 @@ def test_scores_are_exact_on_the_clean_frames_and_see_the_damage(small_clip: Syn
     # The classical baseline knows the dark faces are dark: auto levels brighten them.
     assert s["kinds"]["dark"]["classical"]["psnr"] > s["kinds"]["dark"]["damaged"]["psnr"]
     assert s["loss"]["damaged"]["truth"]["faces_losing"] == len(small_clip.faces)
+
+
+@pytest.mark.skipif(not identity_available(), reason="dlib or its weights not installed (pip install -e '.[identity]')")
+def test_identity_distances_are_zero_on_the_clean_frames_and_grow_with_the_damage(small_clip: SyntheticClip) -> None:
+    scores = score_videos(small_clip, {"truth": small_clip.clean, "damaged": small_clip.damaged},
+                          with_ssim=False, identity=True)
+    s = scores["summary"]
+    assert s["faces"]["truth"]["identity"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.0 < s["kinds"]["dark"]["damaged"]["identity"] < 0.6
+    assert set(scores["face_frames"][0]["identity"]) == {"truth", "damaged"}
+    assert score_videos(small_clip, {"truth": small_clip.clean}, with_ssim=False)["summary"]["faces"]["truth"][
+        "identity"] is None
 
 
 def test_strength_zero_is_as_faithful_as_a_plain_transcode(faces_dir: Path, tmp_path, capsys) -> None:

@@ -8,6 +8,7 @@ sub-command lives in ``framefusion_video/cli/<module>.py`` as a click command of
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -56,10 +57,18 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         """Run the command with SIGTERM and SIGHUP handled as Ctrl-C is (the same clean-up: no
         partial output is left), and exit 128 + the signal's number (130 for Ctrl-C, 143 for
-        SIGTERM) instead of click's 1."""
+        SIGTERM) instead of click's 1. A name longer than the file system takes, which ``pathlib``
+        raises for wherever it first looks at it, is the one-line error of that name."""
         with signals_as_interrupts() as received:
             try:
                 return super().invoke(ctx)
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+                from framefusion_video.outputs import NAME_MAX
+
+                raise click.ClickException(f"{exc.filename}: file name too long (a name in a path may have at "
+                                           f"most {NAME_MAX} bytes); choose a shorter one") from exc
             except KeyboardInterrupt:
                 signum = received[0] if received else signal.SIGINT
                 logging.getLogger(__name__).warning(
