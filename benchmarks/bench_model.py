@@ -4,7 +4,7 @@ Variants:
 
 - ``litert``: the shipped ``.tflite`` file run exactly as ``ffv restore`` runs it
   (``inference.LiteRestorer``: LiteRT with XNNPACK, one thread per core unless ``--litert-threads``);
-- ``keras``: the ``.keras`` file run by ``inference.Restorer`` (a ``tf.function`` traced once for a
+- ``keras``: the ``.keras`` file run by ``inference.KerasRestorer`` (a ``tf.function`` traced once for a
   fixed batch shape; what ``--model X.keras`` uses);
 - ``tflite``: the Keras graph converted here to TensorFlow Lite (float32), run by TensorFlow's own
   interpreter with the XNNPACK delegate;
@@ -56,10 +56,10 @@ def litert_runner(path, batch: int, threads: int | None = None):
 
 
 def keras_runner(model, batch: int):
-    """The production path: ``inference.Restorer`` with ``batch_size=batch``."""
-    from framefusion_video.inference import Restorer
+    """The production path: ``inference.KerasRestorer`` with ``batch_size=batch``."""
+    from framefusion_video.inference import KerasRestorer
 
-    restorer = Restorer(model, batch_size=batch)
+    restorer = KerasRestorer(model, batch_size=batch)
     return restorer.restore
 
 

@@ -371,9 +371,10 @@ def run_plan(
     seconds = time.perf_counter() - started
     final = [r for r in results if r is not None]
     s = summarize(final, seconds)
+    faces = "faces not looked at (strength 0)" if config.passes_through else \
+        faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"])
     log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
-             s["files"], s["done"], s["skipped"], s["failed"], s["frames"],
-             faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"]), seconds)
+             s["files"], s["done"], s["skipped"], s["failed"], s["frames"], faces, seconds)
     if report is not None:
         write_report(Path(report), final, config, seconds)
     return final

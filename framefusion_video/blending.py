@@ -54,14 +54,13 @@ class BlendConfig:
             restored crop's edges (hair, background) are left to the original frame.
         feather: width of the soft transition from 1 to 0 at the mask's edge, as a fraction of
             the crop side; wider hides seams better but blends in more of the degraded original.
-        colour_match: shift the restored crop's colour statistics to the original's (YCrCb,
-            within the mask) before pasting, so that skin tones do not change.
         strength: alpha multiplier in [0, 1]; 0 leaves the frame untouched.
+
+    Colours are pasted as given: match them first with :func:`match_face_colour`.
     """
 
     erode: float = 0.02
     feather: float = 0.1
-    colour_match: bool = True
     strength: float = 1.0
 
     def __post_init__(self) -> None:
@@ -234,6 +233,24 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
+def face_colour_range(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The range of lit-face colours (float (3, 2), YCrCb low/high) for the face at ``box``
+    ((x0, y0, x1, y1), pixels of the uint8 RGB ``frame``): :data:`PLAUSIBLE_FACE_MEANS`, its luma
+    starting no higher than the face's surroundings (:func:`scene_plausible_means`)."""
+    return scene_plausible_means(surround_luma(frame, box))
+
+
+def match_face_colour(restored: np.ndarray, original: np.ndarray, colour_range: np.ndarray) -> np.ndarray:
+    """The restored face crop with the colours ``ffv restore`` pastes: its mean colour over the
+    face (:func:`face_mask`) moved back to its original's, except a lighting or colour-cast repair
+    towards ``colour_range`` (:func:`face_colour_range` of the face; :func:`match_colour`).
+
+    The one colour rule of the product: the pipeline's review and library callers of
+    :func:`paste_faces` alike. Both crops float32 RGB (S, S, 3) in [0, 1]; returns the same.
+    """
+    return match_colour(restored, original, face_mask(np.shape(restored)[0]), colour_range)
+
+
 @functools.lru_cache(maxsize=16)
 def _mask_support(crop_size: int, erode: float, feather: float) -> np.ndarray:
     """Corners (4, 2) of the box around the mask's non-zero pixels, in crop pixels."""
@@ -272,9 +289,9 @@ def paste_faces(
     frame's own pixels (:func:`restored_at_frame_resolution`), so that a face larger than the crop
     keeps its detail above the crop's resolution; that face is then blended in with
     alpha = :func:`face_mask` * ``config.strength``, inside the face's bounding box only; later
-    faces are pasted over earlier ones where they overlap. With ``config.colour_match`` the crop
-    is first colour-matched to the original crop (:func:`match_colour`). Pass only the faces to
-    paste: the pipeline leaves out those left alone or refused.
+    faces are pasted over earlier ones where they overlap. Colours are pasted as given: match them
+    first with :func:`match_face_colour`, as ``ffv restore`` does. Pass only the faces to paste:
+    the pipeline leaves out those left alone or refused.
 
     ``frame`` is not modified; every pixel where alpha is 0, or where the restorer changed
     nothing, is bit-identical to the input. The mask is warped as uint8 and blended with integer
@@ -299,8 +316,6 @@ def paste_faces(
             original = np.asarray(original_crops[index], dtype=np.float32)
         else:
             original = to_unit_float(alignment.warp_to_crop(frame, matrix, size))
-        if config.colour_match:
-            crop = match_colour(crop, original, face_mask(size, config))
         x0, y0, x1, y1 = _frame_box(matrix, _mask_support(size, config.erode, config.feather), width, height)
         if x1 <= x0 or y1 <= y0:
             continue  # the face lies outside the frame

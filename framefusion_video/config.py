@@ -8,25 +8,77 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 
+#: The factors ``--upscale`` takes: 1 restores faces in place, 2 and 4 enlarge the frame and
+#: super-resolve its faces (``inference.SR_MODEL_NAMES``).
 UPSCALE_FACTORS = (1, 2, 4)
 #: Most face crops per model call: a bigger batch only costs memory (LiteRT cannot allocate it).
 MAX_BATCH_SIZE = 256
+#: x264's speed presets, fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 #: The Python types each kind of RestoreConfig field takes (bool is not a number here).
 _FIELD_TYPES = {"int": numbers.Integral, "float": numbers.Real, "bool": bool, "str": str}
 
 
 @dataclass(frozen=True)
+class Spec:
+    """The range of one :class:`RestoreConfig` field and its command-line help, kept in the field's
+    metadata so that the CLI's options (``cli/options.py``) and the checks are derived from it.
+
+    Attributes:
+        low, high: inclusive bounds (None: unbounded); ``high_open``: ``high`` itself is excluded.
+        choices: the only values allowed (None: any within the bounds).
+        help: the flag's help text; None: the field has no flag (library callers only).
+        flag: the flag's name where it is not the field's (``--model`` for ``model_path``).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    choices: tuple | None = None
+    help: str | None = None
+    flag: str | None = None
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is out of range ("must be ..., got ..."), or None when it is in range."""
+        if self.choices is not None:
+            return None if value in self.choices else \
+                f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        low_ok = self.low is None or value >= self.low
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        if low_ok and high_ok:
+            return None
+        if self.high is None:
+            return f"must be {self.low} or more, got {value}"
+        if self.high_open:
+            return f"must be at least {self.low} and below {self.high}, got {value}"
+        return f"must be between {self.low} and {self.high}, got {value}"
+
+
+def option(default, **spec) -> Field:
+    """A :class:`RestoreConfig` field with ``default`` and its :class:`Spec` (``spec``)."""
+    return field(default=default, metadata={"spec": Spec(**spec)})
+
+
+def spec_of(f: Field) -> Spec:
+    """The :class:`Spec` of a :class:`RestoreConfig` field."""
+    return f.metadata["spec"]
+
+
+@dataclass(frozen=True)
 class RestoreConfig:
-    """Options of ``ffv restore`` and ``ffv preview``; the CLI flags map onto these fields.
+    """Options of ``ffv restore`` and ``ffv preview``; the CLI flags are derived from these fields
+    (each one's default here, its range and help in its :class:`Spec`).
 
     Attributes:
         model_path: generator weights; None = the shipped default (``framefusion_video/weights/``).
         batch_size: face crops per call to the restorer (crops are gathered across frames), 1 to
             :data:`MAX_BATCH_SIZE`.
-        strength: 0 keeps the original face, 1 pastes the restored face fully.
-        upscale: 1, 2 or 4; the whole frame is resized and faces are pasted at that resolution.
+        strength: 0 keeps the original face, 1 pastes the restored face fully; at 0 frames pass
+            through without face detection (:attr:`passes_through`).
+        upscale: one of :data:`UPSCALE_FACTORS`; the whole frame is resized and faces are pasted
+            at that resolution.
         min_face: ignore faces smaller than this many pixels (0 = no limit).
         max_faces: restore at most this many faces per frame, largest first (0 = all).
         crf, preset: x264 quality (lower crf = better, bigger) and speed preset of the output.
@@ -42,63 +94,68 @@ class RestoreConfig:
             that change their input by more than its estimated damage explains (``safety.py``).
     """
 
-    model_path: str | None = None
-    batch_size: int = 8
-    strength: float = 1.0
-    upscale: int = 1
-    min_face: int = 0
-    max_faces: int = 0
-    crf: int = 18
-    preset: str = "veryfast"
-    detect_every: int = 2
-    colour_match: bool = True
-    min_confidence: float = 0.5
-    temporal: float = 0.7
-    model_threads: int = 0
-    safety: bool = True
+    model_path: str | None = option(
+        None, flag="--model",
+        help="Generator weights (.tflite or .keras). Default: the shipped generator (ffv_generator.tflite in the "
+             "package's weights/ folder; with --upscale 2 or 4, the shipped super-resolution generator "
+             "ffv_span2.tflite or ffv_span4.tflite).")
+    batch_size: int = option(8, low=1, high=MAX_BATCH_SIZE, help="Face crops per model call.")
+    strength: float = option(1.0, low=0.0, high=1.0,
+                             help="0 keeps the original faces (frames pass through, no face is looked at), "
+                                  "1 pastes the restored faces fully.")
+    upscale: int = option(1, choices=UPSCALE_FACTORS,
+                          help="Enlarge the frames by this factor (bicubic), faces pasted at full resolution; at 2 "
+                               "and 4, small faces are super-resolved from their own pixels.")
+    min_face: int = option(0, low=0, help="Ignore faces smaller than this many pixels (0: no limit).")
+    max_faces: int = option(0, low=0, help="Restore at most this many faces per frame, largest first (0: all).")
+    crf: int = option(18, low=0, high=51, help="x264 quality: lower is better and bigger.")
+    preset: str = option("veryfast", choices=X264_PRESETS, help="x264 speed preset.")
+    detect_every: int = option(2, low=1, help="Run the face detector every N frames and track in between.")
+    colour_match: bool = option(True, help="Match restored colours to the original's, except a move back from "
+                                           "colours no well-lit face has (a lighting or colour-cast repair), "
+                                           "which is kept.")
+    min_confidence: float = option(0.5, low=0.0, high=1.0)
+    temporal: float = option(0.7, low=0.0, high=1.0, high_open=True,
+                             help="Blend each restored face with the previous frame's where the input did not "
+                                  "change (motion-compensated): removes flicker. 0: off.")
+    model_threads: int = option(0, low=0)
+    safety: bool = option(True, help="Leave alone faces whose landmarks do not fit them, and refuse restored "
+                                     "faces that change more than their input's damage explains. --no-safety "
+                                     "pastes every face.")
 
     def __post_init__(self) -> None:
         self._check_types()
         problems = []
-        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            problems.append(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {self.batch_size}")
-        if not 0.0 <= self.strength <= 1.0:
-            problems.append(f"strength must be between 0 and 1, got {self.strength}")
-        if self.upscale not in UPSCALE_FACTORS:
-            problems.append(f"upscale must be 1, 2 or 4, got {self.upscale}")
-        if self.min_face < 0:
-            problems.append(f"min_face must be 0 or more pixels, got {self.min_face}")
-        if self.max_faces < 0:
-            problems.append(f"max_faces must be 0 (all) or more, got {self.max_faces}")
-        if not 0 <= self.crf <= 51:
-            problems.append(f"crf must be between 0 and 51, got {self.crf}")
-        if self.detect_every < 1:
-            problems.append(f"detect_every must be at least 1, got {self.detect_every}")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            problems.append(f"min_confidence must be between 0 and 1, got {self.min_confidence}")
-        if self.model_threads < 0:
-            problems.append(f"model_threads must be 0 (auto) or more, got {self.model_threads}")
-        if not 0.0 <= self.temporal < 1.0:
-            problems.append(f"temporal must be at least 0 and below 1, got {self.temporal}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            problem = None if value is None else spec_of(f).problem(value)
+            if problem is not None:
+                problems.append(f"{f.name} {problem}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def passes_through(self) -> bool:
+        """Whether frames pass through untouched (upscaled if asked): at ``strength`` 0 nothing
+        would be pasted, so no face is detected, restored or reviewed."""
+        return self.strength == 0.0
 
     def _check_types(self) -> None:
         """Raise TypeError naming the first field whose value has the wrong type; a path object
         as ``model_path`` is kept as its string (the report is JSON)."""
         if isinstance(self.model_path, os.PathLike):
             object.__setattr__(self, "model_path", os.fspath(self.model_path))
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name == "model_path":
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "model_path":
                 ok, wanted = value is None or isinstance(value, str), "a path (str or os.PathLike) or None"
             else:
-                kind = field.type if isinstance(field.type, str) else field.type.__name__
+                kind = f.type if isinstance(f.type, str) else f.type.__name__
                 ok = isinstance(value, _FIELD_TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
                 wanted = {"int": "a whole number", "float": "a number", "bool": "True or False",
                           "str": "a string"}[kind]
             if not ok:
-                raise TypeError(f"RestoreConfig.{field.name} must be {wanted}, got {value!r} "
+                raise TypeError(f"RestoreConfig.{f.name} must be {wanted}, got {value!r} "
                                 f"({type(value).__name__})")
 
 

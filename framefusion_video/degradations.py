@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import FfvError
 from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .outputs import write_file
+from .outputs import write_image
 from .pixels import to_uint8
 
 log = logging.getLogger(__name__)
@@ -757,18 +757,6 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / np.float32(255.0)
 
 
-def _write_image(path: Path, img: np.ndarray) -> None:
-    """Write atomically (temporary file, then rename); JPEG at quality 100 so that saving adds
-    no damage of its own."""
-    bgr = cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR)
-    suffix = path.suffix.lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, 100] if suffix in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(suffix, bgr, params)
-    if not ok:
-        raise FfvError(path, f"OpenCV cannot write {suffix} images")
-    write_file(path, buf.tobytes(), "image")
-
-
 def _file_rng(seed: int, name: str) -> np.random.Generator:
     """A generator per file from the seed and its relative name: adding files to a folder does not
     change the damage of the others."""
@@ -850,7 +838,7 @@ def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: Degr
         else:
             name = s.relative_to(src).as_posix() if src.is_dir() else s.name
             rng = _file_rng(seed, name)
-            _write_image(d, degrade_kind(_read_image(s), kind, rng, config))
+            write_image(d, to_uint8(degrade_kind(_read_image(s), kind, rng, config)))
         log.debug("wrote %s", d)
         written.append(d)
     return written

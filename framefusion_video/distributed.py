@@ -125,15 +125,15 @@ def import_ray():
 
 # --------------------------------------------------------------------------- worker side
 
-# Restorers loaded in this worker process, by (model path, batch size): a worker loads the model
-# once and keeps it for every clip it is given afterwards.
-_RESTORERS: dict[tuple[str | None, int], Any] = {}
+# Restorers loaded in this worker process, by the options that choose them: a worker loads the
+# model once and keeps it for every clip it is given afterwards.
+_RESTORERS: dict[tuple[str | None, int, int, int], Any] = {}
 
 
 def _worker_restorer(config: RestoreConfig):
     from .restore import load_default_restorer
 
-    key = (config.model_path, config.batch_size)
+    key = (config.model_path, config.batch_size, config.upscale, config.model_threads)
     if key not in _RESTORERS:
         _RESTORERS[key] = load_default_restorer(config)
     return _RESTORERS[key]

@@ -159,13 +159,13 @@ def warp(img: np.ndarray, f: np.ndarray) -> np.ndarray:
 
     ``img`` is any (H, W[, C]) array OpenCV can remap (uint8 frames, float32 flows); ``f`` float32
     (H, W, 2). Samples outside ``img`` replicate its border (they are masked out by
-    :func:`occlusion_mask` anyway). Same dtype and shape as ``img``.
+    :func:`valid_flow_mask` anyway). Same dtype and shape as ``img``.
     """
     map_x, map_y = _sample_grid(f)
     return cv2.remap(img, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray, alpha: float = 0.01, beta: float = 0.5) -> np.ndarray:
+def valid_flow_mask(flow_fw: np.ndarray, flow_bw: np.ndarray, alpha: float = 0.01, beta: float = 0.5) -> np.ndarray:
     """Pixels where ``flow_fw`` can be trusted: bool (H, W), True = valid.
 
     ``flow_fw`` (float32 (H, W, 2)) maps each pixel ``x`` of frame A to its match ``x + w(x)`` in
@@ -208,7 +208,7 @@ def warping_error(prev: np.ndarray, cur: np.ndarray, f: np.ndarray, mask: np.nda
                   region: np.ndarray | None = None) -> float:
     """Mean absolute difference (grey levels, 0-255, averaged over channels) between ``cur`` and
     ``prev`` warped by ``f`` (:func:`flow` of the pair), over the pixels valid in ``mask`` (bool
-    (H, W), :func:`occlusion_mask`) and, if given, inside ``region`` (bool (H, W)). NaN when no
+    (H, W), :func:`valid_flow_mask`) and, if given, inside ``region`` (bool (H, W)). NaN when no
     pixel is left."""
     valid = mask if region is None else mask & region
     if not valid.any():
@@ -463,7 +463,7 @@ def _measure_pair(report: TemporalReport, sums: list[float], prev_in, inp, prev_
     """Add one pair's warping errors (flow, mask and regions from the input) to the report."""
     f_bw = flow(prev_in, inp, cfg.flow_max_side)   # on inp's grid, towards prev_in
     f_fw = flow(inp, prev_in, cfg.flow_max_side)   # on prev_in's grid, towards inp
-    mask = occlusion_mask(f_bw, f_fw, cfg.consistency_alpha, cfg.consistency_beta)
+    mask = valid_flow_mask(f_bw, f_fw, cfg.consistency_alpha, cfg.consistency_beta)
     shape = inp.shape[:2]
     region = None if regions is None else box_mask(shape, [r.box for r in regions], cfg.box_scale)
     valid = mask if region is None else mask & region

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import UPSCALE_FACTORS
 from .errors import FfvError, read_head
 from .outputs import write_atomic
 
@@ -79,25 +80,21 @@ def _pad_and_run(crops: np.ndarray, crop_size: int, batch_size: int, run, scale:
     return out
 
 
-#: Output side / input side of the generators ``ffv`` runs: 1 restores a crop in place, 2 and 4
-#: are super-resolution networks (``span.py``) that restore a small crop into a larger one.
-SCALES = (1, 2, 4)
-
-
 #: The input side at which the scale of a generator that takes inputs of any size is read.
 _PROBE_SIDE = 16
 
 
 def _scale_of(path, input_side: int, output_shape: tuple[int, ...]) -> int:
-    """The generator's ``scale`` from its input side and output shape (N, H, W, 3)."""
+    """The generator's ``scale`` (output side / input side: one of ``config.UPSCALE_FACTORS``) from
+    its input side and output shape (N, H, W, 3)."""
     side = int(output_shape[1]) if len(output_shape) == 4 else 0
     if len(output_shape) != 4 or output_shape[1] != output_shape[2] or output_shape[3] != 3 \
-            or side % input_side or side // input_side not in SCALES:
+            or side % input_side or side // input_side not in UPSCALE_FACTORS:
         raise FfvError(path, f"not an ffv generator (input side {input_side}, output {list(output_shape)})")
     return side // input_side
 
 
-class Restorer:
+class KerasRestorer:
     """Runs a generator on batches of crops: float32 (N, S, S, 3) in [0, 1] -> (N, scale * S,
     scale * S, 3).
 
@@ -130,7 +127,7 @@ class Restorer:
 class LiteRestorer:
     """Runs a ``.tflite`` generator with LiteRT (XNNPACK) without importing TensorFlow.
 
-    Same contract as :class:`Restorer`, but nothing is padded: ``batch_size`` crops go through
+    Same contract as :class:`KerasRestorer`, but nothing is padded: ``batch_size`` crops go through
     the interpreter at a time and the rest of a call one by one, through a second, batch-1
     interpreter, so that no work is spent on padding. A crop comes out the same whatever the
     batch (``tests/test_restore.py``). A file exported for inputs of any size (a super-resolution
@@ -168,8 +165,6 @@ class LiteRestorer:
             probe = np.zeros((batch, _PROBE_SIDE, _PROBE_SIDE, 3), np.float32)
             output_shape = self._invoke((interpreter, inp[0]["index"], outp[0]["index"]), probe).shape
         scale = _scale_of(self.path, side or _PROBE_SIDE, output_shape)
-        if side is None and scale == 1:
-            raise FfvError(self.path, "a same-size generator must take crops of one size")
         return (interpreter, inp[0]["index"], outp[0]["index"]), side, scale
 
     @staticmethod
@@ -301,10 +296,10 @@ def load_generator(path: str | os.PathLike | None = None):
 
 
 def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int = 8,
-                  threads: int | None = None) -> Restorer | LiteRestorer:
+                  threads: int | None = None) -> KerasRestorer | LiteRestorer:
     """A restorer for the generator at ``model_path`` (default: the shipped one), running
     ``batch_size`` crops per call of the model: a :class:`LiteRestorer` for ``.tflite`` files
-    (``threads`` XNNPACK threads, default one per core), a :class:`Restorer` for ``.keras`` files."""
+    (``threads`` XNNPACK threads, default one per core), a :class:`KerasRestorer` for ``.keras`` files."""
     path = check_model_file(model_path)
     if path.suffix.lower() == ".tflite":
         restorer = LiteRestorer(path, batch_size=batch_size, threads=threads)
@@ -316,6 +311,6 @@ def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int =
         raise FfvError(path, f"unexpected generator input shape {shape}")
     log.debug("loaded generator %s (%d px crops)", path, shape[1])
     try:
-        return Restorer(model, batch_size=batch_size)
+        return KerasRestorer(model, batch_size=batch_size)
     except FfvError as exc:
         raise FfvError(path, exc.reason) from exc

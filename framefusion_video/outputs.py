@@ -322,6 +322,20 @@ def write_file(path: str | os.PathLike, data: bytes, what: str) -> None:
         raise FfvError(path, f"cannot write the {what} ({os_reason(exc)})") from exc
 
 
+def write_image(path: str | os.PathLike, rgb) -> None:
+    """Write the uint8 RGB image ``rgb`` (H, W, 3) in the format ``path``'s suffix names, with
+    :func:`write_file` (a new file renamed into place, never through a link); JPEG at quality 100,
+    so that saving adds no damage of its own."""
+    import cv2
+
+    suffix = Path(path).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, 100] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise FfvError(path, f"OpenCV cannot write {suffix} images")
+    write_file(path, buf.tobytes(), "image")
+
+
 def no_follow(path: str, flags: int) -> int:
     """An ``open(..., opener=no_follow)`` that never follows a link at ``path``."""
     return os.open(path, flags | os.O_NOFOLLOW, 0o644)

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class Restorer(Protocol):
-    """What the pipeline needs from a restorer (``inference.Restorer`` or a test fake).
+    """What the pipeline needs from a restorer (``inference.LiteRestorer``, ``KerasRestorer``, ``CascadeRestorer`` or a test fake).
 
     ``crop_size``: the side S of the crops it takes. An optional ``scale`` (default 1) makes it a
     super-resolution network: its outputs are ``scale`` times its inputs, the pipeline gives it a
@@ -255,10 +255,10 @@ def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: 
 
 
 def blend_config(config: RestoreConfig) -> BlendConfig:
-    """The paste-back's options; colours are matched before the safety review, not in the paste."""
+    """The paste-back's options; colours are matched before the safety review (:func:`review_crops`)."""
     from .blending import BlendConfig
 
-    return BlendConfig(colour_match=False, strength=config.strength)
+    return BlendConfig(strength=config.strength)
 
 
 def safety_config(config: RestoreConfig) -> SafetyConfig:
@@ -297,26 +297,20 @@ def review_windows(restored: Sequence[np.ndarray], windows: Sequence[np.ndarray]
     return statuses, reasons
 
 
-def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool], *,
-                 colour_match: bool = True, safety: SafetyConfig | None = None, damages: Sequence[float] | None = None,
-                 plausible: Sequence[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
+def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray], left_alone: Sequence[bool],
+                 colour_ranges: Sequence[np.ndarray] | None, *, safety: SafetyConfig | None = None,
+                 damages: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The crops to paste, the status and the refusal reason ("" if none) of each restored face.
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
     crop, whether it is its original as it came (the generator's gate left the face alone, and
     stabilisation added nothing): its original is kept as it is. Otherwise its colours are matched
-    (``blending.match_colour``) when ``colour_match``, and with an enabled ``safety.SafetyConfig``
-    a face that changes more than its estimated damage (``damages``, grey levels, one per face,
-    ``safety.estimate_damage``; None: 0) explains is refused: its original crop is pasted instead,
-    which leaves the frame as it was. ``plausible``: each face's range of lit-face colours for the
-    matching (``blending.scene_plausible_means``); None: ``blending.PLAUSIBLE_FACE_MEANS`` for all.
-    ``inputs``: for a super-resolution restorer, the small crops it was given; the safety check
-    then compares each restored crop, reduced by area to its input's size, with that input (the
-    detail it adds above the input's resolution is not a change of the input).
+    (``blending.match_face_colour``, with each face's ``colour_ranges``: ``blending.face_colour_range``;
+    None: not matched), and with an enabled ``safety.SafetyConfig`` a face that changes more than its
+    estimated damage (``damages``, grey levels, one per face, ``safety.estimate_damage``; None: 0)
+    explains is refused: its original crop is pasted instead, which leaves the frame as it was.
     """
-    import cv2
-
-    from .blending import PLAUSIBLE_FACE_MEANS, face_mask, match_colour
+    from .blending import face_mask, match_face_colour
     from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
     out, statuses, reasons = [], [], []
@@ -326,10 +320,10 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
             statuses.append(LEFT_ALONE)
             reasons.append("")
             continue
-        mask = face_mask(crop.shape[0])
-        if colour_match:
-            crop = match_colour(crop, original, mask, PLAUSIBLE_FACE_MEANS if plausible is None else plausible[k])
+        if colour_ranges is not None:
+            crop = match_face_colour(crop, original, colour_ranges[k])
         if safety is not None and safety.enable:
+            mask = face_mask(crop.shape[0])
             weights = mask * np.float32(1.0 / max(float(mask.sum()), 1e-6))
             if refuse(crop, original, weights, 0.0 if damages is None else damages[k], safety):
                 out.append(original)
@@ -343,24 +337,23 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
 
 
 def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], safety: SafetyConfig,
-             plausible: Sequence[np.ndarray]) -> list[float]:
-    """``safety.estimate_damage`` of each face's own pixels, dark as its ``plausible`` range says
+             colour_ranges: Sequence[np.ndarray]) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels, dark as its colour range says
     (0 where it is not needed: a face left alone, or the checks off)."""
     from .safety import estimate_damage, face_region
 
     if not safety.enable:
         return [0.0] * len(boxes)
     return [0.0 if alone else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
-            for box, alone, p in zip(boxes, left_alone, plausible)]
+            for box, alone, p in zip(boxes, left_alone, colour_ranges)]
 
 
-def _plausible_means(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
-    """Each face's range of lit-face colours, from the luma of the frame around it (the fixed
-    range for a face left alone, which is neither matched nor checked)."""
-    from .blending import PLAUSIBLE_FACE_MEANS, scene_plausible_means, surround_luma
+def _colour_ranges(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
+    """Each face's range of lit-face colours (``blending.face_colour_range``; the fixed range for a
+    face left alone, which is neither matched nor checked)."""
+    from .blending import PLAUSIBLE_FACE_MEANS, face_colour_range
 
-    return [PLAUSIBLE_FACE_MEANS if alone else scene_plausible_means(surround_luma(frame, box))
-            for box, alone in zip(boxes, left_alone)]
+    return [PLAUSIBLE_FACE_MEANS if alone else face_colour_range(frame, box) for box, alone in zip(boxes, left_alone)]
 
 
 def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool], config: RestoreConfig,
@@ -387,10 +380,10 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     if item.rects:
         return _finish_sr_frame(item, base, restored, config)
     safety = safety_config(config)
-    plausible = _plausible_means(item.frame, item.boxes, left_alone)
-    damages = _damages(item.frame, item.boxes, left_alone, safety, plausible)
-    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, colour_match=config.colour_match,
-                                            safety=safety, damages=damages, plausible=plausible)
+    ranges = _colour_ranges(item.frame, item.boxes, left_alone)
+    damages = _damages(item.frame, item.boxes, left_alone, safety, ranges)
+    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, ranges if config.colour_match else None,
+                                            safety=safety, damages=damages)
     matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
     pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
     out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
@@ -465,6 +458,15 @@ def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], lef
     return out, flags, states
 
 
+def passed_through(frames: Iterable[np.ndarray], factor: int) -> Iterator[RestoredFrame]:
+    """Each frame (uint8 RGB (H, W, 3)) as it came, upscaled by ``factor`` (bicubic): what
+    ``strength`` 0 gives, with no face looked at (``RestoreConfig.passes_through``)."""
+    from .blending import upscale_frame
+
+    for index, frame in enumerate(frames):
+        yield RestoredFrame(index, frame, upscale_frame(frame, factor))
+
+
 def restore_frames(
     tracked_frames: Iterable[tuple[np.ndarray, list]],
     restorer: Restorer,
@@ -481,7 +483,7 @@ def restore_frames(
         config: batch size, strength, upscale, colour matching, temporal stabilisation (per
             ``track_id``; a new id, e.g. after a scene cut, or a frame gap starts afresh).
         select: frame index -> whether to restore it (None = all). Unselected frames pass through
-            (upscaled if asked) without calling the restorer.
+            (upscaled if asked) without calling the restorer; at ``strength`` 0 every frame does.
 
     Yields:
         :class:`RestoredFrame` in clip order. Crops are gathered across consecutive frames until
@@ -499,6 +501,11 @@ def paste_restored(items: Iterable[tuple[PendingFrame, list[np.ndarray], list[bo
         yield finish_frame(item, restored, left_alone, config, blending)
 
 
+def _none(index: int) -> bool:
+    """A ``select`` that restores no frame."""
+    return False
+
+
 def restored_crops(
     tracked_frames: Iterable[tuple[np.ndarray, list]],
     restorer: Restorer,
@@ -510,13 +517,13 @@ def restored_crops(
 
     Yields ``(frame with its faces and crops, restored crops, left-alone flags)`` in clip order, ready for
     :func:`finish_frame` (the paste-back), so that the model and the paste-back can run in different threads.
+    ``restorer`` is one that ``restore.checked_restorer`` accepts for ``config.upscale`` (what
+    ``restore.load_default_restorer`` returns): a super-resolution one at its own scale.
     """
+    if config.passes_through:  # strength 0: nothing would be pasted, so no face is cut or restored
+        select = _none
     crop_size = None if restorer.crop_size is None else int(restorer.crop_size)
     scale = restorer_scale(restorer)
-    if scale > 1 and config.upscale != scale:
-        raise ValueError(f"a x{scale} super-resolution restorer needs upscale {scale}, got {config.upscale}")
-    if scale == 1 and crop_size is None:
-        raise ValueError("a same-size restorer needs a crop size")
     pending: list[PendingFrame] = []
     n_crops = 0
     stabilizing = stabilize_config(config)

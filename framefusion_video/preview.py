@@ -26,9 +26,9 @@ import numpy as np
 
 from .errors import FfvError
 from .config import RestoreConfig
-from .outputs import os_reason, write_file
+from .outputs import os_reason, write_file, write_image
 from .pipeline import Restorer
-from .restore import iter_restored, load_default_restorer
+from .restore import checked_restorer, iter_restored, load_default_restorer
 from .video_io import check_input
 
 log = logging.getLogger(__name__)
@@ -115,14 +115,6 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """``left`` and ``right`` (uint8 (H, W, 3), same height) next to each other, 4 px apart."""
     gap = np.full((left.shape[0], 4, 3), 255, dtype=np.uint8)
     return np.concatenate([left, gap, right], axis=1)
-
-
-def _write_image(path: Path, rgb: np.ndarray, params: Sequence[int] = ()) -> None:
-    """Write uint8 RGB ``rgb`` as the PNG (or whatever ``path``'s suffix names) ``path``."""
-    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
-    if not ok:
-        raise FfvError(path, f"OpenCV cannot encode {path.suffix} images")
-    write_file(path, buf.tobytes(), "image")  # a new file renamed into place: never through a link
 
 
 def _chosen_frames(n_frames: int, every: int | None, frames: Sequence[int] | None) -> set[int] | None:
@@ -245,14 +237,14 @@ def _write_frame(out_dir: Path, item, upscale: int, annotate: bool) -> FrameCard
     if upscale != 1:
         original = cv2.resize(original, item.restored.shape[1::-1], interpolation=cv2.INTER_CUBIC)
     left = annotate_frame(original, item.faces, scale=upscale, outcomes=item.outcomes) if annotate else original
-    _write_image(out_dir / f"{stem}.png", side_by_side(left, item.restored))
+    write_image(out_dir / f"{stem}.png", side_by_side(left, item.restored))
     before, after = f"frames/{stem}_before.png", f"frames/{stem}_after.png"
-    _write_image(out_dir / before, left)
-    _write_image(out_dir / after, item.restored)
+    write_image(out_dir / before, left)
+    write_image(out_dir / after, item.restored)
     faces = []
     for k, outcome in enumerate(item.outcomes):
         image = f"faces/{stem}_face_{k}.png"
-        _write_image(out_dir / image, close_up(original, item.restored, outcome.box, scale=upscale))
+        write_image(out_dir / image, close_up(original, item.restored, outcome.box, scale=upscale))
         faces.append(FaceCard(image, outcome.status, outcome.track_id, outcome.reason))
     height, width = item.restored.shape[:2]
     return FrameCard(item.index, f"{stem}.png", before, after, (width, height), tuple(faces))
@@ -336,8 +328,9 @@ def export_preview(
     step = every or 30
     wanted = (lambda i: i in chosen) if chosen is not None else (lambda i: i % step == 0)
     last = max(chosen) if chosen else None
-    if restorer is None:
-        restorer = load_default_restorer(config)
+    if not config.passes_through:
+        restorer = load_default_restorer(config) if restorer is None else \
+            checked_restorer(restorer, config.upscale, "the given restorer")
 
     written: list[Path] = []
     cards: list[FrameCard] = []

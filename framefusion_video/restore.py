@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .config import RestoreConfig
 from .errors import FfvError
 from .outputs import OutputBusy, OutputClaim, claim_output, same_file
-from .pipeline import Restorer, RestoredFrame, paste_restored, restored_crops
+from .pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
 from .threads import BackgroundWriter, prefetch, queue_length
 from .video_io import check_input
 
@@ -121,10 +121,9 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     None = the shipped weights: with ``upscale`` N > 1, the shipped ×N super-resolution generator
     where one ships (``inference.SR_MODEL_NAMES``; at ×4, with the ×2 one twice for large faces:
     ``inference.CascadeRestorer``), else the default same-size generator. A super-resolution model
-    given by path must match ``upscale``.
+    given by path must match ``upscale`` (:func:`checked_restorer`).
     """
     from .inference import CASCADE_MAX_SIDE, CascadeRestorer, default_sr_model_path, load_restorer
-    from .pipeline import restorer_scale
 
     path = config.model_path
     if path is None and config.upscale > 1:
@@ -140,9 +139,26 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
         raise
     except (OSError, ValueError) as exc:
         raise FfvError(path or "default model", f"cannot load the model ({exc})") from exc
+    return checked_restorer(restorer, config.upscale, path or "the shipped model")
+
+
+def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike) -> Restorer:
+    """``restorer`` where the pipeline can run it at ``upscale``; the one check of a restorer's
+    scale, made where it is chosen, so that ``pipeline`` relies on it.
+
+    A super-resolution restorer (``scale`` N > 1) runs only at ``upscale`` N; a same-size one
+    needs a crop size (its crops are aligned to it).
+
+    Raises:
+        FfvError: naming ``source`` (the model file) and what to do.
+    """
+    from .pipeline import restorer_scale
+
     scale = restorer_scale(restorer)
-    if scale > 1 and scale != config.upscale:
-        raise FfvError(path, f"a x{scale} super-resolution model: restore with --upscale {scale}")
+    if scale > 1 and scale != upscale:
+        raise FfvError(source, f"a x{scale} super-resolution model: restore with --upscale {scale}")
+    if scale == 1 and restorer.crop_size is None:
+        raise FfvError(source, "a same-size restorer must take crops of one size")
     return restorer
 
 
@@ -166,13 +182,19 @@ def restore_video(
     modified.
 
     Args:
-        restorer: any object with ``crop_size`` and ``restore``; None loads ``config.model_path``.
+        restorer: any object with ``crop_size`` and ``restore`` (and ``scale``, for super-resolution:
+            ``config.upscale``'s, :func:`checked_restorer`); None loads ``config.model_path``.
         detector: a ``faces.FaceDetector`` (or anything with ``detect(frame) -> [Face]``) that the
             caller owns; None opens one for this clip and closes it afterwards.
         progress: called as ``progress(frames_done, faces_restored, total_frames_or_None)``.
         on_frame: called with each :class:`RestoredFrame` before it is encoded (measurements,
             e.g. which faces were restored).
         claim: the caller's claim on ``dst``, when it holds one.
+
+    At ``strength`` 0 (``config.passes_through``) no model is loaded and no face is looked at:
+    the frames are only decoded, upscaled if asked (bicubic) and encoded, and the result counts
+    no face (0 restored, 0 left alone, 0 refused), since finding them would mean running the
+    detector for nothing.
 
     Returns:
         A :class:`FileResult` with status "done".
@@ -191,8 +213,9 @@ def restore_video(
     info = probe(src)
     size = output_size(info, config.upscale)
     check_frame_size(dst, size or info.size)
-    if restorer is None:
-        restorer = load_default_restorer(config)
+    if not config.passes_through:
+        restorer = load_default_restorer(config) if restorer is None else \
+            checked_restorer(restorer, config.upscale, "the given restorer")
     from .safety import LEFT_ALONE, REFUSED
 
     frames_done = faces_done = left_alone = refused = 0
@@ -236,11 +259,19 @@ def iter_restored(
 
     ``info`` is ``video_io.probe(src)``. ``detector`` is borrowed if given, else one is opened for
     this clip and closed when the generator ends or is closed (close it to stop early: the decoder
-    subprocess and threads are stopped too).
+    subprocess and threads are stopped too). At ``strength`` 0 the frames pass straight through
+    (``pipeline.passed_through``): no detector is opened and ``restorer`` may be None.
     """
     from .tracking import track_faces
     from .video_io import read_frames
 
+    if config.passes_through:  # strength 0: nothing would be pasted; no detector, network or review
+        frames = read_frames(src, info)
+        try:
+            yield from passed_through(frames, config.upscale)
+        finally:
+            frames.close()
+        return
     owned = None
     if detector is None:
         from .faces import FaceDetector
@@ -279,7 +310,7 @@ def restore_output(src: Path, dst: Path, config: RestoreConfig, *, overwrite: bo
 
     Skipped (status "skipped") when ``dst`` exists and not ``overwrite``, checked again once the
     claim is held, or when another run holds the claim (``error`` then says so). ``get_restorer``
-    is called only when the clip is restored.
+    is called only when the clip is restored (never at ``strength`` 0).
 
     Raises:
         FfvError: as :func:`restore_video`; whatever ``get_restorer`` raises.
@@ -295,4 +326,5 @@ def restore_output(src: Path, dst: Path, config: RestoreConfig, *, overwrite: bo
     with claim:
         if dst.exists() and not overwrite:  # another run finished it in the meantime
             return FileResult(src, dst, status="skipped")
-        return restore_video(src, dst, config, restorer=get_restorer(), progress=progress, claim=claim)
+        restorer = None if config.passes_through else get_restorer()
+        return restore_video(src, dst, config, restorer=restorer, progress=progress, claim=claim)

@@ -173,7 +173,7 @@ def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     return (taps / taps.sum()).astype(np.float32)
 
 
-def ssim(x, y, max_val: float = 1.0):
+def batch_ssim(x, y, max_val: float = 1.0):
     """Per-image SSIM of two (N, H, W, C) batches: what ``tf.image.ssim`` gives (11-tap gaussian,
     sigma 1.5, K1 0.01, K2 0.03, valid window), computed with two 1-D passes over the five local
     statistics stacked along the channels rather than 11x11 depthwise filters, whose gradients
@@ -238,7 +238,7 @@ class RestorationGAN(keras.Model):
     def _generator_losses(self, restored, clean):
         cfg = self.cfg
         pixel = charbonnier(restored, clean)
-        ssim_loss = 1.0 - tf.reduce_mean(ssim(restored, clean))
+        ssim_loss = 1.0 - tf.reduce_mean(batch_ssim(restored, clean))
         lmse = log_mse(restored, clean)
         loss = pixel + cfg.ssim_weight * ssim_loss + cfg.psnr_weight * lmse
         return loss, {"pixel": pixel, "ssim": ssim_loss, "psnr": -10.0 * lmse}

@@ -190,7 +190,6 @@ _SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})(?=[ ,]|$)")
 # The codec's aspect in brackets, then the container's when it differs (it wins, as in ffmpeg).
 _SAR_RE = re.compile(r"SAR (\d+):(\d+) DAR")
 _FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
-_TBN_RE = re.compile(r", ([\d.]+)(k?) tbn")
 _START_RE = re.compile(r", start (-?[\d.]+)")
 _ROT_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")

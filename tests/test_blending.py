@@ -8,11 +8,11 @@ import pytest
 
 from framefusion_video import alignment
 from framefusion_video.blending import (
-    BlendConfig, face_mask, match_colour, paste_faces, scale_matrix, upscale_frame,
+    BlendConfig, face_colour_range, face_mask, match_colour, match_face_colour, paste_faces, scale_matrix,
+    upscale_frame,
 )
 
 S = 128
-NO_COLOUR = BlendConfig(colour_match=False)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_identity_restoration_leaves_the_frame_exactly_as_it_was(portrait, matri
     # Only what the restorer changed is warped back: a face it returns as it got it is not
     # resampled, whether the original crops are given or cut from the frame.
     crop = _crop(portrait, matrix)
-    np.testing.assert_array_equal(paste_faces(portrait, [(crop, matrix)], config=NO_COLOUR), portrait)
+    np.testing.assert_array_equal(paste_faces(portrait, [(crop, matrix)]), portrait)
     np.testing.assert_array_equal(paste_faces(portrait, [(crop.copy(), matrix)], original_crops=[crop]), portrait)
     touched = crop.copy()
     touched[64, 64] += 0.2
@@ -120,8 +120,8 @@ def test_a_face_larger_than_the_crop_keeps_its_own_detail(portrait, matrix) -> N
         alignment.template(S), alignment.invert_affine(matrix)), 64)
     crop = _crop(portrait, small, 64)
     brighter = np.clip(crop + 0.1, 0, 1)
-    out = paste_faces(portrait, [(brighter, small)], config=NO_COLOUR).astype(np.float32)
-    inside = _alpha(small, portrait, NO_COLOUR, 64) == 1.0
+    out = paste_faces(portrait, [(brighter, small)]).astype(np.float32)
+    inside = _alpha(small, portrait, BlendConfig(), 64) == 1.0
     frame = portrait.astype(np.float32)
 
     def detail(img: np.ndarray) -> np.ndarray:
@@ -154,13 +154,16 @@ def test_match_colour_moves_the_mean_colour_to_the_original(portrait: np.ndarray
     np.testing.assert_array_equal(match_colour(cast, original, np.zeros((S, S), np.float32)), cast)
 
 
-def test_paste_with_colour_match_keeps_the_skin_tone(portrait: np.ndarray, matrix: np.ndarray) -> None:
+def test_paste_takes_colours_as_given_and_match_face_colour_keeps_the_skin_tone(portrait, matrix) -> None:
+    """The one colour rule (``match_face_colour``, as ``ffv restore`` applies it) before the paste."""
     crop = _crop(portrait, matrix)
     cast = np.clip(crop * np.array([0.75, 1.0, 1.0], np.float32) + np.array([0.0, 0.08, 0.08], np.float32), 0, 1)
     inside = _alpha(matrix, portrait) > 0.99
     target = portrait[inside].mean(0)
-    plain = paste_faces(portrait, [(cast, matrix)], config=NO_COLOUR)[inside].mean(0)
-    matched = paste_faces(portrait, [(cast, matrix)])[inside].mean(0)  # colour_match is the default
+    plain = paste_faces(portrait, [(cast, matrix)])[inside].mean(0)
+    assert np.abs(plain - target).max() > 10.0  # the cast is pasted as it is
+    matched_crop = match_face_colour(cast, crop, face_colour_range(portrait, (180.0, 60.0, 270.0, 180.0)))
+    matched = paste_faces(portrait, [(matched_crop, matrix)], original_crops=[crop])[inside].mean(0)
     assert np.abs(matched - target).max() < 0.2 * np.abs(plain - target).max()
 
 
@@ -171,8 +174,8 @@ def test_overlapping_faces_are_pasted_in_order() -> None:
     red[..., 0] = 1.0
     blue = np.zeros((S, S, 3), np.float32)
     blue[..., 2] = 1.0
-    out = paste_faces(frame, [(red, first), (blue, second)], config=NO_COLOUR)
-    a1, a2 = _alpha(first, frame, NO_COLOUR), _alpha(second, frame, NO_COLOUR)
+    out = paste_faces(frame, [(red, first), (blue, second)])
+    a1, a2 = _alpha(first, frame), _alpha(second, frame)
     only_first = (a1 == 1.0) & (a2 == 0.0)
     both = (a1 == 1.0) & (a2 == 1.0)
     neither = (a1 == 0.0) & (a2 == 0.0)
@@ -203,7 +206,7 @@ def test_paste_at_higher_resolution_leaves_the_rest_untouched(portrait: np.ndarr
     big = upscale_frame(portrait, 2)
     big_matrix = scale_matrix(matrix, 2)
     crop = _crop(portrait, matrix)
-    out = paste_faces(big, [(crop, big_matrix)], config=NO_COLOUR)
+    out = paste_faces(big, [(crop, big_matrix)])
     alpha = _alpha(big_matrix, big)
     np.testing.assert_array_equal(out[alpha == 0.0], big[alpha == 0.0])
     assert np.abs(out.astype(np.float32) - big)[alpha > 0.5].mean() < 5.0
@@ -228,10 +231,10 @@ def _seam_and_detail(portrait: np.ndarray, matrix: np.ndarray, config: BlendConf
 
 
 def test_no_visible_seam_at_the_mask_edge(portrait: np.ndarray, matrix: np.ndarray) -> None:
-    seam, detail = _seam_and_detail(portrait, matrix, NO_COLOUR)
+    seam, detail = _seam_and_detail(portrait, matrix, BlendConfig())
     assert seam < detail
     # The measure does see a hard edge: without feathering the same paste leaves a seam.
-    hard_seam, _ = _seam_and_detail(portrait, matrix, BlendConfig(colour_match=False, feather=0.0))
+    hard_seam, _ = _seam_and_detail(portrait, matrix, BlendConfig(feather=0.0))
     assert hard_seam > detail
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +18,8 @@ from framefusion_video.cli import COMMANDS, main
 from test_restore import N_FRAMES, SIZE, FakeRestorer, astronaut_frames, no_face_frames, write_clip
 
 HEAVY = ("tensorflow", "keras", "mediapipe")
+RESTORE_FIELDS = {"model_path", "batch_size", "strength", "upscale", "min_face", "max_faces", "crf", "preset",
+                  "detect_every", "colour_match", "temporal", "safety"}
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +286,77 @@ def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
     assert (seen["config"].detect_every, seen["config"].preset) == (1, "medium")
     assert CliRunner().invoke(main, ["restore", str(clip)]).exit_code == 0
     assert seen["config"] == config_module.RestoreConfig()
+
+
+def test_preview_takes_every_option_of_restore_and_passes_it_on(monkeypatch, tmp_path):
+    import framefusion_video.preview as preview_module
+    from framefusion_video.cli.preview import preview
+    from framefusion_video.cli.restore import restore
+
+    def config_flags(command) -> set[str]:
+        return {name for p in command.params if p.name in RESTORE_FIELDS | {"speed"} for name in p.opts + p.secondary_opts}
+
+    assert config_flags(preview) == config_flags(restore) >= {"--temporal", "--no-colour-match", "--fast", "--quality"}
+    seen = {}
+    monkeypatch.setattr(preview_module, "export_preview", lambda *args, config, **kwargs: seen.update(config=config))
+    result = run("preview", str(tmp_path / "c.mp4"), "-o", str(tmp_path / "p"), "--temporal", "0", "--no-colour-match",
+                 "--fast", "--upscale", "2")
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.temporal, config.colour_match, config.detect_every, config.upscale) == (0.0, False, 4, 2)
+
+
+def test_each_option_shows_its_field_default_and_range():
+    """The flags are derived from RestoreConfig's fields: default, range and choices written once."""
+    from dataclasses import fields
+
+    from framefusion_video.cli.restore import restore
+    from framefusion_video.config import MAX_BATCH_SIZE, UPSCALE_FACTORS, RestoreConfig
+
+    params = {p.name: p for p in restore.params}
+    for f in fields(RestoreConfig):
+        if f.name in params:
+            assert params[f.name].default is None  # "given" means "not None"
+            if f.default is not None and not isinstance(f.default, bool):
+                assert f"Default: {f.default}." in params[f.name].help
+    assert list(params["upscale"].type.choices) == [str(f) for f in UPSCALE_FACTORS]
+    assert (params["batch_size"].type.min, params["batch_size"].type.max) == (1, MAX_BATCH_SIZE)
+    assert run("restore", "--help").exit_code == 0
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_strength_zero_passes_the_frames_through_without_looking_at_faces(clips, tmp_path, monkeypatch, caplog,
+                                                                           upscale):
+    """No model is loaded and no detector opened; the output is the plain transcode of the input
+    (bicubic-upscaled when asked), and the summary says the faces were not looked at."""
+    import framefusion_video.batch as batch_module
+    import framefusion_video.faces as faces_module
+    from framefusion_video.blending import upscale_frame
+    from framefusion_video.config import RestoreConfig
+    from framefusion_video.video_io import VideoWriter, probe, read_frames
+
+    def not_called(*args, **kwargs):
+        raise AssertionError("strength 0 needs no model and no detector")
+
+    monkeypatch.setattr(batch_module, "load_default_restorer", not_called)
+    monkeypatch.setattr(faces_module, "FaceDetector", not_called)
+    caplog.set_level(logging.INFO, logger="framefusion_video")
+    src, out, report = clips["face"], tmp_path / "out.mp4", tmp_path / "r.json"
+    result = run("restore", str(src), "-o", str(out), "--strength", "0", "--upscale", str(upscale),
+                 "--report", str(report))
+    assert result.exit_code == 0, result.output
+    entry = json.loads(report.read_text())["files"][0]
+    assert (entry["frames"], entry["faces"], entry["faces_left_alone"], entry["faces_refused"]) == (6, 0, 0, 0)
+    assert "faces not looked at (strength 0)" in result.stderr
+
+    info = probe(src)
+    plain = tmp_path / "plain.mp4"
+    size = (info.width * upscale, info.height * upscale) if upscale > 1 else None
+    defaults = RestoreConfig()
+    with VideoWriter(plain, info, size=size, crf=defaults.crf, preset=defaults.preset) as writer:
+        for frame in read_frames(src, info):
+            writer.write(upscale_frame(frame, upscale))
+    ours, theirs = list(read_frames(out)), list(read_frames(plain))
+    assert len(ours) == len(theirs) == 6
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

@@ -70,17 +70,17 @@ def test_flow_on_a_downscaled_copy_is_rescaled(texture):
     assert np.median(small[..., 0]) == pytest.approx(SHIFT[0], abs=0.5)
 
 
-def test_occlusion_mask_rejects_inconsistent_flow():
+def test_valid_flow_mask_rejects_inconsistent_flow():
     h, w = 40, 50
     fw = np.broadcast_to(np.float32([3, -2]), (h, w, 2)).copy()
     bw = -fw
-    mask = flicker.occlusion_mask(fw, bw)
+    mask = flicker.valid_flow_mask(fw, bw)
     assert mask.dtype == bool and mask.shape == (h, w)
     assert mask[5:-5, 5:-5].all()
     assert not mask[:, -3:].any() and not mask[:2, :].any()  # lands outside the frame
     bad = bw.copy()
     bad[10:20, 10:20] = [4, 4]  # the flow back from there does not return
-    mask_bad = flicker.occlusion_mask(fw, bad)
+    mask_bad = flicker.valid_flow_mask(fw, bad)
     assert not mask_bad[12:22, 7:17].any()  # the pixels (x, y) whose match (x + 3, y - 2) is in the block
     assert mask_bad[12:22, 17:27].all() and mask_bad[22:32, 7:17].all()
     assert mask_bad[25:35, 30:40].all()
@@ -89,7 +89,7 @@ def test_occlusion_mask_rejects_inconsistent_flow():
 def test_warping_error_is_zero_for_exact_motion_and_counts_only_valid_pixels(texture):
     prev, cur = pan(texture, 2)
     f = np.broadcast_to(np.float32(SHIFT), (*cur.shape[:2], 2)).copy()
-    mask = flicker.occlusion_mask(f, -f)
+    mask = flicker.valid_flow_mask(f, -f)
     assert flicker.warping_error(prev, cur, f, mask) == 0.0
     assert flicker.warping_error(prev, cur, np.zeros_like(f), mask) > 1.0
     region = np.zeros(mask.shape, bool)

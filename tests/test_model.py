@@ -43,7 +43,7 @@ def test_default_generator_is_light():
 
 
 def test_restorer_pads_batches_and_keeps_order(tmp_path):
-    from framefusion_video.inference import Restorer, load_restorer
+    from framefusion_video.inference import KerasRestorer, load_restorer
 
     gen = build_generator(TINY)
     path = tmp_path / "g.keras"
@@ -54,7 +54,7 @@ def test_restorer_pads_batches_and_keeps_order(tmp_path):
     np.testing.assert_allclose(restorer.restore(x), gen.predict(x, verbose=0), atol=1e-5)
     assert restorer.restore(np.zeros((0, 32, 32, 3), np.float32)).shape == (0, 32, 32, 3)
     with pytest.raises(ValueError):
-        Restorer(gen, batch_size=2).restore(np.zeros((1, 16, 16, 3), np.float32))
+        KerasRestorer(gen, batch_size=2).restore(np.zeros((1, 16, 16, 3), np.float32))
 
 
 def test_load_restorer_reports_bad_files(tmp_path):

@@ -186,6 +186,17 @@ def test_restore_frames_select_skips_the_restorer():
     assert all(o.restored is o.original for o in out if o.index != 3)
 
 
+def test_restore_frames_at_strength_zero_runs_no_restorer_and_restores_nothing():
+    from framefusion_video.blending import upscale_frame
+
+    restorer = FakeRestorer()
+    out = list(restore_frames(_stream(4, [1, 2]), restorer, RestoreConfig(strength=0.0, upscale=2)))
+    assert restorer.batches == [] and [o.restored_faces for o in out] == [0, 0, 0, 0]
+    assert all(o.outcomes == [] for o in out)
+    for o in out:
+        np.testing.assert_array_equal(o.restored, upscale_frame(o.original, 2))
+
+
 @pytest.mark.parametrize("factor", [2, 4])
 def test_restore_frames_upscale_pastes_at_high_resolution(factor):
     restorer = FakeRestorer()
@@ -214,7 +225,8 @@ def test_restore_frames_rejects_a_restorer_returning_the_wrong_shape():
 
 @pytest.mark.parametrize("options", [
     {"strength": 2.0}, {"strength": -0.1}, {"upscale": 3}, {"batch_size": 0}, {"crf": 60},
-    {"min_face": -1}, {"max_faces": -2}, {"detect_every": 0}, {"model_threads": -1},
+    {"min_face": -1}, {"max_faces": -2}, {"detect_every": 0}, {"model_threads": -1}, {"preset": "warp"},
+    {"temporal": 1.0}, {"min_confidence": 1.5},
 ])
 def test_config_rejects_impossible_options(options):
     name = next(iter(options))
@@ -716,11 +728,23 @@ def test_a_face_too_large_for_super_resolution_keeps_its_bicubic_upscale():
     assert restorer.calls == 0
 
 
-def test_a_super_resolution_restorer_needs_its_own_upscale():
-    _, small, _, face = _small_face_frame()
-    stream = iter([(small, [SimpleNamespace(track_id=0, carried=False, face=face)])])
-    with pytest.raises(ValueError, match="x4 super-resolution restorer needs upscale 4"):
-        next(restore_frames(stream, BlockySuperResolution(), RestoreConfig(upscale=2)))
+def test_a_super_resolution_restorer_needs_its_own_upscale(tmp_path):
+    """One check, where the restorer is chosen: the loader (naming the file) and ``restore_video``
+    for a restorer handed in, before any frame is decoded."""
+    from framefusion_video.inference import default_sr_model_path
+    from framefusion_video.restore import checked_restorer, load_default_restorer, restore_video
+
+    with pytest.raises(FfvError, match="x4 super-resolution model: restore with --upscale 4"):
+        checked_restorer(BlockySuperResolution(), 2, "blocky")
+    assert checked_restorer(BlockySuperResolution(), 4, "blocky").scale == 4
+    clip = write_clip(tmp_path / "c.mp4", no_face_frames())
+    with pytest.raises(FfvError, match="restore with --upscale 4"):
+        restore_video(clip, tmp_path / "out.mp4", RestoreConfig(upscale=2), restorer=BlockySuperResolution())
+    assert not (tmp_path / "out.mp4").exists()
+    x2 = default_sr_model_path(2)
+    if x2 is not None:
+        with pytest.raises(FfvError, match=f"{x2.name}: a x2 super-resolution model: restore with --upscale 2"):
+            load_default_restorer(RestoreConfig(model_path=str(x2)))
 
 
 class InventingSuperResolution(BlockySuperResolution):

@@ -314,16 +314,16 @@ def test_training_keeps_the_gate_at_a_gain_of_one():
         np.testing.assert_array_equal(a, b.numpy())
 
 
-def test_ssim_equals_tensorflows():
+def test_batch_ssim_equals_tensorflows():
     import tensorflow as tf
 
-    from framefusion_video.training import ssim
+    from framefusion_video.training import batch_ssim
 
     rng = np.random.default_rng(0)
     x = rng.random((3, 40, 36, 3), dtype=np.float32)
     y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
-    np.testing.assert_allclose(ssim(x, y).numpy(), tf.image.ssim(x, y, max_val=1.0).numpy(), atol=2e-5)
-    np.testing.assert_allclose(ssim(x, x).numpy(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(batch_ssim(x, y).numpy(), tf.image.ssim(x, y, max_val=1.0).numpy(), atol=2e-5)
+    np.testing.assert_allclose(batch_ssim(x, x).numpy(), 1.0, atol=1e-5)
 
 
 def test_repeats_show_a_crop_that_often_per_epoch_with_damage_of_its_own():

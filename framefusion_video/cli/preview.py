@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from framefusion_video.cli.options import restoration_options
+from framefusion_video.cli.options import config_from_options, config_options
 from framefusion_video.errors import FfvError
 
 
@@ -28,22 +28,20 @@ def _frame_list(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--frames", callback=_frame_list, help="Export these frame numbers (0-based), e.g. 10,20,30.")
 @click.option("--annotate", is_flag=True, help="Draw face boxes (green: restored, blue: left alone, red: refused), "
                                                      "track ids and landmarks on the original.")
-@restoration_options
+@config_options
 @click.pass_context
 def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, frames: list[int] | None,
-            annotate: bool, model_path: str | None, strength: float, upscale: str, min_face: int,
-            max_faces: int, safety: bool) -> None:
-    """Write before/after PNGs of INPUT, face close-ups and a page (index.html) to OUTPUT."""
+            annotate: bool, **options) -> None:
+    """Write before/after PNGs of INPUT, face close-ups and a page (index.html) to OUTPUT.
+
+    Takes every option of ``ffv restore`` that sets how faces are restored, so that a preview
+    shows what a run with the same options gives (``--crf`` and ``--preset`` only shape a video).
+    """
     from framefusion_video.preview import export_preview
-    from framefusion_video.config import RestoreConfig
 
     if every is not None and frames is not None:
         raise click.UsageError("use either --every or --frames, not both", ctx)
-    try:
-        config = RestoreConfig(model_path=model_path, strength=strength, upscale=int(upscale),
-                               min_face=min_face, max_faces=max_faces, safety=safety)
-    except ValueError as exc:
-        raise click.UsageError(str(exc), ctx) from exc
+    config = config_from_options(ctx, options)
     try:
         export_preview(input, out_dir, every=every, frames=frames, annotate=annotate, config=config)
     except FfvError as exc:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from framefusion_video.config import UPSCALE_FACTORS
+
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """'0,1,2,4,6' -> (0, 1, 2, 4, 6)."""
@@ -56,7 +58,7 @@ RESTORER_UNSHUFFLE = 4
               help="Another folder of face photos to train on (repeatable), e.g. sharper or more varied faces.")
 @click.option("--extra-repeat", type=click.IntRange(min=1),
               help="How many times each --extra face is seen per epoch (default 1): weighs a small set up.")
-@click.option("--span", "span_scale", type=click.Choice(["1", "2", "4"]),
+@click.option("--span", "span_scale", type=click.Choice([str(s) for s in UPSCALE_FACTORS]),
               help="Train a SPAN network instead of the U-Net. 2 or 4: super-resolution, crops are damaged, "
                    "shrunk by that factor and restored to full size. 1: a same-size restorer, SPAN x4 on the crop's "
                    "4x4 area means and a full-size head. Start it from converted weights with --init-from "
