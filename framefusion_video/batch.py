@@ -25,7 +25,7 @@ from .errors import FfvError
 from .filetypes import is_video_file
 from .outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
 from .pipeline import Restorer
-from .restore import FileResult, ProgressCallback, load_default_restorer, restore_output
+from .restore import FileResult, ProgressCallback, check_config, checked_restorer, load_default_restorer, restore_output
 from .video_io import check_input
 
 log = logging.getLogger(__name__)
@@ -406,5 +406,8 @@ def restore_paths(
             (model file, report path, output folder: checked before any work), the model cannot
             be loaded, or the report cannot be written. Failures of single files do not raise.
     """
+    check_config(config)
+    if restorer is not None:
+        checked_restorer(restorer, config.upscale, "the restorer given")
     execute = SerialExecutor(config, overwrite=overwrite, quiet=quiet, restorer=restorer)
     return run_plan(inputs, output, config, execute, recursive=recursive, report=report, quiet=quiet)

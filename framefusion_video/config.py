@@ -104,8 +104,8 @@ class RestoreConfig:
                              help="0 keeps the original faces (frames pass through, no face is looked at), "
                                   "1 pastes the restored faces fully.")
     upscale: int = option(1, choices=UPSCALE_FACTORS,
-                          help="Enlarge the frames by this factor (bicubic), faces pasted at full resolution; at 2 "
-                               "and 4, small faces are super-resolved from their own pixels.")
+                          help="Enlarge the frames by this factor (bicubic); at 2 and 4 every face, whatever its "
+                               "size, is super-resolved from its own pixels.")
     min_face: int = option(0, low=0, help="Ignore faces smaller than this many pixels (0: no limit).")
     max_faces: int = option(0, low=0, help="Restore at most this many faces per frame, largest first (0: all).")
     crf: int = option(18, low=0, high=51, help="x264 quality: lower is better and bigger.")

@@ -142,6 +142,15 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     return checked_restorer(restorer, config.upscale, path or "the shipped model")
 
 
+def check_config(config: RestoreConfig) -> RestoreConfig:
+    """``config`` if it is a :class:`RestoreConfig`; a TypeError naming what was given otherwise
+    (a preset name or a dict is not one: ``config.preset_config`` makes one from a name)."""
+    if not isinstance(config, RestoreConfig):
+        raise TypeError(f"config must be a RestoreConfig, got {config!r} ({type(config).__name__}); "
+                        "RestoreConfig(**options) or preset_config(name) makes one")
+    return config
+
+
 def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike) -> Restorer:
     """``restorer`` where the pipeline can run it at ``upscale``; the one check of a restorer's
     scale, made where it is chosen, so that ``pipeline`` relies on it.
@@ -154,6 +163,9 @@ def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike
     """
     from .pipeline import restorer_scale
 
+    if not callable(getattr(restorer, "restore", None)) or not hasattr(restorer, "crop_size"):
+        raise TypeError(f"restorer must have crop_size and restore(crops), got {restorer!r} "
+                        f"({type(restorer).__name__})")
     scale = restorer_scale(restorer)
     if scale > 1 and scale != upscale:
         raise FfvError(source, f"a x{scale} super-resolution model: restore with --upscale {scale}")
@@ -206,6 +218,7 @@ def restore_video(
     """
     from .video_io import VideoWriter, check_frame_size, probe
 
+    check_config(config)
     src, dst = Path(src), Path(dst)
     started = time.perf_counter()
     check_input(src)

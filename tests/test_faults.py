@@ -983,3 +983,26 @@ def test_a_checkpoint_on_a_full_disk_is_one_line_naming_the_run(tmp_path, monkey
     monkeypatch.setattr(checkpoints, "step", lambda: 1)
     with pytest.raises(FfvError, match=r"cannot write the checkpoint \(no space left on device\)"):
         checkpoints.save()
+
+
+# ---- API arguments of the wrong kind
+
+@pytest.mark.parametrize("config", ["fast", {"strength": 0.5}])
+def test_a_config_that_is_not_a_restore_config_is_a_type_error_naming_it(tmp_path, config):
+    from framefusion_video import restore_paths, restore_video
+
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 4, 10.0)
+    with pytest.raises(TypeError, match="config must be a RestoreConfig"):
+        restore_paths(src, tmp_path / "out.mp4", config)
+    with pytest.raises(TypeError, match="config must be a RestoreConfig"):
+        restore_video(src, tmp_path / "out.mp4", config)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_restorer_that_is_not_one_is_a_type_error_before_any_work(tmp_path):
+    from framefusion_video import restore_paths
+
+    src = make_clip(tmp_path / "in.mp4", (64, 48), 4, 10.0)
+    with pytest.raises(TypeError, match="restorer must have crop_size and restore"):
+        restore_paths(src, tmp_path / "out.mp4", restorer="x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
