@@ -25,7 +25,8 @@ from .errors import FfvError
 from .filetypes import is_video_file
 from .outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
 from .pipeline import Restorer
-from .restore import FileResult, ProgressCallback, check_config, checked_restorer, load_default_restorer, restore_output
+from .restore import (FileResult, ProgressCallback, check_config, check_output_name, checked_restorer,
+                      load_default_restorer, restore_output)
 from .video_io import check_input
 
 log = logging.getLogger(__name__)
@@ -236,10 +237,11 @@ Executor = Callable[[Sequence[Job], Finished], None]
 def settle_before_run(job: Job, overwrite: bool, result_type: type[FileResult] = FileResult) -> FileResult | None:
     """The result of a job that needs no restorer, or None for a job to run: "skipped" when its
     output exists (unless ``overwrite``), "failed" when its input cannot be a video
-    (:func:`video_io.check_input`)."""
-    if job.dst.exists() and not overwrite:
-        return result_type(job.src, job.dst, status="skipped")
+    (:func:`video_io.check_input`) or its output's name is too long."""
     try:
+        check_output_name(job.dst)
+        if job.dst.exists() and not overwrite:
+            return result_type(job.src, job.dst, status="skipped")
         check_input(job.src)
     except FfvError as exc:
         return result_type(job.src, job.dst, status="failed", error=str(exc))

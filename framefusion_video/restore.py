@@ -70,8 +70,19 @@ class FileResult:
         return out
 
 
+def check_output_name(dst: Path) -> None:
+    """Raise FfvError when ``dst``'s name is longer than a file system takes (every call on it
+    would fail with an OSError)."""
+    from .outputs import NAME_MAX
+
+    if len(os.fsencode(dst.name)) > NAME_MAX:
+        raise FfvError(dst, f"file name too long (a name may have at most {NAME_MAX} bytes); choose a shorter output")
+
+
 def check_output(src: Path, dst: Path) -> None:
-    """Raise FfvError when ``dst`` would overwrite the input or its folder cannot be written."""
+    """Raise FfvError when ``dst`` would overwrite the input, its name is longer than a file
+    system takes, or its folder cannot be written."""
+    check_output_name(dst)
     if same_file(src, dst):
         raise FfvError(dst, "the output would overwrite the input; choose another output")
     parent = dst.parent

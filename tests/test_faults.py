@@ -1006,3 +1006,17 @@ def test_a_restorer_that_is_not_one_is_a_type_error_before_any_work(tmp_path):
     with pytest.raises(TypeError, match="restorer must have crop_size and restore"):
         restore_paths(src, tmp_path / "out.mp4", restorer="x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_an_output_name_too_long_fails_that_file_alone(tmp_path, monkeypatch):
+    """A 250-byte input's output beside it (``_restored``) would pass the 255-byte limit: that file
+    fails with one line, and the run goes on to the next."""
+    from framefusion_video import restore_paths
+
+    use_pass_through(monkeypatch)
+    short = make_clip(tmp_path / "a.mp4", (64, 48), 4, 10.0)
+    long = tmp_path / ("x" * 246 + ".mp4")
+    long.write_bytes(short.read_bytes())
+    results = restore_paths([long, short], None)
+    assert [r.status for r in results] == ["failed", "done"]
+    assert "file name too long" in results[0].error
