@@ -87,9 +87,7 @@ class RestoreConfig:
         min_confidence: face detector score threshold in [0, 1].
         temporal: weight in [0, 1) of the previous frame's restored face where the input did not
             change (motion-compensated, ``stabilize.py``): removes the restorer's flicker; 0 = off.
-        model_threads: LiteRT (XNNPACK) threads of the generator; 0 = half the cores, at least
-            one: the model has a thread of its own beside decoding, tracking, the paste-back and
-            x264, and a second XNNPACK thread mostly spins waiting for a busy core.
+        model_threads: LiteRT (XNNPACK) threads of the generator; 0 = :meth:`auto_model_threads`.
         safety: leave alone faces whose landmarks do not fit their box, and refuse restored faces
             that change their input by more than its estimated damage explains (``safety.py``).
     """
@@ -133,6 +131,15 @@ class RestoreConfig:
                 problems.append(f"{f.name} {problem}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def auto_model_threads(self) -> int:
+        """The generator's threads: ``model_threads``, or by default half the cores (at least one)
+        at the same size, where the model has a thread of its own beside decoding, tracking, the
+        paste-back and x264 and a second XNNPACK thread mostly spins waiting for a busy core; every
+        core when super-resolving, where the network is most of the work
+        (``benchmarks/bench_upscale.py``)."""
+        cores = os.cpu_count() or 1
+        return self.model_threads or (cores if self.upscale > 1 else max(1, cores // 2))
 
     @property
     def passes_through(self) -> bool:

@@ -140,7 +140,7 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     if path is None and config.upscale > 1:
         path = default_sr_model_path(config.upscale)
     try:
-        threads = config.model_threads or max(1, (os.cpu_count() or 1) // 2)
+        threads = config.auto_model_threads()
         restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
         x2 = default_sr_model_path(2) if config.model_path is None and config.upscale == 4 else None
         if x2 is not None and restorer.crop_size is None:

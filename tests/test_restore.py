@@ -811,3 +811,12 @@ def test_faces_too_small_for_the_detector_at_the_input_size_are_found_when_upsca
         found = detector.detect(frame)
     assert [f for f in found if 400 <= 0.5 * (f.box[0] + f.box[2]) <= 500 and 200 <= 0.5 * (f.box[1] + f.box[3]) <= 300]
     assert detector_config(RestoreConfig()).tile_min_side > max(frame.shape)  # the default run is not slowed
+
+
+def test_the_generator_gets_every_core_only_when_super_resolving(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert RestoreConfig().auto_model_threads() == 2  # beside decode, tracking, paste-back and x264
+    assert RestoreConfig(upscale=2).auto_model_threads() == 4  # the network is most of the work
+    assert RestoreConfig(upscale=4, model_threads=1).auto_model_threads() == 1  # as asked

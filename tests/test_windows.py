@@ -14,8 +14,9 @@ from framefusion_video.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, c
 
 
 def test_a_window_is_the_face_box_and_its_margin_clipped_to_the_frame():
-    box = (100.0, 50.0, 180.0, 150.0)  # 80 x 100: margin a quarter of 100 on each side
-    assert window_rect(box, (720, 1280)) == (75, 25, 205, 175)
+    box = (100.0, 50.0, 180.0, 150.0)  # 80 x 100: a margin of WINDOW_MARGIN x 100 on each side
+    m = WINDOW_MARGIN * 100
+    assert window_rect(box, (720, 1280)) == (int(100 - m), int(50 - m), int(180 + m), int(150 + m))
     assert window_rect((2.0, 3.0, 12.0, 13.0), (720, 1280)) == (0, 0, 12 + MIN_MARGIN, 13 + MIN_MARGIN)
     assert window_rect((1200.0, 600.0, 1290.0, 730.0), (720, 1280))[2:] == (1280, 720)
 
@@ -49,8 +50,8 @@ def test_the_paste_mask_keeps_full_weight_where_the_window_meets_the_frame_borde
 
 
 def test_grown_box_takes_the_larger_side_for_its_margin():
-    x0, y0, x1, y1 = grown_box((0.0, 0.0, 100.0, 40.0))
-    assert (x0, y0, x1, y1) == (-25.0, -25.0, 125.0, 65.0) and WINDOW_MARGIN == 0.25
+    m = WINDOW_MARGIN * 100
+    assert grown_box((0.0, 0.0, 100.0, 40.0)) == (-m, -m, 100 + m, 40 + m)
 
 
 def test_paste_window_blends_by_strength_and_leaves_the_rest_of_the_frame():
