@@ -336,6 +336,24 @@ def write_image(path: str | os.PathLike, rgb) -> None:
     write_file(path, buf.tobytes(), "image")
 
 
+def append_line(path: str | os.PathLike, line: str, what: str) -> None:
+    """Append ``line`` (and a newline) to the log file ``path``, created if missing; never through
+    a link: a symbolic link there, or a file with another name too (a hard link), is an FfvError,
+    as is a write that fails ("cannot write the <what> (<reason>)")."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        reason = "it is a link, which ffv never follows" if exc.errno == errno.ELOOP else os_reason(exc)
+        raise FfvError(path, f"cannot write the {what} ({reason})") from exc
+    with os.fdopen(fd, "ab") as handle:
+        if os.fstat(handle.fileno()).st_nlink > 1:
+            raise FfvError(path, f"cannot write the {what} (it has another name too, a hard link ffv never writes through)")
+        try:
+            _write_all(handle, (line + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise FfvError(path, f"cannot write the {what} ({os_reason(exc)})") from exc
+
+
 def no_follow(path: str, flags: int) -> int:
     """An ``open(..., opener=no_follow)`` that never follows a link at ``path``."""
     return os.open(path, flags | os.O_NOFOLLOW, 0o644)

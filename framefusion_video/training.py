@@ -25,7 +25,7 @@ from .checkpoints import load_checkpoint, read_run_record, save_checkpoint, save
 from .dataset import BatchSampler, PairSampler
 from .errors import FfvError
 from .model import DiscriminatorConfig, GeneratorConfig
-from .outputs import check_folder_can_be_made, no_follow, os_reason, write_atomic
+from .outputs import append_line, check_folder_can_be_made, os_reason, write_atomic
 from .span import SpanConfig
 
 log = logging.getLogger(__name__)
@@ -471,8 +471,7 @@ class Validation(_StepCallback):
                    "ssim_input": float(tf.reduce_mean(tf.image.ssim(self.baseline, self.val[1], 1.0))),
                    "minutes": round((time.monotonic() - self.started) / 60, 2),
                    **{f"train_{k}": v for k, v in self.scalars.latest.items()}}
-        with open(self.out_dir / "curve.jsonl", "a", opener=no_follow) as fh:
-            fh.write(json.dumps(figures) + "\n")
+        append_line(self.out_dir / "curve.jsonl", json.dumps(figures), "learning curve")
         with self.writer.as_default(step=step):
             tf.summary.scalar("val/psnr", figures["psnr"])
             tf.summary.scalar("val/ssim", figures["ssim"])

@@ -1026,3 +1026,19 @@ def test_an_output_name_too_long_fails_that_file_alone(tmp_path, monkeypatch):
     results = restore_paths([long, short], None)
     assert [r.status for r in results] == ["failed", "done"]
     assert "file name too long" in results[0].error
+
+
+def test_the_learning_curve_is_never_appended_through_a_link(tmp_path):
+    from framefusion_video.outputs import append_line
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's notes\n")
+    (tmp_path / "soft.jsonl").symlink_to(victim)
+    os.link(victim, tmp_path / "hard.jsonl")
+    for name in ("soft.jsonl", "hard.jsonl"):
+        with pytest.raises(FfvError, match="learning curve"):
+            append_line(tmp_path / name, '{"step": 1}', "learning curve")
+    assert victim.read_text() == "the user's notes\n"
+    append_line(tmp_path / "curve.jsonl", '{"step": 1}', "learning curve")
+    append_line(tmp_path / "curve.jsonl", '{"step": 2}', "learning curve")
+    assert (tmp_path / "curve.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
