@@ -40,7 +40,7 @@ from typing import Any
 from .errors import FfvError
 from .batch import Finished, Job, run_job, run_plan, settle_before_run
 from .config import RestoreConfig
-from .outputs import claim_output
+from .outputs import OutputBusy, claim_output
 from .restore import FileResult
 
 log = logging.getLogger(__name__)
@@ -397,8 +397,19 @@ def _stop_tasks(ray, refs: list) -> None:
             return
 
 
-def _remove_leftovers(dst: Path) -> None:
+def _remove_leftovers(dst: Path, patience: float = 5.0) -> None:
     """Remove the lock and temporaries a stopped task left of output ``dst`` (a killed worker
-    cannot), unless a live run holds the output, whose files are its own."""
-    with contextlib.suppress(FfvError):  # OutputBusy included
-        claim_output(dst).release()
+    cannot), unless a live run holds the output, whose files are its own. A worker Ray has just
+    been told to kill may hold it a moment longer: the claim is tried again for ``patience``
+    seconds before the output is taken for another run's."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            claim_output(dst).release()
+            return
+        except OutputBusy:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
+        except FfvError:
+            return
