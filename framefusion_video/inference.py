@@ -231,11 +231,11 @@ class CascadeRestorer:
 
 
 #: Windows (px, longer side) up to which the shipped ×4 network runs alone; larger ones go through
-#: the ×2 network twice (:class:`CascadeRestorer`): about a 61 px face and its margin. Faces
-#: between that and the 67 px one it invented on are rare, and the review refuses what it invents;
-#: at 64 px, ``--upscale 4`` gained 0.05 dB less on the synthetic clip at two thirds of the speed
-#: (``benchmarks/quality_clip.py --upscale 4``, ``benchmarks/bench_upscale.py``).
-CASCADE_MAX_SIDE = 80
+#: the ×2 network twice (:class:`CascadeRestorer`): about a 49 px face and its margin. At 80 px
+#: ``--upscale 4`` ran 1.4 times faster and gained 0.05 dB more on the synthetic clip, but the ×4
+#: network took a real selfie's 50-60 px face 2.7 dB below bicubic, where ×2 twice is 0.6 below
+#: (``benchmarks/quality_real_sr.py``).
+CASCADE_MAX_SIDE = 64
 
 
 def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:
