@@ -85,8 +85,10 @@ def face_psnr(video: Path, truth: Path, boxes: list) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def run(clips: list[Path], work: Path, factors: list[int], seconds: float, crf: int) -> list[dict]:
-    """One row per clip and factor: face PSNR of bicubic and of ffv restore, and the gain."""
+def run(clips: list[Path], work: Path, factors: list[int], seconds: float, crf: int,
+        model: Path | None = None) -> list[dict]:
+    """One row per clip and factor: face PSNR of bicubic and of ffv restore (with ``model``, a
+    super-resolution generator file of that factor, instead of the shipped ones), and the gain."""
     from framefusion_video.batch import restore_paths
     from framefusion_video.config import RestoreConfig
 
@@ -97,7 +99,8 @@ def run(clips: list[Path], work: Path, factors: list[int], seconds: float, crf: 
             truth, small, bicubic = make_inputs(clip, work, seconds, factor, crf)
             boxes = boxes if boxes is not None else face_boxes(truth)
             out = work / f"{clip.stem}_x{factor}_ffv.mp4"
-            result = restore_paths([small], out, RestoreConfig(upscale=factor), overwrite=True, quiet=True)[0]
+            config = RestoreConfig(upscale=factor, model_path=None if model is None else str(model))
+            result = restore_paths([small], out, config, overwrite=True, quiet=True)[0]
             if result.status != "done":
                 raise RuntimeError(f"ffv restore failed on {small}: {result.error}")
             plain, ffv = face_psnr(bicubic, truth, boxes), face_psnr(out, truth, boxes)
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", default="2,4")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--crf", type=int, default=23, help="x264 CRF of the reduced clips")
+    parser.add_argument("--model", type=Path, help="a super-resolution generator of the one factor given "
+                                                   "(default: the shipped networks)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--write", action="store_true", help="replace the section quality_real_sr of RESULTS.md")
     args = parser.parse_args(argv)
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no clip at {', '.join(missing)}")
     factors = [int(f) for f in args.factors.split(",")]
     with tempfile.TemporaryDirectory(prefix="ffv-real-sr-") as tmp:
-        rows = run(clips, Path(tmp), factors, args.seconds, args.crf)
+        rows = run(clips, Path(tmp), factors, args.seconds, args.crf, args.model)
     command = "python benchmarks/quality_real_sr.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = [[r["clip"], f"x{r['factor']}", r["face_frames"], r["restored"], f"{r['bicubic']:.2f}", f"{r['ffv']:.2f}",
               f"{r['gain']:+.2f}"] for r in rows]
