@@ -185,6 +185,22 @@ def faces_line(restored: int, left_alone: int, refused: int) -> str:
     return f"{restored} faces restored, {left_alone} left alone, {refused} refused"
 
 
+def next_step(restored: int, left_alone: int, refused: int, frames: int, upscale: int) -> str | None:
+    """One plain sentence after a run that restored no face, or few: why, and what to try; None
+    when most faces were restored (or nothing was run)."""
+    seen = restored + left_alone + refused
+    if frames == 0 or (seen and restored >= (left_alone + refused)):
+        return None
+    bigger = " `--upscale 2` super-resolves small faces from their own pixels;" if upscale == 1 else ""
+    if not seen:
+        return (f"No face was found.{bigger or ' Faces smaller than about 10 px are missed;'} "
+                "`ffv preview --annotate` shows what was detected.")
+    return ("Most faces were not restored: 'left alone' means the network found nothing to improve "
+            "(a clean face stays exactly as it was), 'refused' that the safety checks kept the original."
+            f"{bigger} `--no-safety` pastes every restored face, and `ffv preview --annotate` shows "
+            "each decision.")
+
+
 def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
     """The run's totals: files by status, and frames and faces of the files done."""
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
@@ -377,6 +393,10 @@ def run_plan(
         faces_line(s["faces"], s["faces_left_alone"], s["faces_refused"])
     log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
              s["files"], s["done"], s["skipped"], s["failed"], s["frames"], faces, seconds)
+    hint = None if config.passes_through else \
+        next_step(s["faces"], s["faces_left_alone"], s["faces_refused"], s["frames"], config.upscale)
+    if hint:
+        log.info("%s", hint)
     if report is not None:
         write_report(Path(report), final, config, seconds)
     return final

@@ -360,3 +360,14 @@ def test_strength_zero_passes_the_frames_through_without_looking_at_faces(clips,
     assert len(ours) == len(theirs) == 6
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_that_restores_no_face_says_why_and_what_to_try():
+    from framefusion_video.batch import next_step
+
+    clean = next_step(restored=0, left_alone=120, refused=0, frames=120, upscale=1)
+    assert "'left alone' means the network found nothing to improve" in clean and "--upscale 2" in clean
+    assert "--upscale 2" not in next_step(0, 10, 5, 10, upscale=2)  # already super-resolving
+    assert "No face was found" in next_step(0, 0, 0, 50, upscale=1)
+    assert next_step(restored=90, left_alone=10, refused=0, frames=100, upscale=1) is None
+    assert next_step(0, 0, 0, frames=0, upscale=1) is None
