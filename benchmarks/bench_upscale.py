@@ -72,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                       "(area, x264 CRF 20) and restored with that `--upscale`, default options, the shipped networks "
                       "loaded once (start-up not counted); best of the repeats. Faces: face-frames restored.", "",
                       common.markdown_table(["upscale", "input", "frames", "faces", "seconds", "fps"], rows), ""])
-    print(text)
-    if args.write:
-        common.write_section("upscale_speed", text)
+    common.publish(text, "upscale_speed" if args.write else None)
     return 0
 
 

@@ -34,7 +34,6 @@ run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -245,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args.faces, Path(tmp), clip_config, scales, args.sr_crf, options)
     command = "python benchmarks/breakdown.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = to_markdown(results, command.strip())
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    if args.write:
-        common.write_section("breakdown" + ("_small" if args.small else ""), text)
+    common.publish(text, "breakdown" + ("_small" if args.small else "") if args.write else None, args.json, results)
     return 0
 
 

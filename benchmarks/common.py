@@ -140,6 +140,18 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     log.info("updated section %r of %s", name, path)
 
 
+def publish(text: str, section: str | None = None, json_path: Path | None = None, data: object = None) -> None:
+    """What a benchmark script ends with: its markdown printed, every figure to ``json_path``
+    (if given), and the markdown as section ``section`` of RESULTS.md (``--write``; None: not)."""
+    import json
+
+    print(text)
+    if json_path is not None:
+        json_path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    if section is not None:
+        write_section(section, text)
+
+
 def transcode_seconds(src: Path, dst: Path, preset: str = "veryfast", crf: int = 18,
                       frames: int | None = None) -> float:
     """Wall seconds of a plain ``ffmpeg -c:v libx264 -preset P`` transcode of ``src`` (the floor)."""

@@ -239,12 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                       with_ssim=not args.no_ssim, inputs=inputs, upscale=args.upscale, identity=args.identity)
     command = "python benchmarks/quality_clip.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = to_markdown(results, command.strip())
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    if args.write:
-        slug = "".join(f"_{k}_{v}" for k, v in results["restore_options"].items())
-        common.write_section(args.section or f"quality_clip{slug}" + ("_small" if args.small else ""), text)
+    slug = "".join(f"_{k}_{v}" for k, v in results["restore_options"].items())
+    section = args.section or f"quality_clip{slug}" + ("_small" if args.small else "")
+    common.publish(text, section if args.write else None, args.json, results)
     return 0
 
 

@@ -17,7 +17,6 @@ box of each frame against the truth, mean over face-frames, per clip and factor.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import subprocess
 import sys
@@ -145,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                       "ffv restored.", "",
                       common.markdown_table(["clip", "upscale", "face-frames", "restored", "bicubic", "ffv", "gain"],
                                             table), ""])
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    if args.write:
-        common.write_section("quality_real_sr", text)
+    common.publish(text, "quality_real_sr" if args.write else None, args.json, rows)
     return 0
 
 

@@ -77,26 +77,16 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
 
 
-def warp_to_crop(frame: np.ndarray, matrix: np.ndarray, crop_size: int, cubic: bool = False) -> np.ndarray:
+def warp_to_crop(frame: np.ndarray, matrix: np.ndarray, crop_size: int) -> np.ndarray:
     """The aligned crop (``crop_size`` square, frame's dtype and channels) cut from ``frame``.
 
     Pixels outside the frame are filled by reflection so that the generator never sees hard
-    black borders it was not trained on. ``cubic``: bicubic instead of bilinear interpolation
-    (sharper, for a crop near the frame's own resolution).
+    black borders it was not trained on.
     """
     return cv2.warpAffine(
         frame, np.asarray(matrix, dtype=np.float64), (crop_size, crop_size),
-        flags=cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101,
+        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101,
     )
-
-
-def reduce_matrix(matrix: np.ndarray, factor: int) -> np.ndarray:
-    """The frame->crop matrix of a crop ``factor`` times smaller whose pixel (i, j) covers pixels
-    ``factor * i .. factor * i + factor - 1`` of the crop of ``matrix`` (as an area reduction does)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    out = matrix / factor
-    out[:, 2] = (matrix[:, 2] - 0.5 * (factor - 1)) / factor
-    return out
 
 
 def warp_to_frame(crop: np.ndarray, matrix: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:

@@ -239,6 +239,17 @@ def _where(path: Path) -> str:
     return os.path.normcase(os.path.join(os.path.realpath(absolute.parent), absolute.name))
 
 
+def make_output_folder(folder: Path, named: Path | None = None) -> None:
+    """Create ``folder`` (and its parents) and check that it can be written; FfvError naming
+    ``named`` (default ``folder``) otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FfvError(named or folder, f"cannot create the output folder ({os_reason(exc)})") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FfvError(named or folder, "cannot write to the output folder (permission denied)")
+
+
 def check_folder_can_be_made(folder: Path, what: str) -> None:
     """Raise FfvError unless ``folder`` is, or can be created as, a folder ffv can write to.
 

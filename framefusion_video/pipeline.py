@@ -337,15 +337,15 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
 
 
 def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], safety: SafetyConfig,
-             colour_ranges: Sequence[np.ndarray]) -> list[float]:
-    """``safety.estimate_damage`` of each face's own pixels, dark as its colour range says
-    (0 where it is not needed: a face left alone, or the checks off)."""
+             lit_lumas: Sequence[float]) -> list[float]:
+    """``safety.estimate_damage`` of each face's own pixels, dark below its ``lit_lumas`` entry
+    (0: darkness is no damage) (0 where it is not needed: a face left alone, or the checks off)."""
     from .safety import estimate_damage, face_region
 
     if not safety.enable:
         return [0.0] * len(boxes)
-    return [0.0 if alone else estimate_damage(*face_region(frame, box), safety, float(p[0, 0]))
-            for box, alone, p in zip(boxes, left_alone, colour_ranges)]
+    return [0.0 if alone else estimate_damage(*face_region(frame, box), safety, lit)
+            for box, alone, lit in zip(boxes, left_alone, lit_lumas)]
 
 
 def _colour_ranges(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
@@ -381,7 +381,7 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
         return _finish_sr_frame(item, base, restored, config)
     safety = safety_config(config)
     ranges = _colour_ranges(item.frame, item.boxes, left_alone)
-    damages = _damages(item.frame, item.boxes, left_alone, safety, ranges)
+    damages = _damages(item.frame, item.boxes, left_alone, safety, [float(r[0, 0]) for r in ranges])
     crops, statuses, reasons = review_crops(restored, item.crops, left_alone, ranges if config.colour_match else None,
                                             safety=safety, damages=damages)
     matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
@@ -414,22 +414,19 @@ def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.nda
     from .safety import RESTORED
     from .windows import feather_mask, paste_window
 
-    from .safety import estimate_damage, face_region
-
     scale = config.upscale
     safety = safety_config(config)
     # Darkness is no damage here: a super-resolution network does not relight a face, and a dark
     # face's allowance would let through what it invents.
-    damages = [estimate_damage(*face_region(item.frame, box), safety, 0.0) if safety.enable else 0.0
-               for box in item.boxes]
+    n = len(item.boxes)
+    damages = _damages(item.frame, item.boxes, [False] * n, safety, [0.0] * n)
     statuses, reasons = review_windows(restored, item.windows, item.rects, item.boxes, scale,
                                        safety=safety, damages=damages)
-    out = base.copy()
     for status, window_out, rect, box in zip(statuses, restored, item.rects, item.boxes):
-        if status == RESTORED:
-            mask = feather_mask(rect, item.frame.shape[:2], box, scale)
-            paste_window(out, window_out, rect, mask, scale, config.strength)
-    return _restored_frame(item, out, statuses, reasons)
+        if status == RESTORED:  # into the frame's own upscale, made for this frame alone
+            paste_window(base, window_out, rect, feather_mask(rect, item.frame.shape[:2], box, scale), scale,
+                         config.strength)
+    return _restored_frame(item, base, statuses, reasons)
 
 
 def stabilize_config(config: RestoreConfig) -> StabilizeConfig:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import FfvError
 from .config import RestoreConfig
-from .outputs import os_reason, write_file, write_image
+from .outputs import make_output_folder, write_file, write_image
 from .pipeline import Restorer
 from .restore import checked_restorer, iter_restored, load_default_restorer
 from .video_io import check_input
@@ -272,12 +272,8 @@ def _make_folders(out_dir: Path) -> None:
         folder = out_dir / sub
         if folder.is_symlink():
             raise FfvError(folder, "is a link, which ffv preview never writes through; remove it")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FfvError(out_dir, f"cannot create the output folder ({os_reason(exc)})") from exc
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise FfvError(out_dir, "cannot write to the output folder (permission denied)")
+        make_output_folder(folder, named=out_dir)
+    make_output_folder(out_dir)
 
 
 def export_preview(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RestoreConfig
 from .errors import FfvError
-from .outputs import OutputBusy, OutputClaim, claim_output, same_file
+from .outputs import OutputBusy, OutputClaim, claim_output, make_output_folder, same_file
 from .pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
 from .threads import BackgroundWriter, prefetch, queue_length
 from .video_io import check_input
@@ -85,13 +85,7 @@ def check_output(src: Path, dst: Path) -> None:
     check_output_name(dst)
     if same_file(src, dst):
         raise FfvError(dst, "the output would overwrite the input; choose another output")
-    parent = dst.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FfvError(parent, f"cannot create the output folder ({exc.strerror or exc})") from exc
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise FfvError(parent, "cannot write to the output folder (permission denied)")
+    make_output_folder(dst.parent)
     if dst.is_dir():
         raise FfvError(dst, "the output is a folder, expected a file name")
 

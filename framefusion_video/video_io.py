@@ -34,7 +34,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from .errors import FfvError, read_head
+from .errors import FfvError
 from .outputs import OutputClaim, claim_output, create_temp, new_token
 
 log = logging.getLogger(__name__)

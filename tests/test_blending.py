@@ -247,14 +247,3 @@ def test_invalid_arguments_are_rejected(portrait: np.ndarray, matrix: np.ndarray
         paste_faces(portrait, [(np.zeros((S, S), np.float32), matrix)])
     with pytest.raises(ValueError):
         upscale_frame(portrait, 0)
-
-
-def test_a_reduced_matrix_cuts_the_area_reduction_of_the_crop(portrait) -> None:
-    matrix = alignment.estimate_alignment(np.array([[100, 120], [160, 118], [130, 150], [108, 180], [152, 178]],
-                                                   np.float32), 128)
-    big = alignment.warp_to_crop(portrait, matrix, 128).astype(np.float32)
-    reduced = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)
-    direct = alignment.warp_to_crop(portrait, alignment.reduce_matrix(matrix, 4), 32).astype(np.float32)
-    shifted = alignment.warp_to_crop(portrait, alignment.reduce_matrix(matrix, 4) + [[0, 0, 1], [0, 0, 0]], 32)
-    # The same face on the same grid (up to the two interpolations), not one pixel off.
-    assert np.abs(direct - reduced).mean() < 0.5 * np.abs(shifted.astype(np.float32) - reduced).mean()
