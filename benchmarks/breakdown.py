@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
     if not scales or any(s not in SCALES for s in scales):
         parser.error("--scales takes 1, 2 and 4")
-    options = {k: v for k, v in vars(restore_config_from(dict(p.split("=", 1) for p in args.restore))).items()
+    options = {k: v for k, v in vars(restore_config_from(common.parse_options(args.restore))).items()
                if k != "upscale"}
     clip_config = ClipConfig.small(seed=args.seed) if args.small else ClipConfig(seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="ffv-breakdown-") as tmp:

@@ -174,3 +174,14 @@ def cut_clip(src: Path, dst: Path, frames: int) -> Path:
                     "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "10",
                     "-c:a", "copy", str(dst)], check=True)
     return dst
+
+
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """``["strength=0", "colour_match=false"]`` -> ``{"strength": "0", ...}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--restore takes FIELD=VALUE, got {pair!r}")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out

@@ -47,17 +47,6 @@ DEFAULT_FACES = common.SHARED_VIDEOS.parent / "faces" / "frl"
 INPUTS = ("damaged", "clean")
 
 
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    """``["strength=0", "colour_match=false"]`` -> ``{"strength": "0", ...}``."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--restore takes FIELD=VALUE, got {pair!r}")
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
-
-
 def report_counts(report_path: Path) -> dict:
     """The numbers of the run's ``--report`` entry (faces, and restored/left alone/refused when the
     report has them), without paths and timings."""
@@ -224,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())
     if not inputs or any(i not in INPUTS for i in inputs):
         parser.error(f"--inputs takes {', '.join(INPUTS)}")
-    options = parse_options(args.restore)
+    options = common.parse_options(args.restore)
     if args.identity:
         from framefusion_video.identity import IdentityUnavailable, check_available
 

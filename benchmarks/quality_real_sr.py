@@ -4,7 +4,8 @@ For each clip (default: four clean-ish shared clips of real faces), its first ``
 (cropped to a multiple of 8 px, so that both reductions have even sides) are the truth; they are
 reduced by the factor (area) and encoded (x264 ``--crf``, 23), then enlarged back by
 
-- ffmpeg's bicubic scaler (``scale=flags=bicubic``, x264 CRF 12): what a plain enlargement gives;
+- ffmpeg's bicubic scaler (``scale=flags=bicubic``), encoded as ``ffv restore`` encodes (x264 CRF 18,
+  veryfast by default): what a plain enlargement gives;
 - ``ffv restore --upscale F`` (``batch.restore_paths``, default options otherwise).
 
 Faces are found by ``faces.FaceDetector`` on the truth frames; the score is the PSNR over each face
@@ -40,9 +41,11 @@ def ffmpeg(*args: str) -> None:
                    check=True, stdin=subprocess.DEVNULL)
 
 
-def make_inputs(clip: Path, work: Path, seconds: float, factor: int, crf: int) -> tuple[Path, Path, Path]:
+def make_inputs(clip: Path, work: Path, seconds: float, factor: int, crf: int, encoding) -> tuple[Path, Path, Path]:
     """(truth, reduced, bicubic) files of ``clip``: its first ``seconds`` cropped to a multiple of 8
-    px (lossless), reduced by ``factor`` (area, x264 ``crf``), and that enlarged back by bicubic."""
+    px (lossless), reduced by ``factor`` (area, x264 ``crf``), and that enlarged back by bicubic
+    (encoded as ``ffv restore`` encodes its output with ``encoding``, a ``RestoreConfig``: the two
+    differ only in how they enlarge)."""
     truth = work / f"{clip.stem}_truth.mkv"
     if not truth.exists():
         ffmpeg("-i", str(clip), "-t", str(seconds), "-map", "0:v:0", "-vf", "crop=iw-mod(iw\\,8):ih-mod(ih\\,8):0:0",
@@ -52,7 +55,7 @@ def make_inputs(clip: Path, work: Path, seconds: float, factor: int, crf: int) -
            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), str(small))
     bicubic = work / f"{clip.stem}_x{factor}_bicubic.mp4"
     ffmpeg("-i", str(small), "-vf", f"scale=iw*{factor}:ih*{factor}:flags=bicubic", "-pix_fmt", "yuv420p",
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", str(bicubic))
+           "-c:v", "libx264", "-preset", encoding.preset, "-crf", str(encoding.crf), str(bicubic))
     return truth, small, bicubic
 
 
@@ -85,20 +88,21 @@ def face_psnr(video: Path, truth: Path, boxes: list) -> float:
 
 
 def run(clips: list[Path], work: Path, factors: list[int], seconds: float, crf: int,
-        model: Path | None = None) -> list[dict]:
-    """One row per clip and factor: face PSNR of bicubic and of ffv restore (with ``model``, a
-    super-resolution generator file of that factor, instead of the shipped ones), and the gain."""
+        options: dict[str, str] | None = None) -> list[dict]:
+    """One row per clip and factor: face PSNR of bicubic and of ffv restore (with ``options``,
+    ``RestoreConfig`` fields as ``--restore`` strings, e.g. ``model_path`` a super-resolution
+    generator of that factor instead of the shipped ones), and the gain."""
     from framefusion_video.batch import restore_paths
-    from framefusion_video.config import RestoreConfig
+    from framefusion_video.quality_clip import restore_config_from
 
     rows = []
     for clip in clips:
         boxes = None
         for factor in factors:
-            truth, small, bicubic = make_inputs(clip, work, seconds, factor, crf)
+            config = restore_config_from({**(options or {}), "upscale": str(factor)})
+            truth, small, bicubic = make_inputs(clip, work, seconds, factor, crf, config)
             boxes = boxes if boxes is not None else face_boxes(truth)
             out = work / f"{clip.stem}_x{factor}_ffv.mp4"
-            config = RestoreConfig(upscale=factor, model_path=None if model is None else str(model))
             result = restore_paths([small], out, config, overwrite=True, quiet=True)[0]
             if result.status != "done":
                 raise RuntimeError(f"ffv restore failed on {small}: {result.error}")
@@ -115,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", default="2,4")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--crf", type=int, default=23, help="x264 CRF of the reduced clips")
-    parser.add_argument("--model", type=Path, help="a super-resolution generator of the one factor given "
-                                                   "(default: the shipped networks)")
+    parser.add_argument("--restore", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a RestoreConfig field for ffv restore, e.g. safety=false, or model_path=FILE (a "
+                             "super-resolution generator of the one factor given; default: the shipped networks)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--write", action="store_true", help="replace the section quality_real_sr of RESULTS.md")
     args = parser.parse_args(argv)
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no clip at {', '.join(missing)}")
     factors = [int(f) for f in args.factors.split(",")]
     with tempfile.TemporaryDirectory(prefix="ffv-real-sr-") as tmp:
-        rows = run(clips, Path(tmp), factors, args.seconds, args.crf, args.model)
+        rows = run(clips, Path(tmp), factors, args.seconds, args.crf, common.parse_options(args.restore))
     command = "python benchmarks/quality_real_sr.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = [[r["clip"], f"x{r['factor']}", r["face_frames"], r["restored"], f"{r['bicubic']:.2f}", f"{r['ffv']:.2f}",
               f"{r['gain']:+.2f}"] for r in rows]
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"`{command.strip()}`", "",
                       f"The first {args.seconds:g} s of each clip (cropped to a multiple of 8 px, so that both reductions have even sides) are the truth; "
                       f"reduced by the factor (area) and encoded (x264 CRF {args.crf}), then enlarged back by "
-                      "ffmpeg's bicubic scaler (x264 CRF 12) or by `ffv restore --upscale` (default options). Face "
+                      "ffmpeg's bicubic scaler or by `ffv restore --upscale` (default options), both encoded as "
+                      "ffv restore encodes (x264, its CRF and preset). Face "
                       "PSNR (dB): mean over the face boxes found in the truth frames. Restored: face-frames "
                       "ffv restored.", "",
                       common.markdown_table(["clip", "upscale", "face-frames", "restored", "bicubic", "ffv", "gain"],
