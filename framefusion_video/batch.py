@@ -14,19 +14,20 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .config import RestoreConfig
 from .errors import FfvError
 from .filetypes import is_video_file
 from .outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
 from .pipeline import Restorer
-from .restore import (FileResult, ProgressCallback, check_config, check_output_name, checked_restorer,
-                      load_default_restorer, restore_output)
+from .restore import (SMALL_FACE_PX, FileResult, ProgressCallback, check_config, check_output_name,
+                      checked_restorer, load_default_restorer, restore_output)
 from .video_io import check_input
 
 log = logging.getLogger(__name__)
@@ -185,20 +186,35 @@ def faces_line(restored: int, left_alone: int, refused: int) -> str:
     return f"{restored} faces restored, {left_alone} left alone, {refused} refused"
 
 
-def next_step(restored: int, left_alone: int, refused: int, frames: int, upscale: int) -> str | None:
+def next_step(restored: int, left_alone: int, refused: int, frames: int, upscale: int, small: int = 0) -> str | None:
     """One plain sentence after a run that restored no face, or few: why, and what to try; None
-    when most faces were restored (or nothing was run)."""
+    when most faces were restored (or nothing was run).
+
+    ``small`` counts the face-frames smaller than ``restore.SMALL_FACE_PX`` among the others.
+    The sentence names the main cause: no face found, most faces too small for the same-size
+    generator (at ``upscale`` 1), most left alone (nothing to improve: a clean face), or most
+    refused by the safety checks.
+    """
     seen = restored + left_alone + refused
     if frames == 0 or (seen and restored >= (left_alone + refused)):
         return None
-    bigger = " `--upscale 2` super-resolves small faces from their own pixels;" if upscale == 1 else ""
+    annotate = "`ffv preview --annotate` shows each face's decision."
+    try_upscale = "try `--upscale 2`, which super-resolves faces from their own pixels;" if upscale == 1 else ""
     if not seen:
-        return (f"No face was found.{bigger or ' Faces smaller than about 10 px are missed;'} "
-                "`ffv preview --annotate` shows what was detected.")
-    return ("Most faces were not restored: 'left alone' means the network found nothing to improve "
-            "(a clean face stays exactly as it was), 'refused' that the safety checks kept the original."
-            f"{bigger} `--no-safety` pastes every restored face, and `ffv preview --annotate` shows "
-            "each decision.")
+        found = ("`--upscale 2` also searches the frame in tiles for small faces;" if upscale == 1
+                 else "faces smaller than about 10 px are missed;")
+        return f"No face was found: {found} `ffv preview --annotate` shows what was detected."
+    if try_upscale and 2 * small > seen:
+        return (f"Most faces are small (under {SMALL_FACE_PX} px), too small for the same-size generator to gain "
+                f"much: {try_upscale} {annotate}")
+    if left_alone >= refused:
+        tip = f" If they look small or soft, {try_upscale}" if try_upscale else ""
+        return ("Most faces were left alone: the network found nothing to improve in them, so they stay exactly "
+                f"as they were (a clean, sharp face needs no restoring).{tip} {annotate}")
+    tip = f" For small faces, {try_upscale}" if try_upscale else ""
+    return ("Most faces were refused: the safety checks kept the original where the restored face changed more "
+            f"than the input's damage explains.{tip} `--no-safety` pastes every restored face (`--strength` below "
+            f"1 pastes only part of each change); {annotate}")
 
 
 def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
@@ -209,16 +225,26 @@ def summarize(results: list[FileResult], seconds: float) -> dict[str, Any]:
             "faces": sum(r.faces for r in results if r.status == "done"),
             "faces_left_alone": sum(r.faces_left_alone for r in results if r.status == "done"),
             "faces_refused": sum(r.faces_refused for r in results if r.status == "done"),
+            "faces_small": sum(r.faces_small for r in results if r.status == "done"),
             "seconds": round(seconds, 3)}
+
+
+def bars_shown(quiet: bool, stream: TextIO | None = None) -> bool:
+    """Whether a run draws progress bars: not under ``quiet``, and only on a terminal (``stream``,
+    default stderr), so that CI logs and redirected output get the log lines alone."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return not quiet and callable(isatty) and bool(isatty())
 
 
 class ProgressBar:
     """A tqdm bar for one file, fed by :data:`ProgressCallback` calls."""
 
-    def __init__(self, name: str, disable: bool) -> None:
+    def __init__(self, name: str, disable: bool, position: int = 0, stream: TextIO | None = None) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(desc=name, unit="frame", disable=disable, leave=False, dynamic_ncols=True)
+        self._bar = tqdm(desc=name, unit="frame", disable=disable, leave=False, dynamic_ncols=True,
+                         position=position, file=stream)
 
     def __call__(self, frames: int, faces: int, total: int | None) -> None:
         """Show ``frames`` of ``total`` done and the faces restored so far."""
@@ -230,6 +256,89 @@ class ProgressBar:
 
     def close(self) -> None:
         self._bar.close()
+
+
+def frames_left(totals: Sequence[int | None], done: Sequence[int]) -> float | None:
+    """Frames still to do in a run: the known ``totals`` of its files (None: not known yet; 0: a
+    file skipped or failed) less the frames ``done`` of each; a file of unknown length counts as
+    the mean of the known others. None when no length is known."""
+    known = [t for t in totals if t]
+    if not known:
+        return None
+    mean = sum(known) / len(known)
+    return sum(max((mean if t is None else t) - d, 0.0) for t, d in zip(totals, done))
+
+
+def time_left(seconds: float, frames_done: int, frames_to_do: float | None) -> float | None:
+    """Seconds left at the rate so far (``frames_done`` in ``seconds``), or None before any frame."""
+    if frames_to_do is None or frames_done <= 0 or seconds <= 0:
+        return None
+    return frames_to_do * seconds / frames_done
+
+
+class FolderProgress:
+    """The overall line of a run of several files, beside each file's bar: files done of the total,
+    frames done, and the time left at the rate so far.
+
+    Files settled without work (skipped, failed before starting) count as done with no frames; a
+    file's length is known once it starts (:func:`frames_left` estimates the others).
+    """
+
+    def __init__(self, n_files: int, disable: bool, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        from tqdm import tqdm
+
+        self._clock = clock
+        self._started = clock()
+        self._totals: list[int | None] = [None] * n_files
+        self._done = [0] * n_files
+        self._finished = [False] * n_files
+        self._bar = tqdm(total=n_files, unit="file", disable=disable, leave=False, dynamic_ncols=True,
+                         position=0, file=stream, bar_format="{n_fmt}/{total_fmt} files{postfix} |{bar}|")
+
+    @property
+    def files_done(self) -> int:
+        return sum(self._finished)
+
+    @property
+    def frames_done(self) -> int:
+        return sum(self._done)
+
+    def line(self) -> str:
+        """The postfix: ``"350 frames, 1:20 left"`` (no time before the first frame)."""
+        from tqdm import tqdm
+
+        left = time_left(self._clock() - self._started, self.frames_done, frames_left(self._totals, self._done))
+        return f"{self.frames_done} frames" + ("" if left is None else f", {tqdm.format_interval(left)} left")
+
+    def file_progress(self, index: int) -> ProgressCallback:
+        """The :data:`ProgressCallback` of file ``index``: its frames count towards the whole."""
+        def update(frames: int, faces: int, total: int | None) -> None:
+            if total:
+                self._totals[index] = total
+            self._done[index] = frames
+            self._bar.set_postfix_str(self.line(), refresh=True)
+
+        return update
+
+    def finish(self, index: int, frames: int) -> None:
+        """File ``index`` is over, after ``frames`` frames (0 when skipped or failed)."""
+        self._finished[index] = True
+        self._totals[index] = self._done[index] = frames
+        self._bar.update(self.files_done - self._bar.n)
+        self._bar.set_postfix_str(self.line(), refresh=True)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def both(*callbacks: ProgressCallback) -> ProgressCallback:
+    """One :data:`ProgressCallback` that calls each of ``callbacks``."""
+    def call(frames: int, faces: int, total: int | None) -> None:
+        for callback in callbacks:
+            callback(frames, faces, total)
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -316,17 +425,20 @@ def log_result(tag: str, result: FileResult) -> None:
 
 
 class SerialExecutor:
-    """Runs a plan's jobs one after the other in this process, with a progress bar per clip.
+    """Runs a plan's jobs one after the other in this process, with a progress bar per clip and,
+    for several clips, the overall line above it (:class:`FolderProgress`); bars are drawn only on
+    a terminal and not under ``quiet`` (:func:`bars_shown`; ``stream``: default stderr).
 
     The model is loaded once, when the first clip needs it (``restorer``, when given, is used
     instead); a model that cannot be loaded stops the run (FfvError).
     """
 
     def __init__(self, config: RestoreConfig, *, overwrite: bool = False, quiet: bool = False,
-                 restorer: Restorer | None = None) -> None:
+                 restorer: Restorer | None = None, stream: TextIO | None = None) -> None:
         self.config = config
         self.overwrite = overwrite
         self.quiet = quiet
+        self.stream = stream
         self._restorer = restorer
 
     def _get_restorer(self) -> Restorer:
@@ -335,18 +447,26 @@ class SerialExecutor:
         return self._restorer
 
     def __call__(self, jobs: Sequence[Job], finished: Finished) -> None:
-        for job in jobs:
-            result = settle_before_run(job, self.overwrite)
-            if result is None:
-                bar = ProgressBar(job.src.name, disable=self.quiet)
-                try:
-                    result = run_job(job, self.config, overwrite=self.overwrite, get_restorer=self._get_restorer,
-                                     progress=bar)
-                except ModelUnavailable as exc:
-                    raise exc.error from exc
-                finally:
-                    bar.close()
-            finished(job, result)
+        shown = bars_shown(self.quiet, self.stream)
+        overall = FolderProgress(len(jobs), disable=not shown or len(jobs) < 2, stream=self.stream)
+        try:
+            for job in jobs:
+                result = settle_before_run(job, self.overwrite)
+                if result is None:
+                    bar = ProgressBar(job.src.name, disable=not shown, position=1 if len(jobs) > 1 else 0,
+                                      stream=self.stream)
+                    try:
+                        result = run_job(job, self.config, overwrite=self.overwrite,
+                                         get_restorer=self._get_restorer,
+                                         progress=both(bar, overall.file_progress(job.index)))
+                    except ModelUnavailable as exc:
+                        raise exc.error from exc
+                    finally:
+                        bar.close()
+                overall.finish(job.index, result.frames)
+                finished(job, result)
+        finally:
+            overall.close()
 
 
 def run_plan(
@@ -394,7 +514,8 @@ def run_plan(
     log.info("%d file(s): %d done, %d skipped, %d failed; %d frames, %s in %.1f s",
              s["files"], s["done"], s["skipped"], s["failed"], s["frames"], faces, seconds)
     hint = None if config.passes_through else \
-        next_step(s["faces"], s["faces_left_alone"], s["faces_refused"], s["frames"], config.upscale)
+        next_step(s["faces"], s["faces_left_alone"], s["faces_refused"], s["frames"], config.upscale,
+                  s["faces_small"])
     if hint:
         log.info("%s", hint)
     if report is not None:

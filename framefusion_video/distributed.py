@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FfvError
-from .batch import Finished, Job, run_job, run_plan, settle_before_run
+from .batch import Finished, Job, bars_shown, run_job, run_plan, settle_before_run
 from .config import RestoreConfig
 from .outputs import OutputBusy, claim_output
 from .restore import FileResult
@@ -345,7 +345,7 @@ def _run_tasks(ray, jobs: Sequence[Job], finished: Finished, config: RestoreConf
         config = dataclasses.replace(config, model_path=os.path.abspath(config.model_path))
     refs = {task.remote(os.path.abspath(job.src), os.path.abspath(job.dst), config, overwrite, job.index, board): job
             for job in jobs}
-    bar = _RunBar(len(jobs), disable=quiet)
+    bar = _RunBar(len(jobs), disable=not bars_shown(quiet))
     done = 0
     try:
         while refs:

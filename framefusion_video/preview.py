@@ -162,8 +162,9 @@ def _css_colour(status: str) -> str:
 
 
 def page_html(cards: Sequence[FrameCard], title: str) -> str:
-    """The preview page: per frame, a before/after slider over the full frame and the face close-ups
-    (original | restored) with their status. Self-contained (inline CSS and a few lines of script)."""
+    """The preview page: per frame, the face close-ups (original | restored) with their status
+    first, where the difference is visible, then a before/after slider over the full frame.
+    Self-contained (inline CSS and a few lines of script)."""
     sections = []
     for card in cards:
         width, height = card.size
@@ -175,6 +176,7 @@ def page_html(cards: Sequence[FrameCard], title: str) -> str:
             for k, f in enumerate(card.faces))
         sections.append(f"""<section>
 <h2>frame {card.index} &middot; {html.escape(_status_counts(card.faces))}</h2>
+<div class="faces">{faces or '<p>No face in this frame.</p>'}</div>
 <div class="wipe" style="max-width:{min(width, PAGE_FRAME_WIDTH)}px; aspect-ratio:{width}/{height}">
 <img class="after" src="{html.escape(card.after)}" alt="frame {card.index} restored">
 <img class="before" src="{html.escape(card.before)}" alt="frame {card.index} original">
@@ -183,7 +185,6 @@ def page_html(cards: Sequence[FrameCard], title: str) -> str:
 <span class="tag left">original</span><span class="tag right">restored</span>
 </div>
 <p class="links"><a href="{html.escape(card.pair)}">side by side, full size</a></p>
-<div class="faces">{faces or '<p>No face in this frame.</p>'}</div>
 </section>""")
     body = "\n".join(sections)
     return f"""<!doctype html>
@@ -199,15 +200,16 @@ a {{ color: #9cf; }} h2 {{ font-size: 1.1em; margin: 1.2em 0 0.4em; }}
   cursor: ew-resize; }}
 .tag {{ position: absolute; top: 6px; padding: 1px 6px; background: rgba(0,0,0,0.6); font-size: 0.8em; }}
 .tag.left {{ left: 6px; }} .tag.right {{ right: 6px; }}
-.faces {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+.faces {{ display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 10px; }}
 .face {{ margin: 0; }} .face img {{ display: block; height: {CLOSE_UP_HEIGHT}px; image-rendering: pixelated; }}
 .face figcaption {{ font-size: 0.85em; padding: 3px 0; }}
 .status {{ color: #000; padding: 0 5px; border-radius: 3px; }}
 .links {{ font-size: 0.8em; margin: 0.3em 0; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Drag across a frame to wipe between the original (left of the line) and the restored frame.
-Each face below: original (left) and restored (right), enlarged.
+<p>Each frame opens on its faces close up, original (left) and restored (right), enlarged, where
+the difference shows; below them, drag across the frame to wipe between the original (left of the
+line) and the restored frame.
 <span class="status" style="background:{_css_colour("restored")}">restored</span>: pasted;
 <span class="status" style="background:{_css_colour("left alone")}">left alone</span>: the generator
 found nothing to improve; <span class="status" style="background:{_css_colour("refused")}">refused</span>:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,13 +37,24 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int, "int | None"], None]
 """``progress(frames_done, faces_restored, total_frames_or_None)``, called after each frame."""
 
+#: Box side (px) below which a face counts as small in a run's totals: the same-size generator's
+#: 128 px crop enlarges it more than twice, so the generator is given interpolated pixels and has
+#: little to gain from; ``--upscale 2`` super-resolves it from its own pixels instead.
+SMALL_FACE_PX = 64
+
+
+def small_faces(boxes: Sequence[Sequence[float]], limit: float = SMALL_FACE_PX) -> int:
+    """How many of ``boxes`` (x0, y0, x1, y1, frame pixels) have a longer side below ``limit``."""
+    return sum(max(x1 - x0, y1 - y0) < limit for x0, y0, x1, y1 in boxes)
+
 
 @dataclass
 class FileResult:
     """The outcome of one input file; ``status`` is "done", "skipped" or "failed".
 
     ``faces`` counts the face-frames restored, ``faces_left_alone`` those the generator's gate
-    returned unchanged, ``faces_refused`` those the safety checks kept out (``safety.py``).
+    returned unchanged, ``faces_refused`` those the safety checks kept out (``safety.py``), and
+    ``faces_small`` those of all three smaller than :data:`SMALL_FACE_PX`.
     """
 
     input: Path
@@ -57,6 +68,7 @@ class FileResult:
 
     faces_left_alone: int = 0
     faces_refused: int = 0
+    faces_small: int = 0
 
     def where(self) -> str:
         """Where the clip was processed, as its log line ends ("": in this process)."""
@@ -236,7 +248,7 @@ def restore_video(
             checked_restorer(restorer, config.upscale, "the given restorer")
     from .safety import LEFT_ALONE, REFUSED
 
-    frames_done = faces_done = left_alone = refused = 0
+    frames_done = faces_done = left_alone = refused = small = 0
     total = getattr(info, "n_frames", None) or None
     audio = src if getattr(info, "has_audio", False) else None
     out_bytes = 3 * info.width * info.height * config.upscale**2
@@ -253,6 +265,7 @@ def restore_video(
                     faces_done += out.restored_faces
                     left_alone += out.count(LEFT_ALONE)
                     refused += out.count(REFUSED)
+                    small += small_faces([o.box for o in out.outcomes])
                     if progress is not None:
                         progress(frames_done, faces_done, total)
             finally:
@@ -261,7 +274,7 @@ def restore_video(
             raise FfvError(src, "no video frames could be decoded")
     seconds = time.perf_counter() - started
     return FileResult(src, dst, frames_done, faces_done, seconds, frames_done / max(seconds, 1e-9), "done",
-                      faces_left_alone=left_alone, faces_refused=refused)
+                      faces_left_alone=left_alone, faces_refused=refused, faces_small=small)
 
 
 def iter_restored(

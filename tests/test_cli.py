@@ -366,8 +366,39 @@ def test_a_run_that_restores_no_face_says_why_and_what_to_try():
     from framefusion_video.batch import next_step
 
     clean = next_step(restored=0, left_alone=120, refused=0, frames=120, upscale=1)
-    assert "'left alone' means the network found nothing to improve" in clean and "--upscale 2" in clean
+    assert "left alone: the network found nothing to improve" in clean and "exactly as they were" in clean
+    assert "--upscale 2" in clean and "ffv preview --annotate" in clean
     assert "--upscale 2" not in next_step(0, 10, 5, 10, upscale=2)  # already super-resolving
     assert "No face was found" in next_step(0, 0, 0, 50, upscale=1)
     assert next_step(restored=90, left_alone=10, refused=0, frames=100, upscale=1) is None
     assert next_step(0, 0, 0, frames=0, upscale=1) is None
+
+
+def test_the_summary_names_the_main_cause_in_one_sentence():
+    from framefusion_video.batch import next_step
+    from framefusion_video.restore import SMALL_FACE_PX
+
+    small = next_step(restored=10, left_alone=60, refused=30, frames=100, upscale=1, small=80)
+    assert small.startswith("Most faces are small") and f"{SMALL_FACE_PX} px" in small and "--upscale 2" in small
+    # At --upscale 2 small faces are already super-resolved: the cause is what happened to them.
+    assert next_step(10, 60, 30, 100, upscale=2, small=80).startswith("Most faces were left alone")
+    refused = next_step(restored=5, left_alone=10, refused=85, frames=100, upscale=1, small=0)
+    assert refused.startswith("Most faces were refused") and "--no-safety" in refused and "--strength" in refused
+    for sentence in (small, refused, next_step(0, 120, 0, 120, upscale=1), next_step(0, 0, 0, 9, upscale=1)):
+        assert "\n" not in sentence and sentence.endswith(".")
+
+
+def test_a_folder_run_logs_the_next_step_from_its_faces(tmp_path, caplog):
+    """The summary's sentence comes from the run's own counts: faces under SMALL_FACE_PX that were
+    not restored (the fake restorer's inverted faces are refused) make it name --upscale 2."""
+    from framefusion_video.batch import restore_paths
+    from framefusion_video.config import RestoreConfig
+    from framefusion_video.restore import small_faces
+
+    assert small_faces([(0, 0, 20, 30), (0, 0, 100, 80), (5, 5, 68, 68)]) == 2
+    clip = write_clip(tmp_path / "half.mp4", [f[::2, ::2].copy() for f in astronaut_frames(4)])
+    with caplog.at_level(logging.INFO, logger="framefusion_video"):
+        [result] = restore_paths(clip, tmp_path / "out.mp4", RestoreConfig(), quiet=True, restorer=FakeRestorer())
+    seen = result.faces + result.faces_left_alone + result.faces_refused
+    assert seen >= 3 and result.faces_small == seen and result.faces < seen / 2
+    assert any(r.getMessage().startswith("Most faces are small") for r in caplog.records)
