@@ -8,8 +8,9 @@ SAMPLE := samples/astronaut.mp4
 # --min-face 24 leaves out a ~17 px "face" the tiled search finds on the rocket behind her.
 DEMO := samples/astronaut_small.mp4
 DEMO_OPTIONS := --upscale 4 --min-face 24
-# Real footage for the README's picture (MIT, see ../shared/data/SOURCES.md); not in the repository.
-REAL_CLIP := ../shared/data/videos/crowd_walking_1080p.mp4
+# Footage of your own for a second panel of the README's picture: make readme-picture REAL=clip.mp4
+# (the project's real test clips may not be redistributed, so the committed picture has none).
+REAL ?=
 
 .PHONY: install demo test bench sample readme-picture check-wheel clean
 
@@ -41,7 +42,7 @@ sample: $(STAMP)
 readme-picture: $(STAMP)
 	$(PY) scripts/readme_picture.py docs/readme_picture.png \
 		--clip $(DEMO) --frame 50 --options "$(DEMO_OPTIONS)" --label "demo clip" \
-		--clip $(REAL_CLIP) --frame 30 --options "--upscale 2" --label "real footage"
+		$(if $(REAL),--clip $(REAL) --frame 30 --options "--upscale 2" --label "real footage")
 
 # The built wheel, installed with its dependencies (from PyPI) into a fresh environment, restores
 # the sample from outside the checkout. Minutes and about 1 GB of downloads: not part of `test`.

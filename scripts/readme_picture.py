@@ -5,9 +5,7 @@ networks change):
 
     .venv/bin/python scripts/readme_picture.py docs/readme_picture.png \\
         --clip samples/astronaut_small.mp4 --frame 50 --options "--upscale 4 --min-face 24" \\
-        --label "demo clip" \\
-        --clip ../shared/data/videos/crowd_walking_1080p.mp4 --frame 30 --options "--upscale 2" \\
-        --label "real footage"
+        --label "demo clip" [--clip YOUR_CLIP.mp4 --frame 30 --options "--upscale 2" --label "real footage"]
 
 Each ``--clip`` is previewed by ``ffv preview CLIP --frames FRAME OPTIONS`` (the command users
 run, in a temporary folder); its close-up ``faces/frame_FRAME_face_FACE.png`` (original on the
