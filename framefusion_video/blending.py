@@ -139,11 +139,9 @@ def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
     restorer moved it towards that range: such a move is a lighting or colour-cast repair, and is
     kept, as far as the range's far edge. How far it may go grows smoothly with how far outside
     the original lies (full beyond a tenth of the range's width), so that a face near an edge
-    does not flip between the two. A face whose luma lies below the range is lit at least to its
-    low end, whatever the restorer did: a network brightens a dark face only part of the way and
-    smooths it (:func:`match_colour` lights it by a gain, which keeps its detail). When luma moves
-    by a gain, the chroma's distance from grey may move by the same gain (darkening a face also
-    takes its saturation). ``plausible=None`` matches everything (the repair is undone).
+    does not flip between the two. When luma moves by a gain, the chroma's distance from grey may
+    move by the same gain (darkening a face also takes its saturation). ``plausible=None`` matches
+    everything (the repair is undone).
     """
     mean_o, mean_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, mean_r))
     if plausible is None:
@@ -155,8 +153,7 @@ def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
     lo = np.minimum(mean_o, mean_o - above * (mean_o - low))
     hi = np.maximum(mean_o, mean_o + below * (high - mean_o))
     target = mean_o.copy()
-    floor = mean_o[0] + below[0] * (low[0] - mean_o[0])  # where lit faces start, for a face well below
-    target[0] = np.clip(max(mean_r[0], floor), lo[0], hi[0])
+    target[0] = np.clip(mean_r[0], lo[0], hi[0])
     gain = target[0] / mean_o[0] if mean_o[0] > 1e-3 else 1.0
     rescaled = 0.5 + gain * (mean_o[1:] - 0.5)
     target[1:] = np.clip(mean_r[1:], np.minimum(lo[1:], rescaled), np.maximum(hi[1:], rescaled))
@@ -209,10 +206,9 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     convert than Lab, which matters at 25 fps), the restored crop is shifted so that its
     mask-weighted mean is :func:`colour_targets`' : the original's, except where the original's
     colours lie outside the ``plausible`` range and the restorer moved them back towards it (a
-    lighting or colour-cast repair, which is kept). Spreads are left as restored (the original's
-    is its damage: noise makes it larger, blur smaller, and matching it would undo part of the
-    repair), except that a face lit brighter than its original is lit by a luma gain, as light
-    acts: its shadows stay shadows and its detail grows with it. The result is clipped to [0, 1]. A mask with no weight returns the restored crop
+    lighting or colour-cast repair, which is kept). Spreads are left as restored: the original's
+    is its damage (noise makes it larger, blur smaller), and matching it would undo part of the
+    repair. The result is clipped to [0, 1]. A mask with no weight returns the restored crop
     unchanged (as float32).
     """
     restored = np.asarray(restored, dtype=np.float32)
@@ -232,12 +228,7 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     # the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
     mean_r = np.einsum("i,ij->j", weights, ycc_r.reshape(-1, 3))
     mean_o = np.einsum("i,ij->j", weights, ycc_o.reshape(-1, 3))
-    target = colour_targets(mean_o, mean_r, plausible)
-    if target[0] > mean_o[0] and mean_r[0] > 1e-3:  # a lighting repair: by a gain, as light acts
-        ycc_r[..., 0] *= np.float32(target[0] / mean_r[0])
-        ycc_r[..., 1:] += (target[1:] - mean_r[1:]).astype(np.float32)
-    else:
-        ycc_r += (target - mean_r).astype(np.float32)
+    ycc_r += (colour_targets(mean_o, mean_r, plausible) - mean_r).astype(np.float32)
     rgb = cv2.cvtColor(ycc_r, cv2.COLOR_YCrCb2RGB)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
