@@ -7,6 +7,8 @@ Pure functions on arrays. Landmark order everywhere in ffv (image coordinates, x
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -105,3 +107,83 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) affine transform to float points (N, 2)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     return pts @ np.asarray(matrix, dtype=np.float64)[:, :2].T + np.asarray(matrix, dtype=np.float64)[:, 2]
+
+
+# --------------------------------------------------------------------------- landmark check
+
+
+@dataclass(frozen=True)
+class LandmarkLimits:
+    """What five landmarks must look like to align a face on them (:func:`landmark_problem`).
+
+    Attributes:
+        max_fit_error: RMS distance of the landmarks from the alignment template after the best
+            similarity fit, as a share of the template's eye-to-mouth distance; more is not a face's
+            geometry (a point far off, eyes below the mouth). The template itself fits to 0; a
+            head turned so far that the far eye and mouth corner move in by a fifth of the box
+            side fits to 0.32, by an eighth to 0.18: 0.3 keeps heads turned that far or less.
+        eyes_to_box: (low, high) of the eye distance over the box side. Below the low end (a
+            profile), the similarity transform would scale the crop to cover several times the
+            face, so the face is left alone.
+        box_margin: landmarks may lie this share of the box side outside the box.
+    """
+
+    max_fit_error: float = 0.3
+    eyes_to_box: tuple[float, float] = (0.15, 0.8)
+    box_margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_fit_error <= 0:
+            problems.append(f"max_fit_error must be positive, got {self.max_fit_error}")
+        low, high = self.eyes_to_box
+        if not 0 <= low < high:
+            problems.append(f"eyes_to_box must be (low, high) with 0 <= low < high, got {self.eyes_to_box}")
+        if self.box_margin < 0:
+            problems.append(f"box_margin must be 0 or more, got {self.box_margin}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def landmark_problem(landmarks: np.ndarray, box: tuple[float, float, float, float],
+                     limits: LandmarkLimits = LandmarkLimits()) -> str | None:
+    """Why ``landmarks`` (float (5, 2), ffv order) should not align the face in ``box``, or None.
+
+    Landmarks that do not fit their detection box (a face size, place or eye-mouth geometry unlike
+    the box's) would align a crop covering something else than the face. Three checks, each
+    against what any face, frontal or turned, looks like: every point lies in the box (with
+    ``limits.box_margin``); the eye distance is a plausible share of the box side
+    (``limits.eyes_to_box``); and the five points are a face's shape: after the best similarity
+    fit to the alignment template they are within ``limits.max_fit_error`` eye-to-mouth distances
+    of it (RMS).
+    """
+    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = float(np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)))
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)) or side <= 0.0:
+        return "no usable landmarks or box"
+    margin = limits.box_margin * side
+    if np.any(points[:, 0] < x0 - margin) or np.any(points[:, 0] > x1 + margin) \
+            or np.any(points[:, 1] < y0 - margin) or np.any(points[:, 1] > y1 + margin):
+        return "a landmark lies outside the face box"
+    eyes = float(np.linalg.norm(points[1] - points[0]))
+    low, high = limits.eyes_to_box
+    if not low * side <= eyes <= high * side:
+        return f"eye distance {eyes:.0f} px does not fit a {side:.0f} px face box"
+    if fit_error(points) > limits.max_fit_error:
+        return "the landmarks do not have a face's shape"
+    return None
+
+
+def fit_error(landmarks: np.ndarray) -> float:
+    """RMS distance of ``landmarks`` (float (5, 2)) from the template after the best similarity
+    fit, in template eye-to-mouth distances (0 for a perfect fit; inf for coincident points)."""
+    size = 128
+    try:
+        matrix = estimate_alignment(landmarks, size)
+    except ValueError:
+        return float("inf")
+    tpl = template(size).astype(np.float64)
+    moved = transform_points(landmarks, matrix)
+    eye_mouth = float(np.linalg.norm(0.5 * (tpl[3] + tpl[4]) - 0.5 * (tpl[0] + tpl[1])))
+    return float(np.sqrt(((moved - tpl) ** 2).sum(1).mean()) / eye_mouth)

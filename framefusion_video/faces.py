@@ -316,16 +316,14 @@ def mesh_agrees(points: np.ndarray, face: Face) -> bool:
     The mesh may lock on another face in its crop, or scatter its points on a tilted or blurred
     head (a mouth corner far outside the face): its eyes must lie within a quarter of the face size
     of the detector's, its centre inside the box, and the five points must fit the box as a face
-    (``safety.landmark_problem``). Otherwise the detector's key points are kept.
+    (``alignment.landmark_problem``). Otherwise the detector's key points are kept.
     """
-    from .safety import landmark_problem
-
     x0, y0, x1, y1 = face.box
     if float(np.abs(points - face.landmarks)[[0, 1]].max()) > 0.25 * face.size:
         return False
     if not (x0 <= points[:, 0].mean() <= x1 and y0 <= points[:, 1].mean() <= y1):
         return False
-    return landmark_problem(points, face.box) is None
+    return alignment.landmark_problem(points, face.box) is None
 
 
 def _run_detector(graph, image: np.ndarray, offset: tuple[int, int]) -> list[tuple[Box, float, np.ndarray]]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .alignment import estimate_alignment, warp_to_crop
+from .alignment import estimate_alignment, landmark_problem, warp_to_crop
 from .config import RestoreConfig
 from .pixels import to_unit_float
 
@@ -158,14 +158,14 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
     With a ``safety.SafetyConfig`` (enabled), a face whose landmarks do not fit its box is refused
     rather than aligned on them. ``cut=False`` leaves the crops out (an empty list).
     """
-    from .safety import REFUSED, landmark_problem
+    from .safety import REFUSED
 
     matrices, crops, boxes, ids, refused = [], [], [], [], []
     for tracked in faces:
         landmarks = tracked.face.landmarks
         box = tuple(float(v) for v in tracked.face.box)
         track_id = getattr(tracked, "track_id", None)
-        problem = landmark_problem(landmarks, box, safety) if safety is not None and safety.enable else None
+        problem = landmark_problem(landmarks, box) if safety is not None and safety.enable else None
         if problem is not None:
             log.debug("leaving alone the face at %s: %s", box, problem)
             refused.append(FaceOutcome(box, REFUSED, track_id, problem))

@@ -1,10 +1,8 @@
 """Never worse than the input: which faces to align, and which restored faces to paste.
 
-Pure functions on arrays, used by the pipeline (``restore.py``) whatever the restorer does:
+Pure functions on arrays, used by the pipeline whatever the restorer does (with the landmark
+check, ``alignment.landmark_problem``, that refuses a face before it is aligned):
 
-- :func:`landmark_problem`: landmarks that do not fit their detection box (a face size, place or
-  eye-mouth geometry unlike the box's) would align a crop covering something else than the face;
-  such a face is left alone.
 - :func:`refuse`: a restored face whose change, beyond a lighting or colour repair
   (:func:`change_size`), is larger than what the input's estimated damage explains
   (:func:`estimate_damage`: noise, missing detail and darkness of the face's own pixels in the
@@ -26,7 +24,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import alignment
 from .pixels import to_unit_float
 
 RESTORED = "restored"
@@ -47,10 +44,11 @@ _GAIN_LIMITS = (0.25, 4.0)
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Thresholds of the landmark check and of the refusal of restored faces.
+    """Thresholds of the refusal of restored faces.
 
     Attributes:
-        enable: False pastes every restored face and aligns every face (the checks are off).
+        enable: False pastes every restored face and aligns every face (the checks, the
+            landmark check included, are off).
         tolerance: change (grey levels, RMS over the face, beyond a lighting repair: see
             :func:`change_size`) that a face with no visible damage may still receive. A clean
             face in a good encode is about 3 grey levels from the truth (39 dB on the quality
@@ -67,15 +65,6 @@ class SafetyConfig:
     The defaults were chosen on the seeded 720p clip of ``benchmarks/quality_clip.py``: keep the
     clean clip's faces, keep the damaged clip's gain (sections ``quality_clip`` and
     ``quality_clip_safety_false`` of ``benchmarks/RESULTS.md``).
-        max_fit_error: RMS distance of the landmarks from the alignment template after the best
-            similarity fit, as a share of the template's eye-to-mouth distance; more is not a face's
-            geometry (a point far off, eyes below the mouth). The template itself fits to 0; a
-            head turned so far that the far eye and mouth corner move in by a fifth of the box
-            side fits to 0.32, by an eighth to 0.18: 0.3 keeps heads turned that far or less.
-        eyes_to_box: (low, high) of the eye distance over the box side. Below the low end (a
-            profile), the similarity transform would scale the crop to cover several times the
-            face, so the face is left alone.
-        box_margin: landmarks may lie this share of the box side outside the box.
     """
 
     enable: bool = True
@@ -83,68 +72,13 @@ class SafetyConfig:
     damage_factor: float = 2.0
     detail_ratio: float = 0.5
     detail_weight: float = 3.0
-    max_fit_error: float = 0.3
-    eyes_to_box: tuple[float, float] = (0.15, 0.8)
-    box_margin: float = 0.25
 
     def __post_init__(self) -> None:
         problems = []
         if min(self.tolerance, self.damage_factor, self.detail_ratio, self.detail_weight) < 0:
             problems.append("tolerance, damage_factor, detail_ratio and detail_weight must be 0 or more")
-        if self.max_fit_error <= 0:
-            problems.append(f"max_fit_error must be positive, got {self.max_fit_error}")
-        low, high = self.eyes_to_box
-        if not 0 <= low < high:
-            problems.append(f"eyes_to_box must be (low, high) with 0 <= low < high, got {self.eyes_to_box}")
-        if self.box_margin < 0:
-            problems.append(f"box_margin must be 0 or more, got {self.box_margin}")
         if problems:
             raise ValueError("; ".join(problems))
-
-
-# --------------------------------------------------------------------------- landmarks
-
-
-def landmark_problem(landmarks: np.ndarray, box: tuple[float, float, float, float],
-                     config: SafetyConfig = SafetyConfig()) -> str | None:
-    """Why ``landmarks`` (float (5, 2), ffv order) should not align the face in ``box``, or None.
-
-    Three checks, each against what any face, frontal or turned, looks like: every point lies in
-    the box (with ``config.box_margin``); the eye distance is a plausible share of the box side
-    (``config.eyes_to_box``); and the five points are a face's shape: after the best similarity
-    fit to the alignment template they are within ``config.max_fit_error`` eye-to-mouth distances
-    of it (RMS).
-    """
-    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
-    x0, y0, x1, y1 = (float(v) for v in box)
-    side = float(np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)))
-    if points.shape != (5, 2) or not np.all(np.isfinite(points)) or side <= 0.0:
-        return "no usable landmarks or box"
-    margin = config.box_margin * side
-    if np.any(points[:, 0] < x0 - margin) or np.any(points[:, 0] > x1 + margin) \
-            or np.any(points[:, 1] < y0 - margin) or np.any(points[:, 1] > y1 + margin):
-        return "a landmark lies outside the face box"
-    eyes = float(np.linalg.norm(points[1] - points[0]))
-    low, high = config.eyes_to_box
-    if not low * side <= eyes <= high * side:
-        return f"eye distance {eyes:.0f} px does not fit a {side:.0f} px face box"
-    if fit_error(points) > config.max_fit_error:
-        return "the landmarks do not have a face's shape"
-    return None
-
-
-def fit_error(landmarks: np.ndarray) -> float:
-    """RMS distance of ``landmarks`` (float (5, 2)) from the template after the best similarity
-    fit, in template eye-to-mouth distances (0 for a perfect fit; inf for coincident points)."""
-    size = 128
-    try:
-        matrix = alignment.estimate_alignment(landmarks, size)
-    except ValueError:
-        return float("inf")
-    tpl = alignment.template(size).astype(np.float64)
-    moved = alignment.transform_points(landmarks, matrix)
-    eye_mouth = float(np.linalg.norm(0.5 * (tpl[3] + tpl[4]) - 0.5 * (tpl[0] + tpl[1])))
-    return float(np.sqrt(((moved - tpl) ** 2).sum(1).mean()) / eye_mouth)
 
 
 # --------------------------------------------------------------------------- restored faces

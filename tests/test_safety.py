@@ -1,5 +1,5 @@
-"""Tests for safety.py (which landmarks to trust, which restored faces to refuse) and for the
-colour matching that keeps lighting repairs (blending.colour_targets / match_colour)."""
+"""Tests for safety.py (which restored faces to refuse), alignment's landmark check (which
+landmarks to trust) and the colour matching that keeps lighting repairs (blending.colour_targets / match_colour)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from framefusion_video import alignment
 from framefusion_video.blending import (
     PLAUSIBLE_FACE_MEANS, colour_targets, face_mask, match_colour, scene_plausible_means, surround_luma,
 )
-from framefusion_video.safety import (
-    SafetyConfig, change_size, estimate_damage, face_region, fit_error, landmark_problem, refuse,
-)
+from framefusion_video.alignment import LandmarkLimits, fit_error, landmark_problem
+from framefusion_video.safety import SafetyConfig, change_size, estimate_damage, face_region, refuse
 
 S = 128
 
@@ -131,9 +130,11 @@ def test_refuse_a_change_the_input_does_not_explain(face_crop, weights) -> None:
 
 
 def test_safety_config_rejects_impossible_values() -> None:
-    for bad in ({"tolerance": -1.0}, {"max_fit_error": 0.0}, {"eyes_to_box": (0.5, 0.2)}, {"box_margin": -0.1}):
+    with pytest.raises(ValueError):
+        SafetyConfig(tolerance=-1.0)
+    for bad in ({"max_fit_error": 0.0}, {"eyes_to_box": (0.5, 0.2)}, {"box_margin": -0.1}):
         with pytest.raises(ValueError):
-            SafetyConfig(**bad)
+            LandmarkLimits(**bad)
 
 
 # --------------------------------------------------------------------------- colour matching
