@@ -50,14 +50,14 @@ def crops_per_second(run, batch: int, crop_size: int, crops: int, repeats: int) 
 
 def litert_runner(path, batch: int, threads: int | None = None):
     """The default production path: ``inference.LiteRestorer`` on the ``.tflite`` file."""
-    from framefusion_video.inference import LiteRestorer
+    from framefusion_video.restore.inference import LiteRestorer
 
     return LiteRestorer(path, batch_size=batch, threads=threads).restore
 
 
 def keras_runner(model, batch: int):
     """The production path: ``inference.KerasRestorer`` with ``batch_size=batch``."""
-    from framefusion_video.inference import KerasRestorer
+    from framefusion_video.restore.inference import KerasRestorer
 
     restorer = KerasRestorer(model, batch_size=batch)
     return restorer.restore
@@ -106,7 +106,7 @@ def bench(model_file: str | None, variants: tuple[str, ...], batches: tuple[int,
     ``model_file`` may be the ``.tflite`` or the ``.keras`` file of a pair (same name, same folder):
     ``litert`` runs the ``.tflite`` one, every other variant the ``.keras`` one.
     """
-    from framefusion_video.inference import LiteRestorer, load_generator
+    from framefusion_video.restore.inference import LiteRestorer, load_generator
 
     path, description = common.model_path(model_file)
     lite_path, keras_path = path.with_suffix(".tflite"), path.with_suffix(".keras")

@@ -69,11 +69,11 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     """
     import itertools
 
-    from framefusion_video import pipeline
-    from framefusion_video.restore import detector_config, tracking_config
-    from framefusion_video.faces import FaceDetector
-    from framefusion_video.tracking import track_faces
-    from framefusion_video.video_io import VideoWriter, probe, read_frames
+    from framefusion_video.restore import pipeline
+    from framefusion_video.restore.clip import detector_config, tracking_config
+    from framefusion_video.faces.detection import FaceDetector
+    from framefusion_video.faces.tracking import track_faces
+    from framefusion_video.video.io import VideoWriter, probe, read_frames
 
     info = probe(clip)
     clock = StageClock()
@@ -119,7 +119,7 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
 
 def pipeline_seconds(clip: Path, out: Path, restorer, config) -> float:
     """Wall seconds of ``restore.restore_video`` with a loaded generator (threads on)."""
-    from framefusion_video.restore import restore_video
+    from framefusion_video.restore.clip import restore_video
 
     result = restore_video(clip, out, config, restorer=restorer)
     return result.seconds
@@ -138,7 +138,7 @@ def bench_clip(clip: Path, frames: int | None, restorer, config, model: Path, cl
                workdir: Path, repeats: int = 1) -> dict:
     """All the figures for one clip, as a dict of the table's columns; each figure is the best
     of ``repeats`` runs (the run least disturbed by other processes)."""
-    from framefusion_video.video_io import probe
+    from framefusion_video.video.io import probe
 
     if frames:
         clip = common.cut_clip(clip, workdir / f"{clip.stem}_{frames}f.mp4", frames)
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_logging()
     from dataclasses import replace
 
-    from framefusion_video.config import preset_config
-    from framefusion_video.restore import load_default_restorer
+    from framefusion_video.restore.config import preset_config
+    from framefusion_video.restore.clip import load_default_restorer
 
     model, description = common.model_path(args.model)
     config = preset_config(args.speed, model_path=str(model))

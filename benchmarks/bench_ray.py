@@ -2,7 +2,7 @@
 
 The first ``--seconds`` of each clip (default: the small clips of ``../shared/data/videos``) are cut
 without re-encoding into a temporary folder, copied ``--copies`` times, and restored by
-:func:`framefusion_video.distributed.restore_paths_ray` on a local Ray started with ``num_cpus = W``
+:func:`framefusion_video.restore.distributed.restore_paths_ray` on a local Ray started with ``num_cpus = W``
 for each ``W`` of ``--workers``, plus the serial :func:`batch.restore_paths` as a reference.
 Each Ray run starts with a warm-up (one short clip per worker: the workers' imports, face detector
 and model load), timed apart, then the folder is restored into a fresh output folder. Prints a markdown
@@ -42,7 +42,7 @@ log = logging.getLogger("benchmarks.bench_ray")
 
 def cut(src: Path, dst: Path, seconds: float) -> Path:
     """The first ``seconds`` of ``src`` (all streams, no re-encoding) written to ``dst``."""
-    from framefusion_video.video_io import ffmpeg_exe
+    from framefusion_video.video.io import ffmpeg_exe
 
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src), "-map", "0",
            "-t", str(seconds), "-c", "copy", str(dst)]
@@ -52,13 +52,13 @@ def cut(src: Path, dst: Path, seconds: float) -> Path:
 
 def model_path(given: str | None, scratch: Path) -> str:
     """``given``, the shipped weights, or an untrained default generator saved under ``scratch``."""
-    from framefusion_video.inference import default_model_path
+    from framefusion_video.restore.inference import default_model_path
 
     if given:
         return given
     if default_model_path().is_file():
         return str(default_model_path())
-    from framefusion_video.model import build_generator
+    from framefusion_video.training.model import build_generator
 
     path = scratch / "untrained_generator.keras"
     build_generator().save(path)
@@ -70,7 +70,7 @@ def run_ray(folder: Path, out: Path, warm: Path, config, workers: int) -> tuple[
     """(start-up s, restore s, results) of one local Ray run with ``workers`` CPUs."""
     import ray
 
-    from framefusion_video.distributed import restore_paths_ray
+    from framefusion_video.restore.distributed import restore_paths_ray
 
     started = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
-    from framefusion_video.batch import restore_paths
-    from framefusion_video.config import RestoreConfig
+    from framefusion_video.restore.batch import restore_paths
+    from framefusion_video.restore.config import RestoreConfig
 
     clips = args.clips or [SHARED_VIDEOS / name for name in DEFAULT_CLIPS if (SHARED_VIDEOS / name).is_file()]
     if not clips:

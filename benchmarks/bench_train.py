@@ -47,7 +47,7 @@ PHASES = ("fidelity", "adversarial", "bare")
 # adversarial phase. Only settings every checkout's TrainConfig has are passed.
 _CHILD = """
 import json, sys
-from framefusion_video.training import TrainConfig, train
+from framefusion_video.training.trainer import TrainConfig, train
 args = json.loads(sys.argv[1])
 adv = args.pop("phase") == "adversarial"
 train(TrainConfig(adv_start=0 if adv else 10**9, critic_warmup=0, checkpoint_minutes=1e9, **args))
@@ -56,7 +56,7 @@ train(TrainConfig(adv_start=0 if adv else 10**9, critic_warmup=0, checkpoint_min
 _BARE_CHILD = """
 import json, sys
 import numpy as np, keras, tensorflow as tf
-from framefusion_video.model import GeneratorConfig, build_generator
+from framefusion_video.training.model import GeneratorConfig, build_generator
 args = json.loads(sys.argv[1])
 generator = build_generator(GeneratorConfig())
 for layer in generator.layers:  # as ffv train holds them: the gate is fitted afterwards

@@ -87,8 +87,8 @@ def summary(scores: Sequence[tuple[float, float]], base: Sequence[tuple[float, f
 def hard_paste(frames: Sequence[np.ndarray], boxes: Callable[[int], list], restorer, scale: int) -> list[np.ndarray]:
     """Each frame's bicubic upscale with the network's whole output pasted over each face's window
     (``boxes(index)``: face boxes in the input frame's pixels)."""
-    from framefusion_video.blending import upscale_frame
-    from framefusion_video.windows import cut_window, paste_window, window_rect
+    from framefusion_video.restore.blending import upscale_frame
+    from framefusion_video.restore.windows import cut_window, paste_window, window_rect
 
     out = []
     for index, frame in enumerate(frames):
@@ -117,14 +117,14 @@ def detected_share(tracked: Sequence[tuple[np.ndarray, list]], clip, scale: int)
 
 def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options: dict, plain: Path | None) -> dict:
     """The rows of one input (see the module docstring)."""
-    from framefusion_video.blending import upscale_frame
-    from framefusion_video.config import RestoreConfig
-    from framefusion_video.faces import FaceDetector
-    from framefusion_video.pipeline import restore_frames
+    from framefusion_video.restore.blending import upscale_frame
+    from framefusion_video.restore.config import RestoreConfig
+    from framefusion_video.faces.detection import FaceDetector
+    from framefusion_video.restore.pipeline import restore_frames
     from framefusion_video.quality_clip import read_video
-    from framefusion_video.restore import detector_config, load_default_restorer, tracking_config
-    from framefusion_video.tracking import track_faces
-    from framefusion_video.video_io import probe
+    from framefusion_video.restore.clip import detector_config, load_default_restorer, tracking_config
+    from framefusion_video.faces.tracking import track_faces
+    from framefusion_video.video.io import probe
 
     cfg = clip.config
     info = probe(src)

@@ -2,12 +2,12 @@
 
 For each clip (default: every video in ``../shared/data/videos``), the first ``--seconds`` are cut
 without re-encoding into a temporary folder, restored with
-:func:`framefusion_video.restore.restore_video`, and compared with the cut by
-:func:`framefusion_video.flicker.measure_videos` (flow on the input, face regions from the input's
+:func:`framefusion_video.restore.clip.restore_video`, and compared with the cut by
+:func:`framefusion_video.evaluation.flicker.measure_videos` (flow on the input, face regions from the input's
 face tracks). Prints a markdown table: clip, frames, warping-error ratio (1 = as stable as the
 input, > 1 = the restoration flickers), the metric's estimate of face frames left unrestored, the
 exact count (faces the detector finds in each input frame that the pipeline did not restore, from
-its own record: :func:`framefusion_video.flicker.restoration_coverage`) with the longest run of
+its own record: :func:`framefusion_video.evaluation.flicker.restoration_coverage`) with the longest run of
 such frames, and restore seconds.
 
     .venv/bin/python benchmarks/flicker.py                       # all shared clips
@@ -39,8 +39,8 @@ log = logging.getLogger("benchmarks.flicker")
 
 def cut(src: Path, dst: Path, seconds: float) -> Path:
     """The first ``seconds`` of ``src`` (all streams, no re-encoding) written to ``dst``."""
-    from framefusion_video.errors import FfvError
-    from framefusion_video.video_io import ffmpeg_exe
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.video.io import ffmpeg_exe
 
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src), "-map", "0",
            "-t", str(seconds), "-c", "copy", str(dst)]
@@ -79,9 +79,9 @@ class NoisyStandIn:
 
 def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detector) -> dict:
     """Cut, restore and measure one clip; a dict of the table's columns plus the full report."""
-    from framefusion_video.restore import restore_video
-    from framefusion_video.flicker import measure_videos, restoration_coverage
-    from framefusion_video.video_io import probe, read_frames
+    from framefusion_video.restore.clip import restore_video
+    from framefusion_video.evaluation.flicker import measure_videos, restoration_coverage
+    from framefusion_video.video.io import probe, read_frames
 
     short = cut(src, workdir / f"{src.stem}_cut{src.suffix}", seconds)
     restored = workdir / f"{src.stem}_restored.mp4"
@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("absl", "tensorflow", "h5py"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    from framefusion_video.errors import FfvError
-    from framefusion_video.faces import FaceDetector
-    from framefusion_video.config import RestoreConfig
-    from framefusion_video.restore import load_default_restorer
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.faces.detection import FaceDetector
+    from framefusion_video.restore.config import RestoreConfig
+    from framefusion_video.restore.clip import load_default_restorer
 
     clips = args.clips or sorted(p for p in SHARED_VIDEOS.glob("*") if p.is_file())
     if not clips:

@@ -66,7 +66,7 @@ def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *
     ``upscale=F``; "input" and "transcode" are then its bicubic upscale to the clip's size (x264
     CRF 18): what a plain upscale gives."""
     from framefusion_video.quality_clip import build_clip, restore_config_from, score_videos, transcode
-    from framefusion_video.batch import restore_paths
+    from framefusion_video.restore.batch import restore_paths
 
     if upscale > 1:
         restore_options = {**restore_options, "upscale": str(upscale)}
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--inputs takes {', '.join(INPUTS)}")
     options = common.parse_options(args.restore)
     if args.identity:
-        from framefusion_video.identity import IdentityUnavailable, check_available
+        from framefusion_video.evaluation.identity import IdentityUnavailable, check_available
 
         try:
             check_available()

@@ -61,9 +61,9 @@ def make_inputs(clip: Path, work: Path, seconds: float, factor: int, crf: int, e
 
 def face_boxes(truth: Path) -> list[list[tuple[int, int, int, int]]]:
     """Per frame of ``truth``, the boxes (whole pixels) of the faces the detector finds there."""
-    from framefusion_video.faces import FaceDetector
+    from framefusion_video.faces.detection import FaceDetector
     from framefusion_video.quality_clip import read_video
-    from framefusion_video.video_io import probe
+    from framefusion_video.video.io import probe
 
     info = probe(truth)
     out = []
@@ -77,7 +77,7 @@ def face_boxes(truth: Path) -> list[list[tuple[int, int, int, int]]]:
 def face_psnr(video: Path, truth: Path, boxes: list) -> float:
     """Mean PSNR over the face boxes of every frame of ``video`` against ``truth``."""
     from framefusion_video.quality_clip import _psnr, read_video
-    from framefusion_video.video_io import probe
+    from framefusion_video.video.io import probe
 
     info = probe(truth)
     size = (info.width, info.height)
@@ -92,7 +92,7 @@ def run(clips: list[Path], work: Path, factors: list[int], seconds: float, crf: 
     """One row per clip and factor: face PSNR of bicubic and of ffv restore (with ``options``,
     ``RestoreConfig`` fields as ``--restore`` strings, e.g. ``model_path`` a super-resolution
     generator of that factor instead of the shipped ones), and the gain."""
-    from framefusion_video.batch import restore_paths
+    from framefusion_video.restore.batch import restore_paths
     from framefusion_video.quality_clip import restore_config_from
 
     rows = []

@@ -35,7 +35,7 @@ CROP = 128
 
 
 def default_models() -> list[Path]:
-    from framefusion_video.dataset import default_cache_dir
+    from framefusion_video.data.dataset import default_cache_dir
 
     return [default_cache_dir() / "pretrained" / f"span_x{r}.keras" for r in (2, 4)]
 
@@ -48,7 +48,7 @@ def ms_per_crop(model, sample: np.ndarray, threads: int, crops: int, repeats: in
     and float32 rounding differences between kernels grow to 0.1-0.2 on a few pixels."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from framefusion_video.inference import export_tflite
+    from framefusion_video.restore.inference import export_tflite
 
     with tempfile.TemporaryDirectory() as tmp:
         interpreter = Interpreter(model_path=str(export_tflite(model, Path(tmp) / "model.tflite")),
@@ -85,7 +85,7 @@ def shipped_ms_per_crop(crop: np.ndarray, threads: int, crops: int, repeats: int
     """:func:`timed` of the shipped ``.tflite`` generator on ``crop`` (float32 (1, 128, 128, 3))
     as ``ffv restore`` runs it with ``threads`` threads: a yardstick timed under the same load, for
     a machine others use too. None when it is not there."""
-    from framefusion_video.inference import DEFAULT_MODEL_NAME, LiteRestorer, shipped_weights_dir
+    from framefusion_video.restore.inference import DEFAULT_MODEL_NAME, LiteRestorer, shipped_weights_dir
 
     path = shipped_weights_dir() / DEFAULT_MODEL_NAME
     if not path.is_file():
@@ -109,11 +109,11 @@ def _row(name: str, scale: str, flops: float, scores, ms, shipped) -> list:
 def bench(data: Path, models: list[Path], limit: int | None, threads: int, crops: int, repeats: int) -> list[list]:
     """Rows: model, ×r, GFLOP per crop, faces, PSNR bicubic/model, SSIM bicubic/model, wall and CPU
     ms per crop, and the shipped generator's two timed just before (:func:`shipped_ms_per_crop`)."""
-    from framefusion_video.dataset import load_aligned_crops
-    from framefusion_video.errors import FfvError
-    from framefusion_video.evaluation import downscale_area, evaluate_super_resolution, upscale_bicubic
-    from framefusion_video.inference import load_generator
-    from framefusion_video.model import count_conv_flops
+    from framefusion_video.data.dataset import load_aligned_crops
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.evaluation.images import downscale_area, evaluate_super_resolution, upscale_bicubic
+    from framefusion_video.restore.inference import load_generator
+    from framefusion_video.training.model import count_conv_flops
 
     clean = load_aligned_crops(data, CROP, limit=limit, progress=True).astype(np.float32) / np.float32(255.0)
     rows = []

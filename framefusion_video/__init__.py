@@ -20,24 +20,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import FfvError
-
-__version__ = "0.1.0"
+from framefusion_video.base.errors import FfvError
+from framefusion_video.version import __version__  # noqa: F401  (framefusion_video.__version__)
 
 #: The public API: name -> the module under framefusion_video that defines it.
 _LAZY = {
-    "FileResult": "restore",
-    "RestoreConfig": "config",
-    "restore_paths": "batch",
-    "restore_video": "restore",
+    "FileResult": "restore.clip",
+    "RestoreConfig": "restore.config",
+    "restore_paths": "restore.batch",
+    "restore_video": "restore.clip",
 }
 
 __all__ = ["FfvError", "FileResult", "RestoreConfig", "restore_paths", "restore_video"]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports them
-    from .batch import restore_paths
-    from .config import RestoreConfig
-    from .restore import FileResult, restore_video
+    from framefusion_video.restore.batch import restore_paths
+    from framefusion_video.restore.config import RestoreConfig
+    from framefusion_video.restore.clip import FileResult, restore_video
 
 
 def __getattr__(name: str) -> Any:

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .evaluation import PSNR_CAP_DB, classical_baseline, psnr, ssim
+from framefusion_video.evaluation.images import PSNR_CAP_DB, classical_baseline, psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class SyntheticClip:
 
 
 def _ffmpeg() -> str:
-    from .video_io import ffmpeg_exe
+    from framefusion_video.video.io import ffmpeg_exe
 
     return ffmpeg_exe()
 
@@ -284,7 +284,7 @@ def _codec_pass(frames: list[np.ndarray], codec_args: Sequence[str], fps: float,
 
 def _source_boxes(files: Sequence[Path], detector) -> list[tuple[Path, np.ndarray, tuple[float, ...]]]:
     """(file, uint8 RGB image, the largest face box) of each photo in which a face is found."""
-    from .dataset import read_rgb
+    from framefusion_video.data.dataset import read_rgb
 
     found = []
     for path in files:
@@ -354,7 +354,7 @@ def _damage_pixels(roi: np.ndarray, kind: str, params: Mapping, rng: np.random.G
     if kind == "blur":
         return cv2.GaussianBlur(roi, (0, 0), params["sigma"])
     if kind == "downscale":
-        from .degradations import downscale
+        from framefusion_video.data.degradations import downscale
 
         return downscale(roi, params["factor"])
     if kind == "noise":
@@ -428,7 +428,7 @@ def build_clip(faces_dir: str | os.PathLike, out_dir: str | os.PathLike, config:
     Raises:
         ValueError: no usable photo in ``faces_dir``.
     """
-    from .dataset import list_images
+    from framefusion_video.data.dataset import list_images
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -440,7 +440,7 @@ def build_clip(faces_dir: str | os.PathLike, out_dir: str | os.PathLike, config:
     order = rng.permutation(len(files))
     chosen = [files[i] for i in order[: min(len(files), n_faces + 8)]]  # spares for undetected photos
     if detector is None:
-        from .faces import FaceDetector, FaceDetectorConfig
+        from framefusion_video.faces.detection import FaceDetector, FaceDetectorConfig
 
         with FaceDetector(FaceDetectorConfig(use_mesh=False)) as det:
             sources = _source_boxes(chosen, det)
@@ -606,7 +606,7 @@ def score_videos(clip: SyntheticClip, videos: Mapping[str, str | os.PathLike], *
         PSNR per method; "summary" (see :func:`summarize_scores`).
     """
     if identity:
-        from .identity import check_available, descriptor, distance
+        from framefusion_video.evaluation.identity import check_available, descriptor, distance
 
         check_available()
     cfg = clip.config
@@ -713,7 +713,7 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, crf: int = 18, pre
 def restore_config_from(options: Mapping[str, str]):
     """A ``restore.RestoreConfig`` from ``field=value`` strings (``strength=0``,
     ``colour_match=false``), each converted to the type of the field's default."""
-    from .config import RestoreConfig
+    from framefusion_video.restore.config import RestoreConfig
 
     base = RestoreConfig()
     values = {}

@@ -61,7 +61,7 @@ from pathlib import Path
 import imageio_ffmpeg
 
 import framefusion_video
-from framefusion_video.inference import default_model_path
+from framefusion_video.restore.inference import default_model_path
 
 venv = Path(sys.argv[1]).resolve()
 package = Path(framefusion_video.__file__).resolve()

@@ -151,8 +151,8 @@ def run_ncnn(python: str, param: Path, weights: Path, images: np.ndarray) -> np.
 def check_images(faces: Path, limit: int, size: int) -> np.ndarray:
     """``limit`` aligned 128 px faces of ``faces`` (as ``ffv eval`` aligns them), area-downscaled to
     ``size``: float32 (N, size, size, 3) in [0, 1]."""
-    from framefusion_video.dataset import load_aligned_crops
-    from framefusion_video.evaluation import downscale_area
+    from framefusion_video.data.dataset import load_aligned_crops
+    from framefusion_video.evaluation.images import downscale_area
 
     clean = load_aligned_crops(faces, 128, limit=limit).astype(np.float32) / np.float32(255.0)
     return downscale_area(clean, 128 // size)
@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
 
-    from framefusion_video.dataset import default_cache_dir
-    from framefusion_video.span import span_from_ncnn
+    from framefusion_video.data.dataset import default_cache_dir
+    from framefusion_video.training.span import span_from_ncnn
 
     label, sources = read_sources(args.source)
     out_dir = args.out_dir or default_cache_dir() / "pretrained"

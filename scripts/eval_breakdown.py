@@ -31,10 +31,10 @@ import sys
 
 import numpy as np
 
-from framefusion_video.dataset import load_aligned_crops
-from framefusion_video.degradations import KINDS, DegradationConfig, apply_degradation, gaussian_blur, sample_params
-from framefusion_video.evaluation import evaluate, kind_rng, mean_scores, per_image_psnr
-from framefusion_video.inference import load_restorer
+from framefusion_video.data.dataset import load_aligned_crops
+from framefusion_video.data.degradations import KINDS, DegradationConfig, apply_degradation, gaussian_blur, sample_params
+from framefusion_video.evaluation.images import evaluate, kind_rng, mean_scores, per_image_psnr
+from framefusion_video.restore.inference import load_restorer
 
 STAGES = ("lighting", "occlusion", "shift", "blur", "resize", "noise", "compression")
 

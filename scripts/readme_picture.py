@@ -86,7 +86,7 @@ def compose(panels: Sequence[np.ndarray]) -> np.ndarray:
 
 def make_picture(output: Path, panels: Sequence[Panel]) -> None:
     """Preview each panel's clip with ``ffv preview`` and write the labelled close-ups to ``output``."""
-    from framefusion_video.outputs import write_image
+    from framefusion_video.base.outputs import write_image
 
     images = []
     with tempfile.TemporaryDirectory() as tmp:

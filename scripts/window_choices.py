@@ -29,11 +29,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from framefusion_video.blending import upscale_frame  # noqa: E402
-from framefusion_video.inference import LiteRestorer, default_sr_model_path  # noqa: E402
+from framefusion_video.restore.blending import upscale_frame  # noqa: E402
+from framefusion_video.restore.inference import LiteRestorer, default_sr_model_path  # noqa: E402
 from framefusion_video.quality_clip import (ClipConfig, _int_box, _psnr, build_clip, read_video, size_bin,  # noqa: E402
                                             transcode)
-from framefusion_video.windows import cut_window, window_rect  # noqa: E402
+from framefusion_video.restore.windows import cut_window, window_rect  # noqa: E402
 
 
 def paste(frame: np.ndarray, out: np.ndarray, rect, scale: int) -> np.ndarray:

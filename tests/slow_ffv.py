@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 def install_stand_in(delay: float) -> None:
     """Replace the model and the face pipeline of this process with the pass-through stand-in."""
-    import framefusion_video.batch as batch
-    import framefusion_video.restore as restore
-    from framefusion_video.pipeline import RestoredFrame
-    from framefusion_video.video_io import read_frames
+    import framefusion_video.restore.batch as batch
+    import framefusion_video.restore.clip as restore
+    from framefusion_video.restore.pipeline import RestoredFrame
+    from framefusion_video.video.io import read_frames
 
     class PassThrough:
         crop_size = 64
@@ -38,7 +38,7 @@ def install_stand_in(delay: float) -> None:
 
 
 def main() -> None:
-    import framefusion_video.distributed as distributed
+    import framefusion_video.restore.distributed as distributed
     from framefusion_video.cli import main as ffv
 
     delay = float(os.environ.get("FFV_TEST_FRAME_DELAY", "0.05"))

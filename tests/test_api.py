@@ -38,7 +38,10 @@ def test_all_is_exactly_the_public_api():
 
 
 def test_public_names_are_the_library_objects():
-    from framefusion_video import batch, config, errors, restore
+    from framefusion_video.restore import batch
+    from framefusion_video.restore import config
+    from framefusion_video.base import errors
+    from framefusion_video.restore import clip as restore
 
     assert FfvError is errors.FfvError
     assert (RestoreConfig, FileResult, restore_video, restore_paths) == (
@@ -59,7 +62,7 @@ def test_unknown_names_raise_attribute_error():
 ])
 def test_importing_the_api_does_not_import_the_heavy_stack(statement):
     code = (f"import json, sys\n{statement}\n"
-            f"print(json.dumps([m for m in {HEAVY!r} + ('framefusion_video.restore',) if m in sys.modules]))\n")
+            f"print(json.dumps([m for m in {HEAVY!r} + ('framefusion_video.restore.clip',) if m in sys.modules]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert not set(loaded) & set(HEAVY), f"{statement!r} imported {loaded}"
@@ -95,7 +98,7 @@ def test_restore_video_raises_ffv_error_naming_the_file(tmp_path):
 
 def test_model_path_points_at_a_generator(face_clip, tmp_path):
     # No restorer given: RestoreConfig.model_path is loaded; None is the weights shipped in the package.
-    from framefusion_video.inference import default_model_path
+    from framefusion_video.restore.inference import default_model_path
 
     shipped = default_model_path()
     if not shipped.is_file():

@@ -63,7 +63,7 @@ def test_stage_timing_runs_every_stage_on_a_face_clip(tmp_path) -> None:
     # The stage benchmark reaches into the pipeline's parts; this keeps it in step with them.
     from test_restore import N_FRAMES, FakeRestorer, astronaut_frames, write_clip
 
-    from framefusion_video.config import RestoreConfig
+    from framefusion_video.restore.config import RestoreConfig
 
     bench_pipeline = _load_benchmark("bench_pipeline")
     clip = write_clip(tmp_path / "face.mp4", astronaut_frames())

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from framefusion_video import alignment
-from framefusion_video.blending import (
+from framefusion_video.faces import alignment
+from framefusion_video.restore.blending import (
     BlendConfig, face_colour_range, face_mask, match_colour, match_face_colour, paste_faces, scale_matrix,
     upscale_frame,
 )

@@ -35,8 +35,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def fake_model(monkeypatch) -> FakeRestorer:
     """Make every command use a fake restorer instead of loading the shipped model."""
-    import framefusion_video.batch as batch_module
-    import framefusion_video.preview as preview_module
+    import framefusion_video.restore.batch as batch_module
+    import framefusion_video.restore.preview as preview_module
 
     restorer = FakeRestorer()
     monkeypatch.setattr(batch_module, "load_default_restorer", lambda config: restorer)
@@ -179,7 +179,7 @@ def test_report_and_summary_count_restored_left_alone_and_refused(clips, tmp_pat
 
 
 def test_report_counts_faces_the_gate_left_alone(clips, tmp_path, monkeypatch):
-    import framefusion_video.batch as batch_module
+    import framefusion_video.restore.batch as batch_module
 
     class Gate(FakeRestorer):  # returns every face unchanged, as the generator's gate does
         def restore(self, crops):
@@ -233,7 +233,7 @@ def test_preview_bad_input_exits_1(clips, tmp_path, fake_model):
 
 def test_restore_with_a_model_file(clips, tmp_path):
     """--model loads a .keras generator through inference.py and runs it on the faces (real TF)."""
-    from framefusion_video.model import GeneratorConfig, build_generator
+    from framefusion_video.training.model import GeneratorConfig, build_generator
 
     model_path = tmp_path / "tiny.keras"
     build_generator(GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)).save(model_path)
@@ -266,8 +266,8 @@ def test_every_registered_command_loads_and_has_help(name):
 def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import framefusion_video.batch as batch_module
-    import framefusion_video.config as config_module
+    import framefusion_video.restore.batch as batch_module
+    import framefusion_video.restore.config as config_module
     from framefusion_video.cli import main
 
     seen = {}
@@ -289,7 +289,7 @@ def test_speed_presets_fill_only_options_not_given(monkeypatch, tmp_path):
 
 
 def test_preview_takes_every_option_of_restore_and_passes_it_on(monkeypatch, tmp_path):
-    import framefusion_video.preview as preview_module
+    import framefusion_video.restore.preview as preview_module
     from framefusion_video.cli.preview import preview
     from framefusion_video.cli.restore import restore
 
@@ -311,7 +311,7 @@ def test_each_option_shows_its_field_default_and_range():
     from dataclasses import fields
 
     from framefusion_video.cli.restore import restore
-    from framefusion_video.config import MAX_BATCH_SIZE, UPSCALE_FACTORS, RestoreConfig
+    from framefusion_video.restore.config import MAX_BATCH_SIZE, UPSCALE_FACTORS, RestoreConfig
 
     params = {p.name: p for p in restore.params}
     for f in fields(RestoreConfig):
@@ -329,11 +329,11 @@ def test_strength_zero_passes_the_frames_through_without_looking_at_faces(clips,
                                                                            upscale):
     """No model is loaded and no detector opened; the output is the plain transcode of the input
     (bicubic-upscaled when asked), and the summary says the faces were not looked at."""
-    import framefusion_video.batch as batch_module
-    import framefusion_video.faces as faces_module
-    from framefusion_video.blending import upscale_frame
-    from framefusion_video.config import RestoreConfig
-    from framefusion_video.video_io import VideoWriter, probe, read_frames
+    import framefusion_video.restore.batch as batch_module
+    import framefusion_video.faces.detection as faces_module
+    from framefusion_video.restore.blending import upscale_frame
+    from framefusion_video.restore.config import RestoreConfig
+    from framefusion_video.video.io import VideoWriter, probe, read_frames
 
     def not_called(*args, **kwargs):
         raise AssertionError("strength 0 needs no model and no detector")
@@ -363,7 +363,7 @@ def test_strength_zero_passes_the_frames_through_without_looking_at_faces(clips,
 
 
 def test_a_run_that_restores_no_face_says_why_and_what_to_try():
-    from framefusion_video.batch import next_step
+    from framefusion_video.restore.batch import next_step
 
     clean = next_step(restored=0, left_alone=120, refused=0, frames=120, upscale=1)
     assert "left alone: the network found nothing to improve" in clean and "exactly as they were" in clean
@@ -375,8 +375,8 @@ def test_a_run_that_restores_no_face_says_why_and_what_to_try():
 
 
 def test_the_summary_names_the_main_cause_in_one_sentence():
-    from framefusion_video.batch import next_step
-    from framefusion_video.restore import SMALL_FACE_PX
+    from framefusion_video.restore.batch import next_step
+    from framefusion_video.restore.clip import SMALL_FACE_PX
 
     small = next_step(restored=10, left_alone=60, refused=30, frames=100, upscale=1, small=80)
     assert small.startswith("Most faces are small") and f"{SMALL_FACE_PX} px" in small and "--upscale 2" in small
@@ -391,9 +391,9 @@ def test_the_summary_names_the_main_cause_in_one_sentence():
 def test_a_folder_run_logs_the_next_step_from_its_faces(tmp_path, caplog):
     """The summary's sentence comes from the run's own counts: faces under SMALL_FACE_PX that were
     not restored (the fake restorer's inverted faces are refused) make it name --upscale 2."""
-    from framefusion_video.batch import restore_paths
-    from framefusion_video.config import RestoreConfig
-    from framefusion_video.restore import small_faces
+    from framefusion_video.restore.batch import restore_paths
+    from framefusion_video.restore.config import RestoreConfig
+    from framefusion_video.restore.clip import small_faces
 
     assert small_faces([(0, 0, 20, 30), (0, 0, 100, 80), (5, 5, 68, 68)]) == 2
     clip = write_clip(tmp_path / "half.mp4", [f[::2, ::2].copy() for f in astronaut_frames(4)])

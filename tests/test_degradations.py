@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from framefusion_video import degradations as D
-from framefusion_video.errors import FfvError
+from framefusion_video.data import degradations as D
+from framefusion_video.base.errors import FfvError
 
 
 def _smooth_image(size: int = 64, seed: int = 0) -> np.ndarray:
@@ -258,9 +258,9 @@ def test_cli_degrade_calls_library(tmp_path):
 
 
 def _video_io():
-    if importlib.util.find_spec("framefusion_video.video_io") is None:
-        pytest.skip("framefusion_video.video_io is not written yet")
-    from framefusion_video import video_io
+    if importlib.util.find_spec("framefusion_video.video.io") is None:
+        pytest.skip("framefusion_video.video.io is not written yet")
+    from framefusion_video.video import io as video_io
 
     return video_io
 

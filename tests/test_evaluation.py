@@ -11,8 +11,8 @@ import pytest
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from framefusion_video.degradations import KINDS, degrade_kind
-from framefusion_video.evaluation import (
+from framefusion_video.data.degradations import KINDS, degrade_kind
+from framefusion_video.evaluation.images import (
     EvalReport,
     classical_baseline,
     downscale_area,

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from framefusion_video import alignment
-from framefusion_video.faces import (
+from framefusion_video.faces import alignment
+from framefusion_video.faces.detection import (
     Face,
     FaceDetector,
     FaceDetectorConfig,
@@ -104,7 +104,7 @@ def test_mesh_points_replace_key_points_only_when_they_fit_the_face():
 
 
 def test_mesh_five_points_order():
-    from framefusion_video.faces import _MESH_LEFT_EYE, _MESH_RIGHT_EYE
+    from framefusion_video.faces.detection import _MESH_LEFT_EYE, _MESH_RIGHT_EYE
 
     mesh = np.zeros((468, 2), np.float32)
     mesh[list(_MESH_RIGHT_EYE)] = (20, 50)  # MediaPipe's right eye = the subject's = the image's left

@@ -26,11 +26,11 @@ import pytest
 from click.testing import CliRunner
 
 from framefusion_video.cli import main
-from framefusion_video.errors import FfvError
-from framefusion_video.outputs import OutputBusy, claim_output, lock_path
-from framefusion_video.batch import Job, plan_outputs
-from framefusion_video.pipeline import RestoredFrame
-from framefusion_video.video_io import VideoWriter, probe, read_frames
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.outputs import OutputBusy, claim_output, lock_path
+from framefusion_video.restore.batch import Job, plan_outputs
+from framefusion_video.restore.pipeline import RestoredFrame
+from framefusion_video.video.io import VideoWriter, probe, read_frames
 
 from media import ffmpeg, make_clip, short_copy
 
@@ -318,8 +318,8 @@ def pass_through(monkeypatch):
 
 def use_pass_through(monkeypatch) -> None:
     """Patch ``batch`` and ``restore`` for :func:`pass_through`."""
-    import framefusion_video.batch as batch
-    import framefusion_video.restore as restore
+    import framefusion_video.restore.batch as batch
+    import framefusion_video.restore.clip as restore
 
     class PassThrough:
         crop_size = 64
@@ -381,7 +381,7 @@ def test_a_bad_model_file_is_named_with_what_is_wrong_before_any_work(tmp_path, 
 
 
 def test_a_full_disk_is_reported_as_such_and_loses_nothing(tmp_path, pass_through, monkeypatch):
-    import framefusion_video.video_io as video_io
+    import framefusion_video.video.io as video_io
 
     real = video_io.ffmpeg_exe()
     fake = tmp_path / "ffmpeg"
@@ -454,8 +454,8 @@ def test_ray_workers_get_absolute_paths(tmp_path, monkeypatch):
     cluster: relative inputs, outputs and --model must reach them as absolute paths."""
     import types
 
-    import framefusion_video.distributed as distributed
-    from framefusion_video.config import RestoreConfig
+    import framefusion_video.restore.distributed as distributed
+    from framefusion_video.restore.config import RestoreConfig
 
     seen: list[tuple] = []
 
@@ -512,9 +512,9 @@ def preview_pass_through(monkeypatch):
 
     ``preview`` imports ``iter_restored`` by name, so it is imported before ``restore`` is patched:
     the name it keeps is then the real one, which the patch's undo puts back."""
-    import framefusion_video.batch as batch
-    import framefusion_video.preview as preview
-    import framefusion_video.restore as restore
+    import framefusion_video.restore.batch as batch
+    import framefusion_video.restore.preview as preview
+    import framefusion_video.restore.clip as restore
 
     use_pass_through(monkeypatch)
     monkeypatch.setattr(preview, "load_default_restorer", batch.load_default_restorer)
@@ -601,7 +601,7 @@ def test_preview_refuses_to_replace_a_file_of_the_run(tmp_path, preview_pass_thr
 def test_preview_on_a_full_disk_says_so(tmp_path, preview_pass_through, monkeypatch):
     import errno
 
-    import framefusion_video.outputs as outputs
+    import framefusion_video.base.outputs as outputs
 
     def full(handle, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -615,7 +615,7 @@ def test_preview_on_a_full_disk_says_so(tmp_path, preview_pass_through, monkeypa
 
 
 def test_hidden_names_stay_legal_for_the_longest_output_names(tmp_path, pass_through):
-    from framefusion_video.outputs import NAME_MAX, temp_path
+    from framefusion_video.base.outputs import NAME_MAX, temp_path
 
     for length in (230, NAME_MAX):
         dst = tmp_path / ("a" * (length - 4) + ".mp4")
@@ -660,7 +660,7 @@ def test_a_pipe_is_refused_as_not_a_regular_file(tmp_path, pass_through):
 
 
 def test_a_batch_size_beyond_the_bound_is_a_usage_error_naming_the_option(tmp_path):
-    from framefusion_video.config import MAX_BATCH_SIZE, RestoreConfig
+    from framefusion_video.restore.config import MAX_BATCH_SIZE, RestoreConfig
 
     result = run_cli("restore", str(tmp_path / "in.mp4"), "--batch-size", "100000")
     assert result.exit_code == 2 and "--batch-size" in result.output and str(MAX_BATCH_SIZE) in result.output
@@ -669,7 +669,7 @@ def test_a_batch_size_beyond_the_bound_is_a_usage_error_naming_the_option(tmp_pa
 
 
 def test_an_upscale_too_large_to_encode_is_refused_before_any_work(tmp_path, pass_through, monkeypatch):
-    import framefusion_video.restore as restore
+    import framefusion_video.restore.clip as restore
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the output cannot be encoded")
@@ -744,7 +744,7 @@ def test_train_into_a_file_is_one_line_before_any_work(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
 def test_eval_video_json_that_cannot_be_written_stops_before_any_work(tmp_path, monkeypatch):
-    import framefusion_video.flicker as flicker
+    import framefusion_video.evaluation.flicker as flicker
 
     monkeypatch.setattr(flicker, "measure_videos", lambda *a, **k: pytest.fail("measured before checking --json"))
     src = make_clip(tmp_path / "in.mp4", (64, 48), 4, 10.0)
@@ -756,7 +756,7 @@ def test_eval_video_json_that_cannot_be_written_stops_before_any_work(tmp_path, 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
 def test_eval_json_that_cannot_be_written_stops_before_any_work(tmp_path, monkeypatch):
-    import framefusion_video.evaluation as evaluation
+    import framefusion_video.evaluation.images as evaluation
 
     monkeypatch.setattr(evaluation, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before checking --json"))
     (tmp_path / "faces").mkdir()
@@ -886,7 +886,7 @@ def test_a_signal_stops_a_ray_run_as_it_stops_a_serial_one(tmp_path, sig, code):
 # ---- second hostile run
 
 def test_eval_output_naming_a_photo_measured_is_refused_before_any_work(tmp_path, monkeypatch):
-    import framefusion_video.evaluation as evaluation
+    import framefusion_video.evaluation.images as evaluation
 
     monkeypatch.setattr(evaluation, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before checking"))
     photo = tmp_path / "faces" / "face_0.jpg"
@@ -964,7 +964,7 @@ def test_train_refuses_a_link_planted_as_a_run_sub_folder(tmp_path, sub):
 
 
 def test_fit_gate_to_a_name_keras_cannot_save_is_refused_before_any_work(tmp_path, monkeypatch):
-    import framefusion_video.gating as gating
+    import framefusion_video.training.gating as gating
 
     monkeypatch.setattr(gating, "fit_gate", lambda *a, **k: pytest.fail("fitted before checking -o"))
     (tmp_path / "faces").mkdir()
@@ -979,7 +979,7 @@ def test_fit_gate_to_a_name_keras_cannot_save_is_refused_before_any_work(tmp_pat
 def test_a_checkpoint_on_a_full_disk_is_one_line_naming_the_run(tmp_path, monkeypatch):
     import errno
 
-    import framefusion_video.training as training
+    import framefusion_video.training.trainer as training
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -1029,7 +1029,7 @@ def test_an_output_name_too_long_fails_that_file_alone(tmp_path, monkeypatch):
 
 
 def test_the_learning_curve_is_never_appended_through_a_link(tmp_path):
-    from framefusion_video.outputs import append_line
+    from framefusion_video.base.outputs import append_line
 
     victim = tmp_path / "victim.txt"
     victim.write_text("the user's notes\n")

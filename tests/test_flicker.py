@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from framefusion_video import flicker
+from framefusion_video.evaluation import flicker
 from framefusion_video.cli.eval_video import eval_video
-from framefusion_video.errors import FfvError
-from framefusion_video.flicker import FaceRegion, FlickerConfig
-from framefusion_video.identity import available as identity_available
+from framefusion_video.base.errors import FfvError
+from framefusion_video.evaluation.flicker import FaceRegion, FlickerConfig
+from framefusion_video.evaluation.identity import available as identity_available
 
 from media import ffmpeg, make_clip, short_copy
 
@@ -225,7 +225,7 @@ def test_measure_videos_rejects_a_missing_file(clips, tmp_path):
 
 def test_measure_videos_on_real_faces(shared_videos, tmp_path):
     """Half a second of a real close-up compared with itself: ratio 1, every visible face unrestored."""
-    from framefusion_video.faces import FaceDetector, FaceDetectorConfig
+    from framefusion_video.faces.detection import FaceDetector, FaceDetectorConfig
 
     clip = short_copy(shared_videos / "closeup_audio-first-stream_410x412.mp4", tmp_path / "c.mp4", 0.5)
     with FaceDetector(FaceDetectorConfig(use_mesh=False, full_range=False)) as detector:

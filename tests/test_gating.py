@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from framefusion_video.degradations import degrade_for_training, training_damage
-from framefusion_video.evaluation import per_image_psnr, psnr
-from framefusion_video.gating import (CATEGORIES, _split, GateData, GateFitConfig, decision_weights, fit_gate)
-from framefusion_video.model import GeneratorConfig, build_generator
+from framefusion_video.data.degradations import degrade_for_training, training_damage
+from framefusion_video.evaluation.images import per_image_psnr, psnr
+from framefusion_video.training.gating import (CATEGORIES, _split, GateData, GateFitConfig, decision_weights, fit_gate)
+from framefusion_video.training.model import GeneratorConfig, build_generator
 
 TINY = GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)
 
@@ -106,7 +106,7 @@ def test_ffv_fit_gate_keeps_the_networks_shape(face_folder, tmp_path):
     from click.testing import CliRunner
 
     from framefusion_video.cli import main
-    from framefusion_video.model import generator_config_of
+    from framefusion_video.training.model import generator_config_of
 
     deeper = GeneratorConfig(blocks=(0, 1, 2, 3, 4), gate=False)
     rng = np.random.default_rng(0)
@@ -126,7 +126,7 @@ def test_ffv_fit_gate_keeps_the_networks_shape(face_folder, tmp_path):
 
 
 def test_generator_config_of_reads_back_every_shape():
-    from framefusion_video.model import generator_config_of
+    from framefusion_video.training.model import generator_config_of
 
     for config in (GeneratorConfig(), GeneratorConfig(crop_size=64, widths=(8, 16, 24), blocks=(1, 0, 2), expansion=2,
                                                       gate=False)):

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from skimage import data
 
-from framefusion_video import identity
+from framefusion_video.evaluation import identity
 
 needs_dlib = pytest.mark.skipif(not identity.available(),
                                 reason=f"dlib or its weights not installed ({identity.INSTALL_HINT})")
@@ -65,7 +65,7 @@ def test_a_changed_copy_is_closer_than_another_person(shared_data):
 
 @needs_dlib
 def test_evaluate_reports_identity_per_kind():
-    from framefusion_video.evaluation import evaluate
+    from framefusion_video.evaluation.images import evaluate
 
     face = cv2.resize(data.astronaut()[60:200, 150:290], (64, 64), interpolation=cv2.INTER_AREA)
     clean = np.stack([face, face[:, ::-1]]).astype(np.float32) / np.float32(255.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framefusion_video.model import (DiscriminatorConfig, GeneratorConfig, build_discriminator,
+from framefusion_video.training.model import (DiscriminatorConfig, GeneratorConfig, build_discriminator,
                                      build_generator, count_flops_per_crop)
 
 TINY = GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)
@@ -43,7 +43,7 @@ def test_default_generator_is_light():
 
 
 def test_restorer_pads_batches_and_keeps_order(tmp_path):
-    from framefusion_video.inference import KerasRestorer, load_restorer
+    from framefusion_video.restore.inference import KerasRestorer, load_restorer
 
     gen = build_generator(TINY)
     path = tmp_path / "g.keras"
@@ -58,8 +58,8 @@ def test_restorer_pads_batches_and_keeps_order(tmp_path):
 
 
 def test_load_restorer_reports_bad_files(tmp_path):
-    from framefusion_video.errors import FfvError
-    from framefusion_video.inference import load_restorer
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.restore.inference import load_restorer
 
     with pytest.raises(FfvError, match="not found"):
         load_restorer(tmp_path / "missing.keras")
@@ -83,7 +83,7 @@ def _perturbed_generator():
 
 
 def test_tflite_export_gives_the_keras_outputs(tmp_path):
-    from framefusion_video.inference import LiteRestorer, export_tflite, load_restorer
+    from framefusion_video.restore.inference import LiteRestorer, export_tflite, load_restorer
 
     gen = _perturbed_generator()
     path = export_tflite(gen, tmp_path / "g.tflite")
@@ -103,8 +103,8 @@ def test_tflite_export_gives_the_keras_outputs(tmp_path):
 
 
 def test_load_restorer_reports_bad_tflite_files(tmp_path):
-    from framefusion_video.errors import FfvError
-    from framefusion_video.inference import load_restorer
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.restore.inference import load_restorer
 
     with pytest.raises(FfvError, match="missing.tflite.*not found"):
         load_restorer(tmp_path / "missing.tflite")
@@ -116,7 +116,7 @@ def test_load_restorer_reports_bad_tflite_files(tmp_path):
 
 def test_shipped_tflite_matches_shipped_keras():
     # ffv restore runs the .tflite file and ffv train/eval the .keras one: they must be one model.
-    from framefusion_video.inference import DEFAULT_MODEL_NAME, KERAS_MODEL_NAME, load_restorer, shipped_weights_dir
+    from framefusion_video.restore.inference import DEFAULT_MODEL_NAME, KERAS_MODEL_NAME, load_restorer, shipped_weights_dir
 
     lite, full = shipped_weights_dir() / DEFAULT_MODEL_NAME, shipped_weights_dir() / KERAS_MODEL_NAME
     if not (lite.is_file() and full.is_file()):
@@ -130,12 +130,12 @@ def test_restoring_with_litert_does_not_import_tensorflow(tmp_path):
     import subprocess
     import sys
 
-    from framefusion_video.inference import export_tflite
+    from framefusion_video.restore.inference import export_tflite
 
     path = export_tflite(_perturbed_generator(), tmp_path / "g.tflite")
     code = ("import sys, numpy as np\n"
-            "from framefusion_video.faces import FaceDetector\n"
-            "from framefusion_video.inference import load_restorer\n"
+            "from framefusion_video.faces.detection import FaceDetector\n"
+            "from framefusion_video.restore.inference import load_restorer\n"
             "FaceDetector().close()\n"
             f"load_restorer({str(path)!r}).restore(np.zeros((2, 32, 32, 3), np.float32))\n"
             "print('tensorflow' in sys.modules)\n")
@@ -150,7 +150,7 @@ def test_mediapipe_import_defers_matplotlib_until_used():
     import sys
 
     code = ("import sys\n"
-            "from framefusion_video.faces import import_mediapipe\n"
+            "from framefusion_video.faces.detection import import_mediapipe\n"
             "mp = import_mediapipe()\n"
             "print('matplotlib' in sys.modules)\n"
             "print(callable(mp.solutions.drawing_utils.plt.figure), 'matplotlib.pyplot' in sys.modules)\n")
@@ -167,7 +167,7 @@ def _set_gate(gen, gain: float) -> None:
 
 
 def test_gate_at_zero_returns_the_input_bit_exact_and_scales_the_residual(tmp_path):
-    from framefusion_video.inference import export_tflite, load_restorer
+    from framefusion_video.restore.inference import export_tflite, load_restorer
 
     gen = _perturbed_generator()
     x = np.random.default_rng(5).random((3, 32, 32, 3), dtype=np.float32) * 0.5 + 0.25

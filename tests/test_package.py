@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from framefusion_video.inference import (
+from framefusion_video.restore.inference import (
     DEFAULT_MODEL_NAME,
     KERAS_MODEL_NAME,
     SR_MODEL_NAMES,
@@ -53,6 +53,8 @@ def test_wheel_carries_the_shipped_weights_and_nothing_of_models(tmp_path):
     files = wheel_files(tmp_path)
     assert WEIGHTS <= files
     assert "framefusion_video/__init__.py" in files and "framefusion_video/cli/restore.py" in files
+    subpackages = ("base", "video", "faces", "restore", "data", "evaluation", "training", "cli", "weights")
+    assert {f"framefusion_video/{name}/__init__.py" for name in subpackages} <= files
     outside = sorted(f for f in files if not f.startswith("framefusion_video/"))
     assert not outside, f"files outside the package: {outside}"
     data = sorted(f for f in files if not f.endswith(".py") and f not in WEIGHTS)

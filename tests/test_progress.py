@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from framefusion_video.batch import FolderProgress, SerialExecutor, bars_shown, frames_left, run_plan, time_left
-from framefusion_video.config import RestoreConfig
+from framefusion_video.restore.batch import FolderProgress, SerialExecutor, bars_shown, frames_left, run_plan, time_left
+from framefusion_video.restore.config import RestoreConfig
 
 from test_restore import FakeRestorer, astronaut_frames, write_clip
 

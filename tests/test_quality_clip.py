@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framefusion_video.identity import available as identity_available
+from framefusion_video.evaluation.identity import available as identity_available
 from framefusion_video.quality_clip import ClipConfig, SyntheticClip, build_clip, read_video, score_videos
-from framefusion_video.video_io import probe
+from framefusion_video.video.io import probe
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

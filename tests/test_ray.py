@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 
 from framefusion_video.cli import main
-from framefusion_video.distributed import RAY_HINT, RayConfig, parse_ray_address, restore_paths_ray
-from framefusion_video.errors import FfvError
-from framefusion_video.batch import restore_paths
-from framefusion_video.config import RestoreConfig
+from framefusion_video.restore.distributed import RAY_HINT, RayConfig, parse_ray_address, restore_paths_ray
+from framefusion_video.base.errors import FfvError
+from framefusion_video.restore.batch import restore_paths
+from framefusion_video.restore.config import RestoreConfig
 
 from media import make_clip
 
@@ -49,7 +49,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    from framefusion_video.model import GeneratorConfig, build_generator
+    from framefusion_video.training.model import GeneratorConfig, build_generator
 
     path = tmp_path_factory.mktemp("model") / "g.keras"
     build_generator(GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)).save(path)

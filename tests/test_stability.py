@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from framefusion_video import alignment
-from framefusion_video.faces import Face
-from framefusion_video.config import RestoreConfig
-from framefusion_video.pipeline import restore_frames
-from framefusion_video.stabilize import (
+from framefusion_video.faces import alignment
+from framefusion_video.faces.detection import Face
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.restore.pipeline import restore_frames
+from framefusion_video.restore.stabilize import (
     StabilizeConfig,
     TrackState,
     blend_weight,
@@ -26,8 +26,8 @@ from framefusion_video.stabilize import (
     to_grey,
     warp_crop,
 )
-from framefusion_video.flicker import FaceRegion, measure
-from framefusion_video.tracking import TrackingConfig, track_faces
+from framefusion_video.evaluation.flicker import FaceRegion, measure
+from framefusion_video.faces.tracking import TrackingConfig, track_faces
 
 S = 64  # crop size of the fake restorers
 H, W = 160, 240
@@ -312,7 +312,7 @@ def test_face_missed_by_the_detector_in_one_frame_is_still_restored():
 def test_restore_cli_passes_temporal_to_the_config(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import framefusion_video.batch as batch_module
+    import framefusion_video.restore.batch as batch_module
     from framefusion_video.cli import main
 
     seen = []

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from framefusion_video.alignment import TEMPLATE_5
-from framefusion_video.faces import Face
-from framefusion_video.tracking import (
+from framefusion_video.faces.alignment import TEMPLATE_5
+from framefusion_video.faces.detection import Face
+from framefusion_video.faces.tracking import (
     TrackingConfig,
     flow_transform,
     frame_signature,
@@ -296,7 +296,7 @@ def test_output_is_streamed_with_bounded_delay():
 
 def test_real_clip_keeps_one_identity(shared_videos):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-    from framefusion_video.faces import FaceDetector
+    from framefusion_video.faces.detection import FaceDetector
 
     reader = imageio_ffmpeg.read_frames(str(shared_videos / "talking_head_vfr_700.mp4"))
     meta = next(reader)

@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from framefusion_video.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_paths
-from framefusion_video.dataset import BatchSampler, list_images
-from framefusion_video.errors import FfvError
-from framefusion_video.export import export_generator
-from framefusion_video.filetypes import IMAGE_EXTENSIONS
-from framefusion_video.model import DiscriminatorConfig, GeneratorConfig
-from framefusion_video.training import TrainConfig, build_gan
+from framefusion_video.training.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_paths
+from framefusion_video.data.dataset import BatchSampler, list_images
+from framefusion_video.base.errors import FfvError
+from framefusion_video.training.export import export_generator
+from framefusion_video.base.filetypes import IMAGE_EXTENSIONS
+from framefusion_video.training.model import DiscriminatorConfig, GeneratorConfig
+from framefusion_video.training.trainer import TrainConfig, build_gan
 
 TINY = TrainConfig(batch_size=4, adv_start=0, lr_g=2e-3,
                    generator=GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2),
@@ -88,7 +88,7 @@ def test_checkpoint_resume_restores_step_weights_and_optimiser(tmp_path):
 
 
 def test_export_then_load_gives_the_same_outputs(tmp_path):
-    from framefusion_video.inference import load_restorer
+    from framefusion_video.restore.inference import load_restorer
 
     gan = build_gan(TINY)
     sampler = BatchSampler(_crops(), 4, seed=0, degrade=_blur)
@@ -101,7 +101,7 @@ def test_export_then_load_gives_the_same_outputs(tmp_path):
 
 
 def test_export_average_is_the_mean_of_the_last_snapshots(tmp_path):
-    from framefusion_video.errors import FfvError
+    from framefusion_video.base.errors import FfvError
 
     gan = build_gan(TINY)
     sampler = BatchSampler(_crops(), 4, seed=0, degrade=_blur)
@@ -181,7 +181,7 @@ def test_ffv_eval_measures_input_baseline_and_model(face_folder, tmp_path):
     from click.testing import CliRunner
 
     from framefusion_video.cli import main
-    from framefusion_video.model import build_generator
+    from framefusion_video.training.model import build_generator
 
     model = tmp_path / "g.keras"
     build_generator(GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)).save(model)
@@ -210,8 +210,8 @@ def test_the_critic_learns_to_tell_clean_from_damaged():
 
 
 def test_log_mse_is_minus_a_tenth_of_the_mean_psnr():
-    from framefusion_video.evaluation import psnr
-    from framefusion_video.training import log_mse
+    from framefusion_video.evaluation.images import psnr
+    from framefusion_video.training.trainer import log_mse
 
     rng = np.random.default_rng(4)
     clean = rng.random((3, 16, 16, 3)).astype(np.float32)
@@ -222,9 +222,9 @@ def test_log_mse_is_minus_a_tenth_of_the_mean_psnr():
 
 
 def test_init_from_copies_an_ungated_generator_into_a_gated_one(tmp_path):
-    from framefusion_video.errors import FfvError
-    from framefusion_video.model import build_generator
-    from framefusion_video.training import init_generator_from
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.training.model import build_generator
+    from framefusion_video.training.trainer import init_generator_from
 
     ungated = build_generator(replace(TINY.generator, gate=False))
     rng = np.random.default_rng(0)
@@ -241,8 +241,8 @@ def test_init_from_copies_an_ungated_generator_into_a_gated_one(tmp_path):
 
 
 def test_init_from_grows_a_deeper_network_and_leaves_the_gate_at_one(tmp_path):
-    from framefusion_video.model import build_generator
-    from framefusion_video.training import init_generator_from
+    from framefusion_video.training.model import build_generator
+    from framefusion_video.training.trainer import init_generator_from
 
     rng = np.random.default_rng(1)
     old = build_generator(TINY.generator)
@@ -289,7 +289,7 @@ def test_ffv_train_init_from_starts_a_run_from_a_generator(face_folder, tmp_path
     from click.testing import CliRunner
 
     from framefusion_video.cli import main
-    from framefusion_video.model import build_generator
+    from framefusion_video.training.model import build_generator
 
     source = tmp_path / "start.keras"
     build_generator().save(source)
@@ -317,7 +317,7 @@ def test_training_keeps_the_gate_at_a_gain_of_one():
 def test_batch_ssim_equals_tensorflows():
     import tensorflow as tf
 
-    from framefusion_video.training import batch_ssim
+    from framefusion_video.training.trainer import batch_ssim
 
     rng = np.random.default_rng(0)
     x = rng.random((3, 40, 36, 3), dtype=np.float32)
@@ -354,7 +354,7 @@ def test_before_the_critic_starts_it_is_neither_run_nor_trained():
 
 
 def test_train_switches_phase_where_the_critic_starts_and_resumes_there(tmp_path, monkeypatch):
-    from framefusion_video import training
+    from framefusion_video.training import trainer as training
 
     monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
     config = replace(TINY, adv_start=3, critic_warmup=1, out_dir=str(tmp_path / "run"), max_steps=2, seed=1)
@@ -372,7 +372,7 @@ def test_train_switches_phase_where_the_critic_starts_and_resumes_there(tmp_path
 def test_train_visits_batches_in_order(tmp_path, monkeypatch):
     # Batch i is the sampler's batch i: fit must not shuffle them (keras would also list every
     # index of an open-ended phase first: memory that grows with the length of the run).
-    from framefusion_video import training
+    from framefusion_video.training import trainer as training
 
     monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
     seen: list[int] = []
@@ -386,9 +386,9 @@ def test_train_visits_batches_in_order(tmp_path, monkeypatch):
 
 
 def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypatch):
-    from framefusion_video import training
-    from framefusion_video.inference import load_restorer
-    from framefusion_video.span import SpanConfig
+    from framefusion_video.training import trainer as training
+    from framefusion_video.restore.inference import load_restorer
+    from framefusion_video.training.span import SpanConfig
 
     monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
     config = replace(TINY, span=SpanConfig(scale=2, channels=8, blocks=1, input_size=16), adv_start=1,
@@ -412,8 +412,8 @@ def test_a_span_generator_trains_on_shrunk_crops_and_exports(tmp_path, monkeypat
 
 
 def test_a_span_restorer_trains_on_full_size_crops(tmp_path, monkeypatch):
-    from framefusion_video import training
-    from framefusion_video.span import SpanConfig
+    from framefusion_video.training import trainer as training
+    from framefusion_video.training.span import SpanConfig
 
     monkeypatch.setattr(training, "training_crops", lambda config: (_crops(8), np.ones(8, np.int64)))
     config = replace(TINY, span=SpanConfig(scale=1, channels=8, blocks=1, input_size=32, unshuffle=4),

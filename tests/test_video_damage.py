@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from framefusion_video.dataset import PairSampler
-from framefusion_video.video_damage import (ClipDamage, VideoDamageConfig, build_pair_cache, damage_clip,
+from framefusion_video.data.dataset import PairSampler
+from framefusion_video.data.video_damage import (ClipDamage, VideoDamageConfig, build_pair_cache, damage_clip,
                                             damaged_pair, encode_decode, face_patch, frame_grid, load_pair_cache,
                                             make_clip)
 
@@ -48,7 +48,7 @@ def test_the_damaged_frame_lies_on_the_clean_grid_reduced_by_scale(photo, scale)
 
 
 def test_a_pair_is_a_patch_of_the_frame_and_the_clean_patch_at_the_same_place(photo, monkeypatch):
-    from framefusion_video import video_damage
+    from framefusion_video.data import video_damage
 
     # Without the codec, noise and blur, the damaged patch is the clean patch reduced by area.
     monkeypatch.setattr(video_damage, "encode_decode", lambda frames, *args: list(frames))

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from framefusion_video.config import RestoreConfig
-from framefusion_video.pipeline import restore_frames
-from framefusion_video.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, cut_window, feather_mask, grown_box,
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.restore.pipeline import restore_frames
+from framefusion_video.restore.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, cut_window, feather_mask, grown_box,
                                        paste_window, reduce_output, window_rect)
 
 
@@ -94,7 +94,7 @@ class SizelessBlockySuperResolution:
 
 def test_a_network_of_any_input_size_super_resolves_faces_of_every_size():
     """No face is too large: each is given a window sized to it, and the outputs are pasted."""
-    from framefusion_video.blending import upscale_frame
+    from framefusion_video.restore.blending import upscale_frame
 
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
@@ -132,7 +132,7 @@ class _Scaled:
 
 
 def test_the_x4_cascade_sends_large_windows_through_the_x2_network_twice():
-    from framefusion_video.inference import CascadeRestorer
+    from framefusion_video.restore.inference import CascadeRestorer
 
     x4, x2 = _Scaled(4), _Scaled(2)
     cascade = CascadeRestorer(x4, x2, max_side=64)
@@ -146,8 +146,8 @@ def test_the_x4_cascade_sends_large_windows_through_the_x2_network_twice():
 
 
 def test_the_shipped_x4_restorer_is_the_cascade():
-    from framefusion_video.inference import CascadeRestorer
-    from framefusion_video.restore import load_default_restorer
+    from framefusion_video.restore.inference import CascadeRestorer
+    from framefusion_video.restore.clip import load_default_restorer
 
     restorer = load_default_restorer(RestoreConfig(upscale=4))
     assert isinstance(restorer, CascadeRestorer) and (restorer.scale, restorer.crop_size) == (4, None)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
-from framefusion_video import __version__
+from framefusion_video.version import __version__
 
 #: name -> (module under framefusion_video.cli, one-line help shown by ``ffv --help``).
 COMMANDS = {
@@ -65,7 +65,7 @@ class LazyGroup(click.Group):
             except OSError as exc:
                 if exc.errno != errno.ENAMETOOLONG:
                     raise
-                from framefusion_video.outputs import NAME_MAX
+                from framefusion_video.base.outputs import NAME_MAX
 
                 raise click.ClickException(f"{exc.filename}: file name too long (a name in a path may have at "
                                            f"most {NAME_MAX} bytes); choose a shorter one") from exc

@@ -31,11 +31,11 @@ def eval(data_dir: Path, model_path: Path | None, no_model: bool, limit: int | N
          identity: bool, seed: int, json_path: Path | None,
          md_path: Path | None) -> None:  # noqa: A001 (the command's name)
     """Damage DATA_DIR's faces in fixed, seeded ways and measure input, classical baseline and model."""
-    from framefusion_video.errors import FfvError
-    from framefusion_video.evaluation import evaluate_folder
-    from framefusion_video.filetypes import IMAGE_EXTENSIONS
-    from framefusion_video.identity import IdentityUnavailable
-    from framefusion_video.outputs import check_new_file, write_file
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.evaluation.images import evaluate_folder
+    from framefusion_video.base.filetypes import IMAGE_EXTENSIONS
+    from framefusion_video.evaluation.identity import IdentityUnavailable
+    from framefusion_video.base.outputs import check_new_file, write_file
 
     try:
         run = [p for p in (model_path, json_path, md_path) if p is not None]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from framefusion_video.flicker import FlickerConfig  # light: numpy and OpenCV, no TensorFlow
+from framefusion_video.evaluation.flicker import FlickerConfig  # light: numpy and OpenCV, no TensorFlow
 
 
 @click.command("eval-video", context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,10 +41,10 @@ def eval_video(input: str, restored: str, json_path: Path | None, whole_frame: b
     "input's drift" the same for the input (what pose and light change anyway): a restorer that keeps
     the person keeps its drift near the input's.
     """
-    from framefusion_video.errors import FfvError
-    from framefusion_video.flicker import measure_videos
-    from framefusion_video.identity import IdentityUnavailable
-    from framefusion_video.outputs import check_new_file, write_file
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.evaluation.flicker import measure_videos
+    from framefusion_video.evaluation.identity import IdentityUnavailable
+    from framefusion_video.base.outputs import check_new_file, write_file
 
     if identity and whole_frame:
         raise click.UsageError("--identity measures faces; it cannot be combined with --whole-frame")

@@ -24,8 +24,8 @@ import click
 def export(run_dir: Path, output: Path, tflite: bool, average: int, snapshot: int | None,
            input_size: int | None) -> None:
     """Write RUN_DIR's latest checkpoint generator to OUTPUT (.keras) and OUTPUT's .tflite twin."""
-    from framefusion_video.export import export_generator
-    from framefusion_video.errors import FfvError
+    from framefusion_video.training.export import export_generator
+    from framefusion_video.base.errors import FfvError
 
     if not (run_dir / "checkpoint.json").is_file():
         raise click.ClickException(f"{run_dir}: no checkpoint.json (not an ffv training run)")

@@ -17,8 +17,8 @@ import click
 @click.option("--seed", default=0, show_default=True, type=int)
 def fit_gate(model: Path, data_dir: Path, output: Path, samples: int, seed: int) -> None:
     """Teach MODEL (.keras) when to leave a face alone, from DATA_DIR's faces (the network is frozen)."""
-    from framefusion_video.errors import FfvError
-    from framefusion_video.gating import GateFitConfig, fit_gate_file
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.training.gating import GateFitConfig, fit_gate_file
 
     if not data_dir.is_dir():
         raise click.ClickException(f"{data_dir}: no such folder")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from framefusion_video.config import PRESETS, RestoreConfig, Spec, preset_config, spec_of
+from framefusion_video.restore.config import PRESETS, RestoreConfig, Spec, preset_config, spec_of
 
 
 def flag_name(f: Field) -> str:

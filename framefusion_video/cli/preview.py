@@ -1,11 +1,11 @@
-"""``ffv preview``: parse options, call :func:`framefusion_video.preview.export_preview`."""
+"""``ffv preview``: parse options, call :func:`framefusion_video.restore.preview.export_preview`."""
 
 from __future__ import annotations
 
 import click
 
 from framefusion_video.cli.options import config_from_options, config_options
-from framefusion_video.errors import FfvError
+from framefusion_video.base.errors import FfvError
 
 
 def _frame_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -37,7 +37,7 @@ def preview(ctx: click.Context, input: str, out_dir: str, every: int | None, fra
     Takes every option of ``ffv restore`` that sets how faces are restored, so that a preview
     shows what a run with the same options gives (``--crf`` and ``--preset`` only shape a video).
     """
-    from framefusion_video.preview import export_preview
+    from framefusion_video.restore.preview import export_preview
 
     if every is not None and frames is not None:
         raise click.UsageError("use either --every or --frames, not both", ctx)

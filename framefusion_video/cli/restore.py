@@ -1,17 +1,17 @@
-"""``ffv restore``: parse options, call :func:`framefusion_video.batch.restore_paths`."""
+"""``ffv restore``: parse options, call :func:`framefusion_video.restore.batch.restore_paths`."""
 
 from __future__ import annotations
 
 import click
 
 from framefusion_video.cli.options import config_from_options, config_options
-from framefusion_video.errors import FfvError
+from framefusion_video.base.errors import FfvError
 
 
 def _check_ray_address(value: str | None) -> str | None:
     """Validate ``--ray``'s value before the inputs are parsed (``--ray DIR`` would take DIR)."""
     if value is not None:
-        from framefusion_video.distributed import parse_ray_address
+        from framefusion_video.restore.distributed import parse_ray_address
 
         try:
             parse_ray_address(value)
@@ -47,7 +47,7 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
     """
     import logging
 
-    from framefusion_video.batch import restore_paths
+    from framefusion_video.restore.batch import restore_paths
 
     quiet = quiet or bool((ctx.obj or {}).get("quiet"))
     if quiet:
@@ -58,7 +58,7 @@ def restore(ctx: click.Context, inputs: tuple[str, ...], output: str | None, rec
             results = restore_paths(inputs, output, config, recursive=recursive, overwrite=overwrite,
                                     report=report, quiet=quiet)
         else:
-            from framefusion_video.distributed import RayConfig, parse_ray_address, restore_paths_ray
+            from framefusion_video.restore.distributed import RayConfig, parse_ray_address, restore_paths_ray
 
             ray_config = RayConfig(address=parse_ray_address(ray_address),
                                    worker_logs=bool((ctx.obj or {}).get("verbose")))

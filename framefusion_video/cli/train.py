@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from framefusion_video.config import UPSCALE_FACTORS
+from framefusion_video.restore.config import UPSCALE_FACTORS
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -86,12 +86,12 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
           adv_start: int | None, adv_weight: float | None, video_damage: int | None,
           export_path: Path | None) -> None:
     """Train the generator (a U-Net, or SPAN with --span) against a PatchGAN critic on DATA_DIR's faces."""
-    from framefusion_video.export import export_generator
-    from framefusion_video.errors import FfvError
-    from framefusion_video.model import GeneratorConfig
-    from framefusion_video.span import SpanConfig
-    from framefusion_video.training import TrainConfig
-    from framefusion_video.training import train as run_training
+    from framefusion_video.training.export import export_generator
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.training.model import GeneratorConfig
+    from framefusion_video.training.span import SpanConfig
+    from framefusion_video.training.trainer import TrainConfig
+    from framefusion_video.training.trainer import train as run_training
 
     optional = {"lr_scale": lr_scale, "snapshot_every": snapshot_every}
     given = {name: value for name, value in optional.items() if value is not None}
@@ -125,7 +125,7 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
         raise click.UsageError(str(exc)) from None
     try:
         if export_path:
-            from framefusion_video.export import check_export_paths
+            from framefusion_video.training.export import check_export_paths
 
             check_export_paths(out_dir, export_path, tflite=True)
         run_dir = run_training(config, resume=resume, keep_saved=optional.keys() - given.keys())

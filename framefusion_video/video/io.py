@@ -34,8 +34,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from .errors import FfvError
-from .outputs import OutputClaim, claim_output, create_temp, new_token
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.outputs import OutputClaim, claim_output, create_temp, new_token
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Everything MediaPipe-specific lives here, behind :class:`FaceDetector`, so that the detector can be
 swapped later. The rest of ffv only sees :class:`Face` values: a box, five landmarks in the order of
-:mod:`framefusion_video.alignment`, a score and a size.
+:mod:`framefusion_video.faces.alignment`, a score and a size.
 
 Pipeline per frame:
 1. the short-range detector (close faces) and the full-range detector (faces up to ~5 m) both run on
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import alignment
+from framefusion_video.faces import alignment
 
 logger = logging.getLogger(__name__)
 

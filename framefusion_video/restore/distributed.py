@@ -1,6 +1,6 @@
 """Folder runs on a Ray cluster: one task per clip, the serial restore function on every worker.
 
-``restore_paths_ray`` is :func:`framefusion_video.batch.restore_paths` with the clips spread
+``restore_paths_ray`` is :func:`framefusion_video.restore.batch.restore_paths` with the clips spread
 over Ray workers (a local Ray started for the run, or an existing cluster joined by address).
 This module is only the executor (:class:`RayExecutor`): the plan, the skip-existing resume, the
 per-file log lines, the summary and the JSON report are ``batch.run_plan``'s, as in a serial run;
@@ -37,11 +37,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import FfvError
-from .batch import Finished, Job, bars_shown, run_job, run_plan, settle_before_run
-from .config import RestoreConfig
-from .outputs import OutputBusy, claim_output
-from .restore import FileResult
+from framefusion_video.base.errors import FfvError
+from framefusion_video.restore.batch import Finished, Job, bars_shown, run_job, run_plan, settle_before_run
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.base.outputs import OutputBusy, claim_output
+from framefusion_video.restore.clip import FileResult
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ _RESTORERS: dict[tuple[str | None, int, int, int], Any] = {}
 
 
 def _worker_restorer(config: RestoreConfig):
-    from .restore import load_default_restorer
+    from framefusion_video.restore.clip import load_default_restorer
 
     key = (config.model_path, config.batch_size, config.upscale, config.model_threads)
     if key not in _RESTORERS:
@@ -169,7 +169,7 @@ def restore_clip(src: str, dst: str, config: RestoreConfig, overwrite: bool = Fa
     Ray does not retry them); a model that cannot be loaded becomes ``fatal``. Runs without Ray
     too (``node`` is then this host).
     """
-    from .batch import ModelUnavailable
+    from framefusion_video.restore.batch import ModelUnavailable
 
     job = Job(index, Path(src), Path(dst), src)
     try:

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import FfvError
+from framefusion_video.base.errors import FfvError
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .degradations import KINDS, DegradationConfig, training_damage
-from .evaluation import per_image_psnr
-from .outputs import atomic_path
+from framefusion_video.data.degradations import KINDS, DegradationConfig, training_damage
+from framefusion_video.evaluation.images import per_image_psnr
+from framefusion_video.base.outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def fit_gate(generator, data: GateData, config: GateFitConfig = GateFitConfig())
     import keras
     import tensorflow as tf
 
-    from .model import GATE_LOGIT_SCALE
+    from framefusion_video.training.model import GATE_LOGIT_SCALE
 
     fit, held = _split(len(data.features), config)
     mean, std = data.features[fit].mean(0), data.features[fit].std(0) + 1e-6
@@ -164,12 +164,12 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     may be ``model_path`` itself: it is replaced only once the new file is complete."""
     import keras
 
-    from .dataset import load_aligned_crops
-    from .errors import FfvError
-    from .export import check_model_suffix
-    from .inference import export_tflite
-    from .model import build_generator, generator_config_of
-    from .training import init_generator_from
+    from framefusion_video.data.dataset import load_aligned_crops
+    from framefusion_video.base.errors import FfvError
+    from framefusion_video.training.export import check_model_suffix
+    from framefusion_video.restore.inference import export_tflite
+    from framefusion_video.training.model import build_generator, generator_config_of
+    from framefusion_video.training.trainer import init_generator_from
 
     check_model_suffix(Path(output))
     try:

@@ -33,10 +33,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FfvError
-from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .outputs import write_image
-from .pixels import to_uint8
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from framefusion_video.base.outputs import write_image
+from framefusion_video.base.pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -764,7 +764,7 @@ def _file_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _degrade_video(src: Path, dst: Path, config: DegradationConfig, seed: int, kind: str) -> None:
-    from . import video_io
+    from framefusion_video.video import io as video_io
 
     rng = _file_rng(seed, src.name)
     params = sample_params(rng, config, kind)

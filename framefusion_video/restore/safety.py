@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .pixels import to_unit_float
+from framefusion_video.base.pixels import to_unit_float
 
 RESTORED = "restored"
 LEFT_ALONE = "left alone"
@@ -153,7 +153,7 @@ def estimate_damage(region: np.ndarray, weights: np.ndarray, config: SafetyConfi
       where that range starts for this face (``blending.scene_plausible_means``); None: the
       fixed range's.
     """
-    from .blending import PLAUSIBLE_FACE_MEANS
+    from framefusion_video.restore.blending import PLAUSIBLE_FACE_MEANS
 
     if region.size == 0:
         return 0.0

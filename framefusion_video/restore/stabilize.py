@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .pixels import to_unit_float
+from framefusion_video.base.pixels import to_unit_float
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def stabilize_crop(
     restored = np.asarray(restored, dtype=np.float32)
     original = _as_float(input_crop)
     if left_alone is None:
-        from .inference import left_alone as gate_left_alone
+        from framefusion_video.restore.inference import left_alone as gate_left_alone
 
         left_alone = bool(gate_left_alone(restored[None], original[None])[0])
     usable = (config.active and state is not None and state.index == index - 1

@@ -17,10 +17,10 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from .alignment import estimate_alignment, warp_to_crop
-from .errors import FfvError
-from .filetypes import IMAGE_EXTENSIONS
-from .outputs import atomic_path
+from framefusion_video.faces.alignment import estimate_alignment, warp_to_crop
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.filetypes import IMAGE_EXTENSIONS
+from framefusion_video.base.outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def load_aligned_crops(
     if cache.is_file():
         return np.load(cache, mmap_mode=None)
 
-    from .faces import FaceDetector, FaceDetectorConfig
+    from framefusion_video.faces.detection import FaceDetector, FaceDetectorConfig
 
     crops, missed = [], 0
     iterator: Iterator[Path] = iter(files)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from framefusion_video import alignment
+from framefusion_video.faces import alignment
 
-from .pixels import to_unit_float
+from framefusion_video.base.pixels import to_unit_float
 
 log = logging.getLogger(__name__)
 

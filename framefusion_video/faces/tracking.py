@@ -30,7 +30,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .faces import Box, Face, box_iou
+from framefusion_video.faces.detection import Box, Face, box_iou
 
 logger = logging.getLogger(__name__)
 

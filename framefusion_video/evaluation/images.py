@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from .degradations import KINDS, DegradationConfig, degrade_kind
-from .pixels import to_uint8
+from framefusion_video.data.degradations import KINDS, DegradationConfig, degrade_kind
+from framefusion_video.base.pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def mean_scores(results: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
 def identity_distances(results: np.ndarray, clean_descriptors: Sequence[np.ndarray]) -> np.ndarray:
     """Identity distance (``identity.distance``) of each aligned crop of ``results`` (float32
     (N, S, S, 3) in [0, 1]) to the matching clean crop's descriptor: float64 (N,)."""
-    from .identity import aligned_box, descriptor, distance
+    from framefusion_video.evaluation.identity import aligned_box, descriptor, distance
 
     box = aligned_box(results.shape[1])
     return np.array([distance(descriptor(to_uint8(r), box), d) for r, d in zip(results, clean_descriptors)])
@@ -318,7 +318,7 @@ def evaluate(clean: np.ndarray, restore_fn: Callable[[np.ndarray], np.ndarray] |
     methods = METHODS if restore_fn is not None else METHODS[:2]
     clean_descriptors = None
     if identity:
-        from .identity import aligned_box, descriptor
+        from framefusion_video.evaluation.identity import aligned_box, descriptor
 
         box = aligned_box(clean.shape[1])
         clean_descriptors = [descriptor(to_uint8(c), box) for c in clean]
@@ -404,14 +404,14 @@ def evaluate_folder(folder, model_path=None, *, limit: int | None = None, kinds:
     ``identity`` adds the identity distances (checked to be installed before anything is loaded).
     """
     if identity:
-        from .identity import check_available
+        from framefusion_video.evaluation.identity import check_available
 
         check_available()
-    from .dataset import load_aligned_crops
+    from framefusion_video.data.dataset import load_aligned_crops
 
     restore_fn = None
     if with_model:
-        from .inference import load_restorer
+        from framefusion_video.restore.inference import load_restorer
 
         restorer = load_restorer(model_path, batch_size=16)
         crop_size = restorer.crop_size

@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RestoreConfig
-from .errors import FfvError
-from .filetypes import is_video_file
-from .outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
-from .pipeline import Restorer
-from .restore import (SMALL_FACE_PX, FileResult, ProgressCallback, check_config, check_output_name,
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.filetypes import is_video_file
+from framefusion_video.base.outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
+from framefusion_video.restore.pipeline import Restorer
+from framefusion_video.restore.clip import (SMALL_FACE_PX, FileResult, ProgressCallback, check_config, check_output_name,
                       checked_restorer, load_default_restorer, restore_output)
-from .video_io import check_input
+from framefusion_video.video.io import check_input
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def plan_outputs(
         else:
             pairs.append((path, out_path))
 
-    from .video_io import output_container
+    from framefusion_video.video.io import output_container
 
     sources = [src for src, _ in pairs]
     seen: dict[str, Path] = {}
@@ -144,7 +144,7 @@ def plan_outputs(
 
 def write_report(path: Path, results: list[FileResult], config: RestoreConfig, seconds: float) -> None:
     """Write the JSON run report atomically (``outputs.write_file``)."""
-    from . import __version__
+    from framefusion_video.version import __version__
 
     report = {
         "ffv_version": __version__,
@@ -171,7 +171,7 @@ def check_run(pairs: Sequence[tuple[Path, Path]], config: RestoreConfig,
               report: str | os.PathLike | None = None) -> None:
     """Every option of a run checked before any work starts: the model file, the report path and
     the output folders. Raises FfvError naming the first problem."""
-    from .inference import check_model_file
+    from framefusion_video.restore.inference import check_model_file
 
     check_model_file(config.model_path)
     if report is not None:

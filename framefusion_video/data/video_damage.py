@@ -42,9 +42,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .degradations import anisotropic_gaussian_kernel
-from .errors import FfvError
-from .outputs import atomic_path, write_atomic
+from framefusion_video.data.degradations import anisotropic_gaussian_kernel
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.outputs import atomic_path, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def encode_decode(frames: Sequence[np.ndarray], codec: str = "libx264", crf: int
                   preset: str = "veryfast") -> list[np.ndarray]:
     """uint8 RGB frames (same even size) through ``codec`` and back: BT.709 limited-range 4:2:0 in,
     the same conversion out (accurate swscale), all in pipes; raises FfvError if ffmpeg fails."""
-    from .video_io import ffmpeg_exe
+    from framefusion_video.video.io import ffmpeg_exe
 
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
@@ -276,8 +276,8 @@ def face_boxes(files: Sequence[Path], cache_dir: Path) -> dict[str, list[list[fl
     path = cache_dir / f"face_boxes_{digest}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from .dataset import read_rgb
-    from .faces import FaceDetector, FaceDetectorConfig
+    from framefusion_video.data.dataset import read_rgb
+    from framefusion_video.faces.detection import FaceDetector, FaceDetectorConfig
 
     boxes: dict[str, list[list[float]]] = {}
     with FaceDetector(FaceDetectorConfig(use_mesh=False)) as detector:
@@ -298,7 +298,7 @@ def cache_folder(folder: str | os.PathLike, scale: int, patch: int, seed: int, c
                  shard: int = SHARD_SIZE, cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the pairs of ``folder``'s photos at (scale, patch, seed, config) are kept, in shards
     of ``shard`` pairs."""
-    from .dataset import default_cache_dir, list_images
+    from framefusion_video.data.dataset import default_cache_dir, list_images
 
     files = list_images(folder)
     key = json.dumps([CACHE_VERSION, [f.name for f in files], scale, patch, seed, config.to_dict()], sort_keys=True)
@@ -311,7 +311,7 @@ def _shard(files: list[Path], boxes: dict[str, list[list[float]]], pairs: range,
            config: VideoDamageConfig) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``pairs`` of a cache: pair i uses photo i mod len(files) (those with a
     face), a face of it at random, and draws everything else from rng (seed, i)."""
-    from .dataset import read_rgb
+    from framefusion_video.data.dataset import read_rgb
 
     low, high = [], []
     for i in pairs:
@@ -341,7 +341,7 @@ def build_pair_cache(folder: str | os.PathLike, scale: int, pairs: int, patch: i
     those already there are kept, so an interrupted build resumes, and a larger ``pairs`` (from
     :data:`SHARD_SIZE` on) adds to a smaller one's.
     """
-    from .dataset import list_images
+    from framefusion_video.data.dataset import list_images
 
     shard = shard_size(pairs)
     out = cache_folder(folder, scale, patch, seed, config, shard, cache_dir)

@@ -7,9 +7,9 @@ import logging
 import os
 from pathlib import Path
 
-from .checkpoints import average_snapshots, load_checkpoint, read_run_record, snapshot_paths
-from .errors import FfvError
-from .outputs import atomic_path, check_new_file, os_reason
+from framefusion_video.training.checkpoints import average_snapshots, load_checkpoint, read_run_record, snapshot_paths
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.outputs import atomic_path, check_new_file, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     check_export_paths(out_dir, model_path, tflite)
     record = read_run_record(out_dir)
 
-    from .inference import export_tflite
-    from .training import TrainConfig, build_gan
+    from framefusion_video.restore.inference import export_tflite
+    from framefusion_video.training.trainer import TrainConfig, build_gan
 
     config = TrainConfig.from_dict(record["config"])
     paths = snapshot_paths(out_dir)[-average:] if average > 0 else []
@@ -57,7 +57,7 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     if input_size is not None and not super_resolution:
         raise FfvError(out_dir, "only a super-resolution (--span 2 or 4) run can be exported at another input size")
     if super_resolution:
-        from .span import resize_span
+        from framefusion_video.training.span import resize_span
 
         generator = resize_span(generator, config.span, input_size)
     try:

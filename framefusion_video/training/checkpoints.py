@@ -2,7 +2,7 @@
 
 A checkpoint is ``checkpoint.npz`` (weights and optimiser state of both networks, and the batch
 counter) plus ``checkpoint.json`` (the step and the run's ``TrainConfig``); the data stream is a
-pure function of the seed and the step (:class:`~framefusion_video.dataset.BatchSampler`), so
+pure function of the seed and the step (:class:`~framefusion_video.data.dataset.BatchSampler`), so
 nothing else is needed to continue. Snapshots hold the generator's weights alone, for
 ``ffv export --average``.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .outputs import atomic_path
+from framefusion_video.base.outputs import atomic_path
 
 if TYPE_CHECKING:
     import keras
@@ -73,7 +73,7 @@ def read_run_record(out_dir: str | os.PathLike) -> dict[str, Any]:
     Raises:
         FfvError: naming the file, when it cannot be read or is not a checkpoint record.
     """
-    from .errors import FfvError
+    from framefusion_video.base.errors import FfvError
 
     path = Path(out_dir) / "checkpoint.json"
     try:
@@ -104,7 +104,7 @@ def snapshot_paths(out_dir: str | os.PathLike) -> list[Path]:
 
 def average_snapshots(generator, paths: list[Path]) -> None:
     """Set ``generator``'s weights to the mean of the snapshots at ``paths`` (float64 sums)."""
-    from .errors import FfvError
+    from framefusion_video.base.errors import FfvError
 
     total = [np.zeros(v.shape, np.float64) for v in generator.weights]
     for path in paths:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .ncnn_format import OP_MUL, OP_SUB, NcnnLayer, parse_param, read_weights
+from framefusion_video.ncnn_format import OP_MUL, OP_SUB, NcnnLayer, parse_param, read_weights
 
 #: Upscaling factors of SPAN's released weights.
 SCALES = (2, 4)

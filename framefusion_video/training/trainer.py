@@ -4,7 +4,7 @@ Losses: Charbonnier + (1 - SSIM) + a small non-saturating adversarial term from 
 regularised with a lazy R1 gradient penalty (+ optionally per-image log-MSE, the PSNR that
 ``ffv eval`` averages). Checkpoints hold everything needed to resume exactly:
 weights and optimiser state of both networks and the step (the data stream is a pure function of
-the seed and the step, see :class:`~framefusion_video.dataset.BatchSampler`).
+the seed and the step, see :class:`~framefusion_video.data.dataset.BatchSampler`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
-from .dataset import BatchSampler, PairSampler
-from .errors import FfvError
-from .model import DiscriminatorConfig, GeneratorConfig
-from .outputs import append_line, check_folder_can_be_made, os_reason, write_atomic
-from .span import SpanConfig
+from framefusion_video.training.checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
+from framefusion_video.data.dataset import BatchSampler, PairSampler
+from framefusion_video.base.errors import FfvError
+from framefusion_video.training.model import DiscriminatorConfig, GeneratorConfig
+from framefusion_video.base.outputs import append_line, check_folder_can_be_made, os_reason, write_atomic
+from framefusion_video.training.span import SpanConfig
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def init_generator_from(generator, model_path: str | os.PathLike) -> list[str]:
     (``--blocks``), which start as the identity (their projection is zero-initialised), so the
     larger network starts from the old one's outputs. The gate is never copied.
     """
-    from .errors import FfvError
+    from framefusion_video.base.errors import FfvError
 
     try:
         source = keras.models.load_model(model_path, compile=False)
@@ -299,8 +299,8 @@ def critic_starts(config: TrainConfig) -> int:
 def build_gan(config: TrainConfig) -> RestorationGAN:
     """The compiled :class:`RestorationGAN` (generator, critic and both optimisers), in the phase of
     batch 0 (call ``set_critic`` for another)."""
-    from .model import build_discriminator, build_generator
-    from .span import build_span
+    from framefusion_video.training.model import build_discriminator, build_generator
+    from framefusion_video.training.span import build_span
 
     generator = build_span(config.span) if config.span else build_generator(replace(config.generator))
     # The residual gate stays at a gain of 1 here and is fitted afterwards (`ffv fit-gate`): trained
@@ -346,7 +346,7 @@ def as_output_size(damaged: np.ndarray, size: int) -> np.ndarray:
     bicubic interpolation (the baseline a restorer must beat), other crops as they are."""
     if damaged.shape[1] == size:
         return damaged
-    from .evaluation import upscale_bicubic
+    from framefusion_video.evaluation.images import upscale_bicubic
 
     return upscale_bicubic(damaged, size // damaged.shape[1])
 
@@ -365,7 +365,7 @@ def video_damage_pairs(config: TrainConfig) -> tuple[PairSampler, tuple[np.ndarr
 
     Pairs are stored at 1.5 x the network's input side, so that each gives many patches.
     """
-    from .video_damage import build_pair_cache, load_pair_cache
+    from framefusion_video.data.video_damage import build_pair_cache, load_pair_cache
 
     scale = config.span.scale if config.span else 1
     patch = config.span.input_size if config.span else config.generator.crop_size
@@ -385,7 +385,7 @@ def video_damage_pairs(config: TrainConfig) -> tuple[PairSampler, tuple[np.ndarr
 
 def training_crops(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 crops of every training folder, how many times each appears per epoch)."""
-    from .dataset import load_aligned_crops
+    from framefusion_video.data.dataset import load_aligned_crops
 
     crop = config.generator.crop_size
     folders = [(config.data_dir, 1), *[(d, config.extra_repeat) for d in config.extra_dirs]]
@@ -526,8 +526,8 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
     On resume the saved configuration wins, except for the run-length settings, which come from
     ``config`` unless named in ``keep_saved`` (the CLI names those the user did not give, so a
     plain ``--resume`` continues with the run's own rate and snapshot interval)."""
-    from .degradations import DegradationConfig, degrade, degrade_for_training
-    from .evaluation import downscale_area
+    from framefusion_video.data.degradations import DegradationConfig, degrade, degrade_for_training
+    from framefusion_video.evaluation.images import downscale_area
 
     out_dir = Path(config.out_dir)
     check_folder_can_be_made(out_dir, "run folder")
@@ -561,7 +561,7 @@ def train(config: TrainConfig, *, resume: bool = False, keep_saved: Collection[s
         faces = len(crops)
         val = None
         if config.val_dir:
-            from .dataset import load_aligned_crops
+            from framefusion_video.data.dataset import load_aligned_crops
 
             val_crops = load_aligned_crops(config.val_dir, config.generator.crop_size, progress=True)
             val = validation_set(val_crops, config.val_images, config.seed, val_damage)

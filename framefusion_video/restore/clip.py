@@ -20,17 +20,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import RestoreConfig
-from .errors import FfvError
-from .outputs import OutputBusy, OutputClaim, claim_output, make_output_folder, same_file
-from .pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
-from .threads import BackgroundWriter, prefetch, queue_length
-from .video_io import check_input
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.base.errors import FfvError
+from framefusion_video.base.outputs import OutputBusy, OutputClaim, claim_output, make_output_folder, same_file
+from framefusion_video.restore.pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
+from framefusion_video.base.threads import BackgroundWriter, prefetch, queue_length
+from framefusion_video.video.io import check_input
 
 if TYPE_CHECKING:
-    from .faces import FaceDetectorConfig
-    from .tracking import TrackingConfig
-    from .video_io import VideoInfo
+    from framefusion_video.faces.detection import FaceDetectorConfig
+    from framefusion_video.faces.tracking import TrackingConfig
+    from framefusion_video.video.io import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class FileResult:
 def check_output_name(dst: Path) -> None:
     """Raise FfvError when ``dst``'s name is longer than a file system takes (every call on it
     would fail with an OSError)."""
-    from .outputs import NAME_MAX
+    from framefusion_video.base.outputs import NAME_MAX
 
     if len(os.fsencode(dst.name)) > NAME_MAX:
         raise FfvError(dst, f"file name too long (a name may have at most {NAME_MAX} bytes); choose a shorter output")
@@ -106,7 +106,7 @@ def tracking_config(config: RestoreConfig) -> TrackingConfig:
     """``tracking.TrackingConfig`` with the options of ``config`` that it knows about."""
     from dataclasses import fields
 
-    from .tracking import TrackingConfig
+    from framefusion_video.faces.tracking import TrackingConfig
 
     names = {f.name for f in fields(TrackingConfig)}
     wanted = {"detect_every": config.detect_every}
@@ -121,7 +121,7 @@ def detector_config(config: RestoreConfig) -> FaceDetectorConfig:
     frame at 192 px, where a face of 20 px in a 640x360 frame is 6 px and is missed (a quarter of
     the synthetic clip's faces at x2 and x4; none with the tiles).
     """
-    from .faces import FaceDetectorConfig
+    from framefusion_video.faces.detection import FaceDetectorConfig
 
     tiles = dict(tile_grid=UPSCALE_TILE_GRID, tile_min_side=0) if config.upscale > 1 else {}
     return FaceDetectorConfig(min_confidence=config.min_confidence, min_face=config.min_face,
@@ -140,7 +140,7 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     ``inference.CascadeRestorer``), else the default same-size generator. A super-resolution model
     given by path must match ``upscale`` (:func:`checked_restorer`).
     """
-    from .inference import CASCADE_MAX_SIDE, CascadeRestorer, default_sr_model_path, load_restorer
+    from framefusion_video.restore.inference import CASCADE_MAX_SIDE, CascadeRestorer, default_sr_model_path, load_restorer
 
     path = config.model_path
     if path is None and config.upscale > 1:
@@ -178,7 +178,7 @@ def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike
     Raises:
         FfvError: naming ``source`` (the model file) and what to do.
     """
-    from .pipeline import restorer_scale
+    from framefusion_video.restore.pipeline import restorer_scale
 
     if not callable(getattr(restorer, "restore", None)) or not hasattr(restorer, "crop_size"):
         raise TypeError(f"restorer must have crop_size and restore(crops), got {restorer!r} "
@@ -233,7 +233,7 @@ def restore_video(
             to the input, or a decoding/encoding failure. ``outputs.OutputBusy`` (an FfvError)
             when another run holds ``dst``.
     """
-    from .video_io import VideoWriter, check_frame_size, probe
+    from framefusion_video.video.io import VideoWriter, check_frame_size, probe
 
     check_config(config)
     src, dst = Path(src), Path(dst)
@@ -246,7 +246,7 @@ def restore_video(
     if not config.passes_through:
         restorer = load_default_restorer(config) if restorer is None else \
             checked_restorer(restorer, config.upscale, "the given restorer")
-    from .safety import LEFT_ALONE, REFUSED
+    from framefusion_video.restore.safety import LEFT_ALONE, REFUSED
 
     frames_done = faces_done = left_alone = refused = small = 0
     total = getattr(info, "n_frames", None) or None
@@ -293,8 +293,8 @@ def iter_restored(
     subprocess and threads are stopped too). At ``strength`` 0 the frames pass straight through
     (``pipeline.passed_through``): no detector is opened and ``restorer`` may be None.
     """
-    from .tracking import track_faces
-    from .video_io import read_frames
+    from framefusion_video.faces.tracking import track_faces
+    from framefusion_video.video.io import read_frames
 
     if config.passes_through:  # strength 0: nothing would be pasted; no detector, network or review
         frames = read_frames(src, info)
@@ -305,7 +305,7 @@ def iter_restored(
         return
     owned = None
     if detector is None:
-        from .faces import FaceDetector
+        from framefusion_video.faces.detection import FaceDetector
 
         owned = detector = FaceDetector(detector_config(config))
         detector.__enter__()

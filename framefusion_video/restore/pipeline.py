@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .alignment import estimate_alignment, landmark_problem, warp_to_crop
-from .config import RestoreConfig
-from .pixels import to_unit_float
+from framefusion_video.faces.alignment import estimate_alignment, landmark_problem, warp_to_crop
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.base.pixels import to_unit_float
 
 if TYPE_CHECKING:
-    from .blending import BlendConfig
-    from .safety import SafetyConfig
-    from .stabilize import StabilizeConfig
+    from framefusion_video.restore.blending import BlendConfig
+    from framefusion_video.restore.safety import SafetyConfig
+    from framefusion_video.restore.stabilize import StabilizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: Safe
     With a ``safety.SafetyConfig`` (enabled), a face whose landmarks do not fit its box is refused
     rather than aligned on them. ``cut=False`` leaves the crops out (an empty list).
     """
-    from .safety import REFUSED
+    from framefusion_video.restore.safety import REFUSED
 
     matrices, crops, boxes, ids, refused = [], [], [], [], []
     for tracked in faces:
@@ -208,8 +208,8 @@ def sr_frame_windows(frame: np.ndarray, faces: Sequence, side: int | None, safet
     """The faces of ``frame`` cut for a super-resolution restorer taking windows of ``side`` px
     (None: any size): a window of the frame's own pixels around each face whose landmarks can be
     trusted (``windows.window_rect``)."""
-    from .safety import LEFT_ALONE
-    from .windows import cut_window, window_rect
+    from framefusion_video.restore.safety import LEFT_ALONE
+    from framefusion_video.restore.windows import cut_window, window_rect
 
     _, _, boxes, ids, refused = frame_crops(frame, faces, 8, safety, cut=False)
     out = SrCut(outcomes=refused)
@@ -232,7 +232,7 @@ def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: 
     crops of one shape (a super-resolution restorer's windows differ in size): the restored crops
     (clipped to [0, 1]) in the same order, and per crop whether the generator's gate left it alone
     (``inference.left_alone``)."""
-    from .inference import left_alone
+    from framefusion_video.restore.inference import left_alone
 
     out: list[np.ndarray] = []
     flags: list[bool] = []
@@ -256,14 +256,14 @@ def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: 
 
 def blend_config(config: RestoreConfig) -> BlendConfig:
     """The paste-back's options; colours are matched before the safety review (:func:`review_crops`)."""
-    from .blending import BlendConfig
+    from framefusion_video.restore.blending import BlendConfig
 
     return BlendConfig(strength=config.strength)
 
 
 def safety_config(config: RestoreConfig) -> SafetyConfig:
     """The safety checks' options of ``config``."""
-    from .safety import SafetyConfig
+    from framefusion_video.restore.safety import SafetyConfig
 
     return SafetyConfig(enable=config.safety)
 
@@ -282,8 +282,8 @@ def review_windows(restored: Sequence[np.ndarray], windows: Sequence[np.ndarray]
     face's estimated damage (``damages``, grey levels; None: 0) explains is refused: the detail a
     network adds above the input's resolution is not a change of the input, a different face is.
     """
-    from .safety import REFUSED, RESTORED, refuse
-    from .windows import box_weights, reduce_output
+    from framefusion_video.restore.safety import REFUSED, RESTORED, refuse
+    from framefusion_video.restore.windows import box_weights, reduce_output
 
     statuses, reasons = [], []
     for k, (out, window, rect, box) in enumerate(zip(restored, windows, rects, boxes)):
@@ -310,8 +310,8 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
     estimated damage (``damages``, grey levels, one per face, ``safety.estimate_damage``; None: 0)
     explains is refused: its original crop is pasted instead, which leaves the frame as it was.
     """
-    from .blending import face_mask, match_face_colour
-    from .safety import LEFT_ALONE, REFUSED, RESTORED, refuse
+    from framefusion_video.restore.blending import face_mask, match_face_colour
+    from framefusion_video.restore.safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
     out, statuses, reasons = [], [], []
     for k, (crop, original, alone) in enumerate(zip(restored, originals, left_alone)):
@@ -340,7 +340,7 @@ def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], saf
              lit_lumas: Sequence[float]) -> list[float]:
     """``safety.estimate_damage`` of each face's own pixels, dark below its ``lit_lumas`` entry
     (0: darkness is no damage) (0 where it is not needed: a face left alone, or the checks off)."""
-    from .safety import estimate_damage, face_region
+    from framefusion_video.restore.safety import estimate_damage, face_region
 
     if not safety.enable:
         return [0.0] * len(boxes)
@@ -351,7 +351,7 @@ def _damages(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool], saf
 def _colour_ranges(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool]) -> list[np.ndarray]:
     """Each face's range of lit-face colours (``blending.face_colour_range``; the fixed range for a
     face left alone, which is neither matched nor checked)."""
-    from .blending import PLAUSIBLE_FACE_MEANS, face_colour_range
+    from framefusion_video.restore.blending import PLAUSIBLE_FACE_MEANS, face_colour_range
 
     return [PLAUSIBLE_FACE_MEANS if alone else face_colour_range(frame, box) for box, alone in zip(boxes, left_alone)]
 
@@ -367,8 +367,8 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     ``blending``: the paste-back's options, :func:`blend_config` of ``config`` when None (pass it
     to reuse one across frames).
     """
-    from .blending import paste_faces, scale_matrix, upscale_frame
-    from .safety import RESTORED
+    from framefusion_video.restore.blending import paste_faces, scale_matrix, upscale_frame
+    from framefusion_video.restore.safety import RESTORED
 
     factor = config.upscale
     if item.base is not None:
@@ -394,7 +394,7 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
 def _restored_frame(item: PendingFrame, out: np.ndarray, statuses: Sequence[str], reasons: Sequence[str]
                     ) -> RestoredFrame:
     """The :class:`RestoredFrame` of ``item`` with output ``out`` and its faces' review."""
-    from .safety import RESTORED
+    from framefusion_video.restore.safety import RESTORED
 
     ids = item.track_ids or [None] * len(statuses)
     outcomes = [FaceOutcome(box, status, track_id, reason)
@@ -411,8 +411,8 @@ def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.nda
 
     No colour matching: the network keeps its input's colours (the review refuses a face whose
     output, reduced to the input's grid, is not its input)."""
-    from .safety import RESTORED
-    from .windows import feather_mask, paste_window
+    from framefusion_video.restore.safety import RESTORED
+    from framefusion_video.restore.windows import feather_mask, paste_window
 
     scale = config.upscale
     safety = safety_config(config)
@@ -431,7 +431,7 @@ def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.nda
 
 def stabilize_config(config: RestoreConfig) -> StabilizeConfig:
     """The temporal term's options of ``config`` (``temporal`` 0 = off)."""
-    from .stabilize import StabilizeConfig
+    from framefusion_video.restore.stabilize import StabilizeConfig
 
     return StabilizeConfig(enable=config.temporal > 0.0, alpha=config.temporal)
 
@@ -443,7 +443,7 @@ def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], lef
     A crop left alone stays so unless stabilisation fades in what earlier restorations of its
     track added (its state's ``excess`` is then not None).
     """
-    from .stabilize import stabilize_tracks
+    from framefusion_video.restore.stabilize import stabilize_tracks
 
     if not item.track_ids:
         return restored, left_alone, {}
@@ -458,7 +458,7 @@ def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], lef
 def passed_through(frames: Iterable[np.ndarray], factor: int) -> Iterator[RestoredFrame]:
     """Each frame (uint8 RGB (H, W, 3)) as it came, upscaled by ``factor`` (bicubic): what
     ``strength`` 0 gives, with no face looked at (``RestoreConfig.passes_through``)."""
-    from .blending import upscale_frame
+    from framefusion_video.restore.blending import upscale_frame
 
     for index, frame in enumerate(frames):
         yield RestoredFrame(index, frame, upscale_frame(frame, factor))
@@ -549,7 +549,7 @@ def restored_crops(
         item = PendingFrame(index, frame, faces, [], [])
         if faces and (select is None or select(index)):
             if scale > 1:
-                from .blending import upscale_frame
+                from framefusion_video.restore.blending import upscale_frame
 
                 cut = sr_frame_windows(frame, faces, crop_size, safety)
                 item = PendingFrame(index, frame, faces, [], [], [] if None in cut.track_ids else cut.track_ids,

@@ -44,8 +44,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import FfvError
-from .faces import box_iou
+from framefusion_video.base.errors import FfvError
+from framefusion_video.faces.detection import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class FlickerConfig:
             from the input to count as restored (:func:`is_unrestored`).
         skip_scene_cuts: do not measure pairs across a scene cut (the flow is meaningless there).
         scene_cut_threshold: histogram distance above which a pair is a cut
-            (:func:`framefusion_video.tracking.is_scene_cut`).
+            (:func:`framefusion_video.faces.tracking.is_scene_cut`).
         identity: also measure identity drift along each face track (needs dlib; see the module
             docstring).
         identity_every: measure identity on every n-th frame only (each face costs two dlib
@@ -405,12 +405,12 @@ def measure(
             into an FfvError naming the file).
         identity.IdentityUnavailable: ``config.identity`` without dlib or its weights.
     """
-    from .tracking import is_scene_cut
+    from framefusion_video.faces.tracking import is_scene_cut
 
     if config.identity:
         if face_regions is None:
             raise ValueError("identity drift is measured on faces: give face_regions")
-        from .identity import check_available
+        from framefusion_video.evaluation.identity import check_available
 
         check_available()
     report = TemporalReport()
@@ -497,7 +497,7 @@ class _IdentityDrift:
         self.sums = np.zeros(3)  # to input, drift, input's drift
 
     def add(self, report: TemporalReport, inp: np.ndarray, out: np.ndarray, regions: Sequence[FaceRegion]) -> None:
-        from .identity import descriptor, distance
+        from framefusion_video.evaluation.identity import descriptor, distance
 
         h, w = inp.shape[:2]
         for r in regions:
@@ -560,7 +560,7 @@ def _count_unrestored(report: TemporalReport, inp: np.ndarray, out: np.ndarray,
 
 def regions_from_tracked(faces: Iterable) -> list[FaceRegion]:
     """:class:`FaceRegion` values from ``tracking.TrackedFace`` values (visible = detected)."""
-    from .tracking import DETECTED
+    from framefusion_video.faces.tracking import DETECTED
 
     return [FaceRegion(tf.track_id, tf.face.box, tf.source == DETECTED) for tf in faces]
 
@@ -583,7 +583,7 @@ def measure_videos(
         FfvError: either file cannot be read, or they differ in frame size or frame count (the
             restored video must be the input restored at upscale 1).
     """
-    from .video_io import probe, read_frames
+    from framefusion_video.video.io import probe, read_frames
 
     info_in, info_out = probe(input_path), probe(restored_path)
     if (info_in.width, info_in.height) != (info_out.width, info_out.height):
@@ -598,10 +598,10 @@ def measure_videos(
     try:
         regions = None
         if faces:
-            from .tracking import TrackingConfig, track_faces
+            from framefusion_video.faces.tracking import TrackingConfig, track_faces
 
             if detector is None:
-                from .faces import FaceDetector
+                from framefusion_video.faces.detection import FaceDetector
 
                 owned = detector = FaceDetector()
             tracked = track_faces(inputs, detector, TrackingConfig())

@@ -1,0 +1,5 @@
+"""The restore path, top-down: ``batch`` (files and folders; ``distributed`` runs its plan on
+Ray) -> ``clip`` (one video: decode, track, restore, encode) -> ``pipeline`` (one frame: crops or
+windows -> ``inference`` -> ``stabilize`` -> ``safety`` review -> ``blending``/``windows`` paste).
+``config`` holds the options; ``preview`` writes before/after images from the same path.
+"""
