@@ -1,6 +1,6 @@
 """Speed of ``ffv restore --upscale 2|4``: frames per second on small clips with faces of all sizes.
 
-The seeded synthetic clip of ``quality_clip.build_clip`` (1280x720, 80 frames, four faces a frame
+The seeded synthetic clip of ``synthetic_clip.build_clip`` (1280x720, 80 frames, four faces a frame
 of 40-300 px, from ``--faces``) is reduced by 2 (640x360, faces of 20-150 px) and by 4 (320x180,
 10-75 px) and encoded (x264 CRF 20); each is restored with ``--upscale`` 2 or 4 by
 ``restore.restore_video`` with the shipped networks already loaded (the steady state: start-up is
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="replace the section upscale_speed of RESULTS.md")
     args = parser.parse_args(argv)
     common.setup_logging()
-    from framefusion_video.quality_clip import ClipConfig, build_clip, transcode
+    from synthetic_clip import ClipConfig, build_clip, transcode
 
     if not args.faces.is_dir():
         parser.error(f"no face folder at {args.faces} (--faces DIR)")

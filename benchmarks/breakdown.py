@@ -1,6 +1,6 @@
 """Where the networks' gain goes: the synthetic clip through ffv restore's pipeline, stage by stage.
 
-Builds the seeded synthetic clip of unseen faces (``quality_clip.build_clip``, faces from
+Builds the seeded synthetic clip of unseen faces (``synthetic_clip.build_clip``, faces from
 ``--faces``, default ``../shared/data/faces/frl``) and takes each input:
 
 - ``x1``: the damaged clip (faces blurred, reduced, noised, darkened... then x264 CRF 30), restored
@@ -60,7 +60,7 @@ STAGES = (
 
 def face_scores(frames: Sequence[np.ndarray], clean: Sequence[np.ndarray], clip) -> list[tuple[float, float]]:
     """(face size, PSNR) of every face box of every frame against the clean frames."""
-    from framefusion_video.quality_clip import _int_box, _psnr
+    from synthetic_clip import _int_box, _psnr
 
     out = []
     for index, (frame, truth) in enumerate(zip(frames, clean)):
@@ -73,7 +73,7 @@ def face_scores(frames: Sequence[np.ndarray], clean: Sequence[np.ndarray], clip)
 
 def summary(scores: Sequence[tuple[float, float]], base: Sequence[tuple[float, float]]) -> dict:
     """Mean face PSNR, its gain over ``base`` (same face-frames), and the gain by face-size bin."""
-    from framefusion_video.quality_clip import size_bin
+    from synthetic_clip import size_bin
 
     psnr = np.array([p for _, p in scores])
     gain = psnr - np.array([p for _, p in base])
@@ -121,7 +121,7 @@ def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options
     from framefusion_video.restore.config import RestoreConfig
     from framefusion_video.faces.detection import FaceDetector
     from framefusion_video.restore.pipeline import restore_frames
-    from framefusion_video.quality_clip import read_video
+    from synthetic_clip import read_video
     from framefusion_video.restore.clip import detector_config, load_default_restorer, tracking_config
     from framefusion_video.faces.tracking import track_faces
     from framefusion_video.video.io import probe
@@ -168,7 +168,7 @@ def restorer_name(restorer) -> str:
 
 def run(faces: Path, work: Path, clip_config, scales: Sequence[int], sr_crf: int, options: dict) -> dict:
     """Build the clip in ``work`` and run every input of ``scales``."""
-    from framefusion_video.quality_clip import build_clip, read_video, transcode
+    from synthetic_clip import build_clip, read_video, transcode
 
     clip = build_clip(faces, work / "clip", clip_config)
     cfg = clip.config
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     common.setup_logging(args.verbose)
-    from framefusion_video.quality_clip import ClipConfig, restore_config_from
+    from synthetic_clip import ClipConfig, restore_config_from
 
     if not args.faces.is_dir():
         parser.error(f"no face folder at {args.faces} (--faces DIR)")

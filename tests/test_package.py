@@ -55,6 +55,9 @@ def test_wheel_carries_the_shipped_weights_and_nothing_of_models(tmp_path):
     assert "framefusion_video/__init__.py" in files and "framefusion_video/cli/restore.py" in files
     subpackages = ("base", "video", "faces", "restore", "data", "evaluation", "training", "cli", "weights")
     assert {f"framefusion_video/{name}/__init__.py" for name in subpackages} <= files
+    tools = sorted(f for f in files if f.rsplit("/", 1)[-1] in ("synthetic_clip.py", "span_ncnn.py", "ncnn_format.py",
+                                                                "quality_clip.py"))
+    assert not tools, f"benchmark or conversion code in the package: {tools}"
     outside = sorted(f for f in files if not f.startswith("framefusion_video/"))
     assert not outside, f"files outside the package: {outside}"
     data = sorted(f for f in files if not f.endswith(".py") and f not in WEIGHTS)

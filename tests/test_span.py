@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import importlib.util
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from framefusion_video.training.model import count_conv_flops
-from framefusion_video.ncnn_format import TAG_FP16, parse_param, read_weights
-from framefusion_video.training.span import (
-    SpanConfig,
-    build_span,
-    pixel_shuffle,
-    pixel_shuffle_permutation,
-    resize_span,
-    span_from_ncnn,
-)
+from framefusion_video.training.span import SpanConfig, build_span, pixel_shuffle, pixel_shuffle_permutation, resize_span
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))  # the conversion's reader lives beside scripts/convert_span.py, outside the package
+try:
+    from span_ncnn import TAG_FP16, parse_param, read_weights, span_from_ncnn
+finally:
+    sys.path.remove(str(SCRIPTS))
 
 TINY = SpanConfig(scale=2, channels=4, blocks=2, input_size=8)
 

@@ -48,7 +48,7 @@ from framefusion_video.base.outputs import atomic_path, write_atomic
 
 log = logging.getLogger(__name__)
 
-#: swscale flags of the RGB <-> YUV conversions around the codec (as ``quality_clip``'s).
+#: swscale flags of the RGB <-> YUV conversions around the codec (as the benchmarks' ``synthetic_clip``'s).
 SWS_FLAGS = "accurate_rnd+full_chroma_int+bitexact"
 #: Encoders the codec pass may draw, with their raw-stream muxer.
 CODECS = {"libx264": "h264", "libx265": "hevc"}

@@ -1,6 +1,8 @@
-"""Reading ncnn model files (``.param`` text graph and ``.bin`` weights) with numpy alone.
+"""SPAN's official weights from ncnn model files (``.param`` text graph and ``.bin`` weights), read
+with numpy alone, into the Keras network of ``framefusion_video.training.span``.
 
-Only what converting pretrained weights needs (``span.span_from_ncnn``): no ncnn at run time.
+Only what ``scripts/convert_span.py`` needs to convert the pretrained weights; nothing of it ships
+in the package, and no ncnn is needed at run time.
 The ``.bin`` file is the weights of the ``.param`` layers concatenated in graph order, each layer
 reading its own arrays (ncnn ``ModelBinFromDataReader``):
 
@@ -19,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from framefusion_video.training.span import SpanConfig, build_span, conv_layer_names, pixel_shuffle_permutation
 
 PARAM_MAGIC = 7767517
 TAG_FP16 = 0x01306B47
@@ -148,3 +152,96 @@ def read_weights(layers: Sequence[NcnnLayer], data: bytes) -> dict[str, tuple[np
     if reader.offset != len(data):
         raise ValueError(f"the layers read {reader.offset} bytes of a {len(data)}-byte .bin file")
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# SPAN from an ncnn graph and its weights
+# --------------------------------------------------------------------------------------------------
+
+
+def _single(layers: Sequence[NcnnLayer], kind: str) -> NcnnLayer:
+    found = [layer for layer in layers if layer.type == kind]
+    if len(found) != 1:
+        raise ValueError(f"expected one {kind} layer in a SPAN graph, found {len(found)}")
+    return found[0]
+
+
+def _source(layers: Sequence[NcnnLayer], blob: str) -> NcnnLayer:
+    """The layer that computes ``blob``, looking through ``Split`` copies."""
+    for layer in layers:
+        if blob in layer.tops:
+            return _source(layers, layer.bottoms[0]) if layer.type == "Split" else layer
+    raise ValueError(f"no layer produces blob {blob!r}")
+
+
+def span_config_from_ncnn(layers: Sequence[NcnnLayer], weights: Mapping[str, tuple[np.ndarray, ...]],
+                          input_size: int) -> SpanConfig:
+    """The :class:`SpanConfig` of an ncnn SPAN graph, after checking that the graph is SPAN's:
+    input normalisation, the convolution shapes, the block structure and the concat's inputs."""
+    convs = [layer for layer in layers if layer.type == "Convolution"]
+    blocks = sum(layer.type == "Sigmoid" for layer in layers)
+    scale = int(_single(layers, "PixelShuffle").param(0))
+    if _single(layers, "PixelShuffle").param(1, 0) != 0:
+        raise ValueError("only PixelShuffle mode 0 (PyTorch's channel order) is handled")
+    channels = int(convs[0].param(0)) if convs else 0
+    mean = weights[_single(layers, "MemoryData").name][0].reshape(-1)
+    scalars = [layer for layer in layers if layer.type == "BinaryOp" and layer.param(1, 0) == 1]
+    if not scalars or scalars[0].param(0) != OP_MUL:
+        raise ValueError("expected the input normalisation (x - mean) * range first in the graph")
+    subs = [layer for layer in layers if layer.type == "BinaryOp" and layer.param(0) == OP_SUB
+            and layer.param(1, 0) == 0]
+    if len(subs) != 1 or _source(layers, subs[0].bottoms[0]).type != "Input" \
+            or _source(layers, subs[0].bottoms[1]).type != "MemoryData":
+        raise ValueError("expected one subtraction of a MemoryData mean from the input")
+    config = SpanConfig(scale=scale, channels=channels, blocks=blocks, input_size=input_size,
+                        rgb_mean=tuple(float(m) for m in mean), rgb_range=float(scalars[0].param(2)))
+
+    expected = [(channels, 3, 3)] + [(channels, channels, 3)] * (3 * blocks + 1) + \
+               [(channels, 4 * channels, 1), (3 * scale * scale, channels, 3)]
+    found = [tuple(weights[layer.name][0].shape[:3]) for layer in convs]
+    if found != expected:
+        raise ValueError(f"convolution shapes (out, in, k) {found} are not SPAN's {expected}")
+    for layer in convs:
+        k = int(layer.param(1))
+        if (layer.param(2, 1), layer.param(3, 1), layer.param(4, 0), layer.param(5, 0)) != (1, 1, (k - 1) // 2, 1):
+            raise ValueError(f"{layer.name}: expected stride 1, dilation 1, 'same' padding and a bias")
+    if sum(layer.type == "Swish" for layer in layers) != 2 * blocks:
+        raise ValueError(f"expected two SiLU (Swish) layers in each of the {blocks} blocks")
+    products = [layer for layer in layers if layer.type == "BinaryOp" and layer.param(0) == OP_MUL
+                and layer.param(1, 0) == 0]  # each block's (c3 + x) * attention
+    swishes = [layer for layer in layers if layer.type == "Swish"]
+    concat = _single(layers, "Concat")
+    sources = [_source(layers, blob).name for blob in concat.bottoms]
+    want = [convs[0].name, convs[3 * blocks + 1].name, products[0].name, swishes[2 * (blocks - 1)].name]
+    if sources != want:
+        raise ValueError(f"the concat takes {sources}, SPAN's takes {want}")
+    return config
+
+
+def assign_ncnn_weights(model, config: SpanConfig, layers: Sequence[NcnnLayer],
+                        weights: Mapping[str, tuple[np.ndarray, ...]]) -> None:
+    """Copy the ncnn convolutions (in graph order) into ``model`` (built by :func:`build_span`
+    from ``config``): (out, in, kh, kw) kernels to Keras' (kh, kw, in, out), and the upsampler's
+    output channels from pixel-shuffle to depth-to-space order."""
+    convs = [layer for layer in layers if layer.type == "Convolution"]
+    names = conv_layer_names(config)
+    if len(convs) != len(names):
+        raise ValueError(f"{len(convs)} ncnn convolutions for {len(names)} Keras ones")
+    for layer, name in zip(convs, names):
+        kernel, bias = weights[layer.name]
+        kernel = kernel.transpose(2, 3, 1, 0)
+        if name == "upsampler":
+            perm = pixel_shuffle_permutation(3, config.scale)
+            kernel, bias = kernel[..., perm], bias[perm]
+        model.get_layer(name).set_weights([np.ascontiguousarray(kernel), np.ascontiguousarray(bias)])
+
+
+def span_from_ncnn(param_text: str, bin_data: bytes, input_size: int):
+    """(Keras model, config) of the SPAN network in an ncnn ``.param`` text and ``.bin`` bytes,
+    for ``input_size`` px inputs. Every byte of ``bin_data`` must be read (ValueError otherwise)."""
+    layers = parse_param(param_text)
+    weights = read_weights(layers, bin_data)
+    config = span_config_from_ncnn(layers, weights, input_size)
+    model = build_span(config)
+    assign_ncnn_weights(model, config, layers, weights)
+    return model, config

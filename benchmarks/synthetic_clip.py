@@ -1,4 +1,6 @@
-"""Synthetic clips with known clean frames, and face-region scores of videos made from them.
+"""Synthetic clips with known clean frames, and face-region scores of videos made from them: the
+benchmarks' helper (``quality_clip.py``, ``breakdown.py``, ``bench_upscale.py``,
+``quality_real_sr.py``, ``scripts/window_choices.py``), kept out of the package.
 
 :func:`build_clip` pastes face photos (e.g. ``../shared/data/faces/frl``, never trained on) onto a
 smooth background at varied sizes, moving a little, damages each face one way (:data:`DAMAGE_KINDS`)
