@@ -29,7 +29,7 @@ log = logging.getLogger("benchmarks.memory")
 
 def looped_clip(src: Path, dst: Path, minutes: float) -> Path:
     """``src`` repeated (stream copy) until it lasts ``minutes`` minutes, written to ``dst``."""
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-stream_loop", "-1",
                     "-i", str(src), "-t", str(60.0 * minutes), "-c", "copy", str(dst)], check=True)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     mib = 2.0**20
     with tempfile.TemporaryDirectory(prefix="ffv-bench-memory-") as tmp:
         long_clip = looped_clip(args.clip, Path(tmp) / f"{args.clip.stem}_{args.minutes:g}min.mp4", args.minutes)
-        from framefusion_video.video.io import probe
+        from framefusion_video.video.probe import probe
 
         frames = probe(long_clip).n_frames or 0
         cmd = [str(Path(sys.executable).with_name("ffv")), "restore", str(long_clip), "-o",

@@ -3,10 +3,10 @@
 For each clip (default: the 720p sample with one face and the first frames of the shared 1080p
 crowd clip) it measures, on the same frames:
 
-- each stage alone, one after the other, single-threaded: decode (``video_io.read_frames``),
+- each stage alone, one after the other, single-threaded: decode (``video.decode.read_frames``),
   detect (face detection + tracking, ``tracking.track_faces`` at ``--detect-every``), align
   (landmark check, similarity transforms + crops), model (the generator in batches), blend (colour
-  match, safety review, paste-back), encode (``video_io.VideoWriter``, libx264 at the restore preset);
+  match, safety review, paste-back), encode (``video.encode.VideoWriter``, libx264 at the restore preset);
 - the real pipeline, ``restore.restore_video`` (threads overlap decode, tracking, the model and
   encoding), with the generator already loaded: the steady-state fps;
 - ``ffv restore`` as a user runs it (a subprocess: Python, TensorFlow and model start-up included);
@@ -73,7 +73,9 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     from framefusion_video.restore.clip import detector_config, tracking_config
     from framefusion_video.faces.detection import FaceDetector
     from framefusion_video.faces.tracking import track_faces
-    from framefusion_video.video.io import VideoWriter, probe, read_frames
+    from framefusion_video.video.encode import VideoWriter
+    from framefusion_video.video.probe import probe
+    from framefusion_video.video.decode import read_frames
 
     info = probe(clip)
     clock = StageClock()
@@ -138,7 +140,7 @@ def bench_clip(clip: Path, frames: int | None, restorer, config, model: Path, cl
                workdir: Path, repeats: int = 1) -> dict:
     """All the figures for one clip, as a dict of the table's columns; each figure is the best
     of ``repeats`` runs (the run least disturbed by other processes)."""
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     if frames:
         clip = common.cut_clip(clip, workdir / f"{clip.stem}_{frames}f.mp4", frames)

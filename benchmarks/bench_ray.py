@@ -42,7 +42,7 @@ log = logging.getLogger("benchmarks.bench_ray")
 
 def cut(src: Path, dst: Path, seconds: float) -> Path:
     """The first ``seconds`` of ``src`` (all streams, no re-encoding) written to ``dst``."""
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src), "-map", "0",
            "-t", str(seconds), "-c", "copy", str(dst)]

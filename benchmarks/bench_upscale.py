@@ -30,7 +30,7 @@ def time_restore(src: Path, work: Path, factor: int, repeats: int) -> dict:
     """Best wall time and fps of restoring ``src`` with ``upscale`` = ``factor``, and the outcomes."""
     from framefusion_video.restore.config import RestoreConfig
     from framefusion_video.restore.clip import load_default_restorer, restore_video
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     config = RestoreConfig(upscale=factor)
     restorer = load_default_restorer(config)

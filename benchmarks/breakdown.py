@@ -124,7 +124,7 @@ def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options
     from synthetic_clip import read_video
     from framefusion_video.restore.clip import detector_config, load_default_restorer, tracking_config
     from framefusion_video.faces.tracking import track_faces
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     cfg = clip.config
     info = probe(src)

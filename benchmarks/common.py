@@ -155,7 +155,7 @@ def publish(text: str, section: str | None = None, json_path: Path | None = None
 def transcode_seconds(src: Path, dst: Path, preset: str = "veryfast", crf: int = 18,
                       frames: int | None = None) -> float:
     """Wall seconds of a plain ``ffmpeg -c:v libx264 -preset P`` transcode of ``src`` (the floor)."""
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src)]
     if frames:
@@ -168,7 +168,7 @@ def transcode_seconds(src: Path, dst: Path, preset: str = "veryfast", crf: int =
 
 def cut_clip(src: Path, dst: Path, frames: int) -> Path:
     """The first ``frames`` frames of ``src`` re-encoded losslessly-enough (x264 crf 10) to ``dst``."""
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src),
                     "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "10",

@@ -40,7 +40,7 @@ log = logging.getLogger("benchmarks.flicker")
 def cut(src: Path, dst: Path, seconds: float) -> Path:
     """The first ``seconds`` of ``src`` (all streams, no re-encoding) written to ``dst``."""
     from framefusion_video.base.errors import FfvError
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(src), "-map", "0",
            "-t", str(seconds), "-c", "copy", str(dst)]
@@ -81,7 +81,8 @@ def bench_clip(src: Path, workdir: Path, seconds: float, config, restorer, detec
     """Cut, restore and measure one clip; a dict of the table's columns plus the full report."""
     from framefusion_video.restore.clip import restore_video
     from framefusion_video.evaluation.flicker import measure_videos, restoration_coverage
-    from framefusion_video.video.io import probe, read_frames
+    from framefusion_video.video.probe import probe
+    from framefusion_video.video.decode import read_frames
 
     short = cut(src, workdir / f"{src.stem}_cut{src.suffix}", seconds)
     restored = workdir / f"{src.stem}_restored.mp4"

@@ -63,7 +63,7 @@ def face_boxes(truth: Path) -> list[list[tuple[int, int, int, int]]]:
     """Per frame of ``truth``, the boxes (whole pixels) of the faces the detector finds there."""
     from framefusion_video.faces.detection import FaceDetector
     from synthetic_clip import read_video
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     info = probe(truth)
     out = []
@@ -77,7 +77,7 @@ def face_boxes(truth: Path) -> list[list[tuple[int, int, int, int]]]:
 def face_psnr(video: Path, truth: Path, boxes: list) -> float:
     """Mean PSNR over the face boxes of every frame of ``video`` against ``truth``."""
     from synthetic_clip import _psnr, read_video
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     info = probe(truth)
     size = (info.width, info.height)
@@ -93,7 +93,7 @@ def run(clips: list[Path], work: Path, factors: list[int], seconds: float, crf: 
     ``RestoreConfig`` fields as ``--restore`` strings, e.g. ``model_path`` a super-resolution
     generator of that factor instead of the shipped ones), and the gain."""
     from framefusion_video.restore.batch import restore_paths
-    from framefusion_video.quality_clip import restore_config_from
+    from synthetic_clip import restore_config_from
 
     rows = []
     for clip in clips:

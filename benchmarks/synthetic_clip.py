@@ -188,7 +188,7 @@ class SyntheticClip:
 
 
 def _ffmpeg() -> str:
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     return ffmpeg_exe()
 

@@ -20,7 +20,7 @@ def install_stand_in(delay: float) -> None:
     import framefusion_video.restore.batch as batch
     import framefusion_video.restore.clip as restore
     from framefusion_video.restore.pipeline import RestoredFrame
-    from framefusion_video.video.io import read_frames
+    from framefusion_video.video.decode import read_frames
 
     class PassThrough:
         crop_size = 64

@@ -333,7 +333,9 @@ def test_strength_zero_passes_the_frames_through_without_looking_at_faces(clips,
     import framefusion_video.faces.detection as faces_module
     from framefusion_video.restore.blending import upscale_frame
     from framefusion_video.restore.config import RestoreConfig
-    from framefusion_video.video.io import VideoWriter, probe, read_frames
+    from framefusion_video.video.encode import VideoWriter
+    from framefusion_video.video.probe import probe
+    from framefusion_video.video.decode import read_frames
 
     def not_called(*args, **kwargs):
         raise AssertionError("strength 0 needs no model and no detector")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import pytest
 
 from framefusion_video.data import degradations as D
 from framefusion_video.base.errors import FfvError
+from framefusion_video.video.decode import read_frames
+from framefusion_video.video.ffmpeg import ffmpeg_exe
+from framefusion_video.video.probe import probe
 
 
 def _smooth_image(size: int = 64, seed: int = 0) -> np.ndarray:
@@ -257,16 +259,7 @@ def test_cli_degrade_calls_library(tmp_path):
     assert result.exit_code != 0 and "already exists" in result.output
 
 
-def _video_io():
-    if importlib.util.find_spec("framefusion_video.video.io") is None:
-        pytest.skip("framefusion_video.video.io is not written yet")
-    from framefusion_video.video import io as video_io
-
-    return video_io
-
-
 def test_degrade_path_tiny_clip(tmp_path):
-    video_io = _video_io()
     import imageio_ffmpeg
 
     src = tmp_path / "clip.mp4"
@@ -279,8 +272,8 @@ def test_degrade_path_tiny_clip(tmp_path):
 
     written = D.degrade_path(src, tmp_path / "out", seed=1, kind="occlusion")
     assert written == [tmp_path / "out" / "clip.mp4"]
-    out = list(video_io.read_frames(written[0]))
-    original = list(video_io.read_frames(src))
+    out = list(read_frames(written[0]))
+    original = list(read_frames(src))
     assert len(out) == len(original) and out[0].shape == original[0].shape
     # One occluder for the whole clip: the damaged region is the same on every frame.
     changed = [np.abs(o.astype(int) - f.astype(int)).max(axis=-1) > 40 for o, f in zip(out, original)]
@@ -290,7 +283,6 @@ def test_degrade_path_tiny_clip(tmp_path):
 
 
 def test_degrade_shared_clip_keeps_audio_and_timing(tmp_path, shared_videos):
-    video_io = _video_io()
     import subprocess
 
     src = shared_videos / "closeup_audio-first-stream_410x412.mp4"
@@ -298,12 +290,12 @@ def test_degrade_shared_clip_keeps_audio_and_timing(tmp_path, shared_videos):
         pytest.skip(f"{src} is missing")
     # Half a second only, cut without re-encoding, to keep the test fast.
     short = tmp_path / "short.mp4"
-    subprocess.run([video_io.ffmpeg_exe(), "-v", "error", "-i", str(src), "-t", "0.5", "-map", "0", "-c", "copy",
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(src), "-t", "0.5", "-map", "0", "-c", "copy",
                     str(short)], check=True)
     written = D.degrade_path(short, tmp_path / "damaged.mp4", seed=0, kind="mixed")
-    before, after = video_io.probe(short), video_io.probe(written[0])
+    before, after = probe(short), probe(written[0])
     assert after.size == before.size
     assert after.n_frames == before.n_frames
     assert before.has_audio and after.has_audio
-    first = next(video_io.read_frames(written[0]))
-    assert not np.array_equal(first, next(video_io.read_frames(short)))
+    first = next(read_frames(written[0]))
+    assert not np.array_equal(first, next(read_frames(short)))

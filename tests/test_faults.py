@@ -30,7 +30,9 @@ from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import OutputBusy, claim_output, lock_path
 from framefusion_video.restore.batch import Job, plan_outputs
 from framefusion_video.restore.pipeline import RestoredFrame
-from framefusion_video.video.io import VideoWriter, probe, read_frames
+from framefusion_video.video.encode import VideoWriter
+from framefusion_video.video.probe import probe
+from framefusion_video.video.decode import read_frames
 
 from media import ffmpeg, make_clip, short_copy
 
@@ -381,9 +383,9 @@ def test_a_bad_model_file_is_named_with_what_is_wrong_before_any_work(tmp_path, 
 
 
 def test_a_full_disk_is_reported_as_such_and_loses_nothing(tmp_path, pass_through, monkeypatch):
-    import framefusion_video.video.io as video_io
+    import framefusion_video.video.ffmpeg as video_ffmpeg
 
-    real = video_io.ffmpeg_exe()
+    real = video_ffmpeg.ffmpeg_exe()
     fake = tmp_path / "ffmpeg"
     # The final mux (the one with +faststart) fails as ffmpeg does when the disk fills up.
     fake.write_text("#!/bin/sh\n"
@@ -391,7 +393,7 @@ def test_a_full_disk_is_reported_as_such_and_loses_nothing(tmp_path, pass_throug
                     "No space left on device' >&2; exit 1;; esac\n"
                     f"exec '{real}' \"$@\"\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(video_io, "ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(video_ffmpeg, "ffmpeg_exe", lambda: str(fake))
     src = make_clip(tmp_path / "c.mp4", (64, 48), 10, 10.0)
     dst = tmp_path / "out.mp4"
     dst.write_bytes(b"an earlier output")

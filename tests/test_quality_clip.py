@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from framefusion_video.evaluation.identity import available as identity_available
-from framefusion_video.video.io import probe
+from framefusion_video.video.probe import probe
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the clip is a benchmark helper, outside the package

@@ -69,7 +69,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS, audio: bool
 
 
 def decode(path: Path) -> list[np.ndarray]:
-    from framefusion_video.video.io import read_frames
+    from framefusion_video.video.decode import read_frames
 
     return list(read_frames(path))
 
@@ -323,7 +323,7 @@ def test_plan_keeps_missing_files_for_the_run_to_report(tmp_path):
 
 
 def test_restore_video_keeps_format_and_restores_the_face(clips, tmp_path):
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     restorer = FakeRestorer()
     calls = []
@@ -364,7 +364,7 @@ def test_no_face_clip_passes_through(clips, tmp_path):
 
 
 def test_upscale_doubles_the_output(clips, tmp_path):
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     restore_video(clips["face"], tmp_path / "x2.mp4", RestoreConfig(upscale=2), restorer=FakeRestorer())
     info = probe(tmp_path / "x2.mp4")
@@ -506,7 +506,7 @@ def test_file_result_to_dict_is_json_ready():
 def test_real_clips_keep_frames_and_audio(shared_videos, tmp_path, name):
     from media import short_copy
 
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     src = short_copy(shared_videos / name, tmp_path / name, seconds=1.0)
     restorer = FakeRestorer(crop_size=128)
@@ -552,7 +552,7 @@ def test_end_to_end_with_the_shipped_model(clips, tmp_path):
 
     if not inference.default_model_path().is_file():
         pytest.skip(f"no shipped weights at {inference.default_model_path()}")
-    from framefusion_video.video.io import read_frames
+    from framefusion_video.video.decode import read_frames
 
     short = write_clip(tmp_path / "short.mp4", [f for f, _ in zip(read_frames(clips["face"]), range(4))])
     result = restore_video(short, tmp_path / "out.mp4")

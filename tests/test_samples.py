@@ -66,7 +66,7 @@ def test_the_sample_script_is_deterministic_given_its_seed():
 
 
 def test_the_demo_clip_is_small_and_as_its_script_describes():
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     spec = _script("make_sample").CLIPS["small"]
     info = probe(DEMO)

@@ -1,4 +1,4 @@
-"""video_io: probe, streamed decode and atomic encode, on tiny synthetic clips and short real ones."""
+"""The video package: probe, streamed decode and atomic encode, on tiny synthetic clips and short real ones."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from framefusion_video.base.errors import FfvError
-from framefusion_video.video.io import VideoWriter, probe, read_frames
+from framefusion_video.video.encode import VideoWriter
+from framefusion_video.video.probe import probe
+from framefusion_video.video.decode import read_frames
 
 from media import ffmpeg, make_clip, short_copy
 
@@ -110,7 +112,7 @@ def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(tmp_path, caplog):
     clip = make_clip(tmp_path / "src.mp4", frames=5)
     src = tmp_path / "mulaw.mkv"  # G.711 mu-law: fine in Matroska, refused by the MP4 muxer
     ffmpeg("-i", str(clip), "-map", "0", "-c:v", "copy", "-c:a", "pcm_mulaw", str(src))
-    with caplog.at_level("WARNING", logger="framefusion_video.video.io"):
+    with caplog.at_level("WARNING", logger="framefusion_video.video.encode"):
         round_trip(src, tmp_path / "out.mp4")
     out = probe(tmp_path / "out.mp4")
     assert out.audio_codecs == ("aac",)
@@ -188,9 +190,9 @@ def test_colour_tags_range_and_matrix_are_carried(tmp_path, params, expected):
     ("yuv422p12le", "unknown/bt709/bt709", (None, None, "bt709", "bt709", 12)),
 ])
 def test_colour_facts_are_read_from_the_stream_dump(pix_fmt, tags, expected):
-    from framefusion_video.video.io import _parse_colour
+    from framefusion_video.video.probe import parse_colour
 
-    facts = _parse_colour(pix_fmt, tags)
+    facts = parse_colour(pix_fmt, tags)
     assert tuple(facts[k] for k in (*COLOUR_FIELDS, "bits")) == expected
 
 

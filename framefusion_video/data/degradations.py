@@ -764,15 +764,17 @@ def _file_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _degrade_video(src: Path, dst: Path, config: DegradationConfig, seed: int, kind: str) -> None:
-    from framefusion_video.video import io as video_io
+    from framefusion_video.video.decode import read_frames
+    from framefusion_video.video.encode import VideoWriter
+    from framefusion_video.video.probe import probe
 
     rng = _file_rng(seed, src.name)
     params = sample_params(rng, config, kind)
     log.info("degrading %s -> %s with %s", src, dst, params)
-    info = video_io.probe(src)
+    info = probe(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with video_io.VideoWriter(dst, info, audio_from=src) as writer:
-        for frame in video_io.read_frames(src, info):
+    with VideoWriter(dst, info, audio_from=src) as writer:
+        for frame in read_frames(src, info):
             img = frame.astype(np.float32) / np.float32(255.0)
             writer.write(to_uint8(apply_degradation(img, params, rng)))
 
@@ -783,7 +785,7 @@ def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: Degr
 
     ``dst`` is the output file when ``src`` is a file and ``dst`` has a suffix, else a folder that
     receives files of the same names (videos as ``<stem>.mp4``: H.264 MP4 is what
-    ``video_io.VideoWriter`` writes). A video gets one set of parameters for the whole clip (no
+    ``encode.VideoWriter`` writes). A video gets one set of parameters for the whole clip (no
     flicker) with fresh noise on every frame, and keeps its audio. Returns the files written.
 
     Raises:

@@ -184,7 +184,7 @@ def encode_decode(frames: Sequence[np.ndarray], codec: str = "libx264", crf: int
                   preset: str = "veryfast") -> list[np.ndarray]:
     """uint8 RGB frames (same even size) through ``codec`` and back: BT.709 limited-range 4:2:0 in,
     the same conversion out (accurate swscale), all in pipes; raises FfvError if ffmpeg fails."""
-    from framefusion_video.video.io import ffmpeg_exe
+    from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")

@@ -583,7 +583,8 @@ def measure_videos(
         FfvError: either file cannot be read, or they differ in frame size or frame count (the
             restored video must be the input restored at upscale 1).
     """
-    from framefusion_video.video.io import probe, read_frames
+    from framefusion_video.video.decode import read_frames
+    from framefusion_video.video.probe import probe
 
     info_in, info_out = probe(input_path), probe(restored_path)
     if (info_in.width, info_in.height) != (info_out.width, info_out.height):

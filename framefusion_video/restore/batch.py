@@ -28,7 +28,7 @@ from framefusion_video.base.outputs import check_folder_can_be_made, check_new_f
 from framefusion_video.restore.pipeline import Restorer
 from framefusion_video.restore.clip import (SMALL_FACE_PX, FileResult, ProgressCallback, check_config, check_output_name,
                       checked_restorer, load_default_restorer, restore_output)
-from framefusion_video.video.io import check_input
+from framefusion_video.video.probe import check_input
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def plan_outputs(
 
     Raises:
         FfvError: an output equal to an input, two inputs that would write the same output, or an
-            output suffix ffv cannot write (see ``video_io.OUTPUT_CONTAINERS``).
+            output suffix ffv cannot write (see ``video.encode.OUTPUT_CONTAINERS``).
     """
     raw_inputs = [os.fspath(p) for p in as_path_list(inputs)]
     paths = [Path(p) for p in raw_inputs]
@@ -126,7 +126,7 @@ def plan_outputs(
         else:
             pairs.append((path, out_path))
 
-    from framefusion_video.video.io import output_container
+    from framefusion_video.video.encode import output_container
 
     sources = [src for src, _ in pairs]
     seen: dict[str, Path] = {}
@@ -362,7 +362,7 @@ Executor = Callable[[Sequence[Job], Finished], None]
 def settle_before_run(job: Job, overwrite: bool, result_type: type[FileResult] = FileResult) -> FileResult | None:
     """The result of a job that needs no restorer, or None for a job to run: "skipped" when its
     output exists (unless ``overwrite``), "failed" when its input cannot be a video
-    (:func:`video_io.check_input`) or its output's name is too long."""
+    (``video.probe.check_input``) or its output's name is too long."""
     try:
         check_output_name(job.dst)
         if job.dst.exists() and not overwrite:

@@ -4,7 +4,7 @@ The clip streams through bounded queues, so memory does not grow with its length
 
     decode (thread) -> track faces (thread) -> crops, restorer (thread) -> review + paste -> encode (thread)
 
-``video_io`` decodes and encodes, ``tracking`` finds the faces, ``pipeline`` does the per-frame
+``video`` decodes and encodes, ``tracking`` finds the faces, ``pipeline`` does the per-frame
 work and ``threads`` joins the stages. Frames are uint8 RGB (H, W, 3) at the video boundary and
 crops float32 RGB (N, S, S, 3) in [0, 1] at the model boundary (``DEVELOPERS.md``). Files and
 folders of clips are ``batch.py``'s.
@@ -25,12 +25,12 @@ from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import OutputBusy, OutputClaim, claim_output, make_output_folder, same_file
 from framefusion_video.restore.pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
 from framefusion_video.base.threads import BackgroundWriter, prefetch, queue_length
-from framefusion_video.video.io import check_input
+from framefusion_video.video.probe import check_input
 
 if TYPE_CHECKING:
     from framefusion_video.faces.detection import FaceDetectorConfig
     from framefusion_video.faces.tracking import TrackingConfig
-    from framefusion_video.video.io import VideoInfo
+    from framefusion_video.video.probe import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,8 @@ def restore_video(
             to the input, or a decoding/encoding failure. ``outputs.OutputBusy`` (an FfvError)
             when another run holds ``dst``.
     """
-    from framefusion_video.video.io import VideoWriter, check_frame_size, probe
+    from framefusion_video.video.encode import VideoWriter, check_frame_size
+    from framefusion_video.video.probe import probe
 
     check_config(config)
     src, dst = Path(src), Path(dst)
@@ -288,13 +289,13 @@ def iter_restored(
 ) -> Iterator[RestoredFrame]:
     """Decode ``src`` and restore its faces: :func:`restore_frames` fed by threaded decode + tracking.
 
-    ``info`` is ``video_io.probe(src)``. ``detector`` is borrowed if given, else one is opened for
+    ``info`` is ``video.probe.probe(src)``. ``detector`` is borrowed if given, else one is opened for
     this clip and closed when the generator ends or is closed (close it to stop early: the decoder
     subprocess and threads are stopped too). At ``strength`` 0 the frames pass straight through
     (``pipeline.passed_through``): no detector is opened and ``restorer`` may be None.
     """
     from framefusion_video.faces.tracking import track_faces
-    from framefusion_video.video.io import read_frames
+    from framefusion_video.video.decode import read_frames
 
     if config.passes_through:  # strength 0: nothing would be pasted; no detector, network or review
         frames = read_frames(src, info)

@@ -29,7 +29,7 @@ from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.base.outputs import make_output_folder, write_file, write_image
 from framefusion_video.restore.pipeline import Restorer
 from framefusion_video.restore.clip import checked_restorer, iter_restored, load_default_restorer
-from framefusion_video.video.io import check_input
+from framefusion_video.video.probe import check_input
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def export_preview(
         FfvError: bad input video, an output folder that cannot be written, or none of the
             requested frames exists in the clip.
     """
-    from framefusion_video.video.io import probe
+    from framefusion_video.video.probe import probe
 
     if every is not None and frames is not None:
         raise ValueError("give either every or frames, not both")
