@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from framefusion_video.data import degradations as D
+from framefusion_video.data.degrade_files import degrade_path
 from framefusion_video.base.errors import FfvError
 from framefusion_video.video.decode import read_frames
 from framefusion_video.video.ffmpeg import ffmpeg_exe
@@ -211,17 +212,17 @@ def test_degrade_path_mirrors_a_folder(tmp_path):
     _write_png(src / "sub" / "b.png", _smooth_image(48, 2))
     cv2.imwrite(str(src / "c.jpg"), (255 * _smooth_image(48, 3)).astype(np.uint8))
     (src / "notes.txt").write_text("not an image")
-    written = D.degrade_path(src, tmp_path / "out", seed=3, kind="noise")
+    written = degrade_path(src, tmp_path / "out", seed=3, kind="noise")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["a.png", "c.jpg", "sub/b.png"]
     original = cv2.imread(str(src / "a.png"))
     damaged = cv2.imread(str(tmp_path / "out" / "a.png"))
     assert damaged.shape == original.shape and not np.array_equal(damaged, original)
     # Same seed, same result; existing outputs are kept unless told otherwise.
     with pytest.raises(FfvError, match="already exists"):
-        D.degrade_path(src, tmp_path / "out", seed=3, kind="noise")
-    D.degrade_path(src, tmp_path / "again", seed=3, kind="noise")
+        degrade_path(src, tmp_path / "out", seed=3, kind="noise")
+    degrade_path(src, tmp_path / "again", seed=3, kind="noise")
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "again" / "a.png")), damaged)
-    D.degrade_path(src, tmp_path / "out", seed=4, kind="noise", overwrite=True)
+    degrade_path(src, tmp_path / "out", seed=4, kind="noise", overwrite=True)
     assert not np.array_equal(cv2.imread(str(tmp_path / "out" / "a.png")), damaged)
 
 
@@ -229,18 +230,18 @@ def test_degrade_path_single_image_and_refusals(tmp_path):
     src = tmp_path / "face.png"
     _write_png(src, _smooth_image(32))
     before = src.read_bytes()
-    assert D.degrade_path(src, tmp_path / "damaged.png", seed=0) == [tmp_path / "damaged.png"]
-    assert D.degrade_path(src, tmp_path / "dir", seed=0) == [tmp_path / "dir" / "face.png"]
+    assert degrade_path(src, tmp_path / "damaged.png", seed=0) == [tmp_path / "damaged.png"]
+    assert degrade_path(src, tmp_path / "dir", seed=0) == [tmp_path / "dir" / "face.png"]
     with pytest.raises(FfvError, match="output is the input"):
-        D.degrade_path(src, src, seed=0, overwrite=True)
+        degrade_path(src, src, seed=0, overwrite=True)
     with pytest.raises(FfvError, match="replace an input"):
-        D.degrade_path(src, tmp_path, seed=0, overwrite=True)
+        degrade_path(src, tmp_path, seed=0, overwrite=True)
     assert src.read_bytes() == before
     with pytest.raises(FfvError, match="no such file"):
-        D.degrade_path(tmp_path / "missing.png", tmp_path / "x.png")
+        degrade_path(tmp_path / "missing.png", tmp_path / "x.png")
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(FfvError, match="not a readable image"):
-        D.degrade_path(tmp_path / "bad.png", tmp_path / "bad_out.png")
+        degrade_path(tmp_path / "bad.png", tmp_path / "bad_out.png")
 
 
 def test_cli_degrade_calls_library(tmp_path):
@@ -270,7 +271,7 @@ def test_degrade_path_tiny_clip(tmp_path):
         writer.send(np.ascontiguousarray(f))
     writer.close()
 
-    written = D.degrade_path(src, tmp_path / "out", seed=1, kind="occlusion")
+    written = degrade_path(src, tmp_path / "out", seed=1, kind="occlusion")
     assert written == [tmp_path / "out" / "clip.mp4"]
     out = list(read_frames(written[0]))
     original = list(read_frames(src))
@@ -292,7 +293,7 @@ def test_degrade_shared_clip_keeps_audio_and_timing(tmp_path, shared_videos):
     short = tmp_path / "short.mp4"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(src), "-t", "0.5", "-map", "0", "-c", "copy",
                     str(short)], check=True)
-    written = D.degrade_path(short, tmp_path / "damaged.mp4", seed=0, kind="mixed")
+    written = degrade_path(short, tmp_path / "damaged.mp4", seed=0, kind="mixed")
     before, after = probe(short), probe(written[0])
     assert after.size == before.size
     assert after.n_frames == before.n_frames

@@ -1,4 +1,4 @@
-"""``ffv degrade``: parse options, call :func:`framefusion_video.data.degradations.degrade_path`."""
+"""``ffv degrade``: parse options, call :func:`framefusion_video.data.degrade_files.degrade_path`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def degrade(input: str, output: str, kind: str, seed: int, overwrite: bool) -> N
     """
     import logging
 
-    from framefusion_video.data.degradations import degrade_path
+    from framefusion_video.data.degrade_files import degrade_path
     from framefusion_video.base.errors import FfvError
 
     try:

@@ -38,11 +38,16 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """uint8 RGB (H, W, 3) image; raises FfvError for an unreadable file."""
-    img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FfvError(path, "not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """uint8 RGB (H, W, 3) of the image file ``path`` (any format OpenCV decodes): the one image
+    reader of ffv; raises FfvError for a file that cannot be read or is not an image."""
+    try:
+        data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    except OSError as exc:
+        raise FfvError(path, f"cannot read: {exc.strerror or exc}") from exc
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise FfvError(path, "not a readable image (is it a PNG or JPEG?)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def align_photo(image: np.ndarray, detect: Callable[[np.ndarray], list], crop_size: int) -> np.ndarray | None:

@@ -12,7 +12,8 @@ Three layers:
   samples once per clip and applies the same parameters to every frame (only the noise is fresh),
   so the damage does not flicker;
 - ``degrade`` (the mixed training pipeline) and ``degrade_kind`` (one named category, for
-  evaluation) combine the two; ``degrade_path`` writes damaged copies of files (``ffv degrade``).
+  evaluation) combine the two. ``degrade_files.degrade_path`` writes damaged copies of files with them
+  (``ffv degrade``).
 
 The mixed pipeline follows GFPGAN / Real-ESRGAN (scene → blur → downscale → noise → compression →
 upscale back): noise and compression happen at the low resolution, as in a camera that records
@@ -23,22 +24,13 @@ hand, so the same configuration gives the same look on a 128-pixel crop and on a
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from framefusion_video.base.errors import FfvError
-from framefusion_video.base.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from framefusion_video.base.outputs import write_image
 from framefusion_video.base.pixels import to_uint8
-
-log = logging.getLogger(__name__)
 
 KINDS = ("blur", "motion_blur", "noise", "jpeg", "lowres", "occlusion", "lighting", "mixed")
 
@@ -739,108 +731,3 @@ def degrade_for_training(img: np.ndarray, rng: np.random.Generator,
                          clean_prob: float = 0.0) -> np.ndarray:
     """The damaged image of :func:`training_damage` (what ``ffv train`` trains on)."""
     return training_damage(img, rng, config, single_prob, clean_prob)[1]
-
-
-# --------------------------------------------------------------------------------------------------
-# Files: ``ffv degrade``
-# --------------------------------------------------------------------------------------------------
-
-
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise FfvError(path, f"cannot read: {exc.strerror or exc}") from exc
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise FfvError(path, "not a readable image (is it a PNG or JPEG?)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / np.float32(255.0)
-
-
-def _file_rng(seed: int, name: str) -> np.random.Generator:
-    """A generator per file from the seed and its relative name: adding files to a folder does not
-    change the damage of the others."""
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
-
-
-def _degrade_video(src: Path, dst: Path, config: DegradationConfig, seed: int, kind: str) -> None:
-    from framefusion_video.video.decode import read_frames
-    from framefusion_video.video.encode import VideoWriter
-    from framefusion_video.video.probe import probe
-
-    rng = _file_rng(seed, src.name)
-    params = sample_params(rng, config, kind)
-    log.info("degrading %s -> %s with %s", src, dst, params)
-    info = probe(src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with VideoWriter(dst, info, audio_from=src) as writer:
-        for frame in read_frames(src, info):
-            img = frame.astype(np.float32) / np.float32(255.0)
-            writer.write(to_uint8(apply_degradation(img, params, rng)))
-
-
-def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: DegradationConfig = DegradationConfig(),
-                 seed: int = 0, kind: str = "mixed", overwrite: bool = False) -> list[Path]:
-    """Write damaged copies of an image, a folder of images (mirrored, recursively) or a video.
-
-    ``dst`` is the output file when ``src`` is a file and ``dst`` has a suffix, else a folder that
-    receives files of the same names (videos as ``<stem>.mp4``: H.264 MP4 is what
-    ``encode.VideoWriter`` writes). A video gets one set of parameters for the whole clip (no
-    flicker) with fresh noise on every frame, and keeps its audio. Returns the files written.
-
-    Raises:
-        FfvError: ``src`` missing or unsupported, ``dst`` is ``src`` or would replace an input,
-            an output exists and ``overwrite`` is false, or a file cannot be read or written.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"unknown degradation kind {kind!r}; use one of {', '.join(KINDS)}")
-    src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise FfvError(src, "no such file or folder")
-    if src.resolve() == dst.resolve():
-        raise FfvError(dst, "output is the input; choose another output path")
-
-    jobs: list[tuple[Path, Path]] = []
-    if src.is_dir():
-        if dst.exists() and not dst.is_dir():
-            raise FfvError(dst, "input is a folder, so the output must be a folder")
-        inside = dst.resolve().is_relative_to(src.resolve())
-        for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-            if inside and path.resolve().is_relative_to(dst.resolve()):
-                continue  # a previous run's outputs inside the input folder
-            jobs.append((path, dst / path.relative_to(src)))
-        if not jobs:
-            raise FfvError(src, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-    else:
-        suffix = src.suffix.lower()
-        if suffix not in IMAGE_EXTENSIONS and suffix not in VIDEO_EXTENSIONS:
-            raise FfvError(src, f"unsupported file type {suffix or '(none)'}; expected an image or a video")
-        is_video = suffix in VIDEO_EXTENSIONS
-        if dst.suffix and not dst.is_dir():
-            if is_video and dst.suffix.lower() != ".mp4":
-                raise FfvError(dst, "a video is written as H.264 MP4; give the output a .mp4 name or a folder")
-            if not is_video and dst.suffix.lower() not in IMAGE_EXTENSIONS:
-                raise FfvError(dst, f"an image is written as {', '.join(IMAGE_EXTENSIONS)}; "
-                                    "give the output one of those suffixes or a folder")
-            jobs.append((src, dst))
-        else:
-            jobs.append((src, dst / (src.stem + ".mp4" if is_video else src.name)))
-
-    inputs = {s.resolve() for s, _ in jobs}
-    for s, d in jobs:
-        if d.resolve() in inputs:
-            raise FfvError(d, "output would replace an input; choose another output path")
-        if d.exists() and not overwrite:
-            raise FfvError(d, "already exists (use --overwrite to replace it)")
-
-    written = []
-    for s, d in jobs:
-        if s.suffix.lower() in VIDEO_EXTENSIONS:
-            _degrade_video(s, d, config, seed, kind)
-        else:
-            name = s.relative_to(src).as_posix() if src.is_dir() else s.name
-            rng = _file_rng(seed, name)
-            write_image(d, to_uint8(degrade_kind(_read_image(s), kind, rng, config)))
-        log.debug("wrote %s", d)
-        written.append(d)
-    return written

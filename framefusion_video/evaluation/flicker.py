@@ -204,16 +204,11 @@ def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d.mean(-1) if d.ndim == 3 else d
 
 
-def warping_error(prev: np.ndarray, cur: np.ndarray, f: np.ndarray, mask: np.ndarray,
-                  region: np.ndarray | None = None) -> float:
-    """Mean absolute difference (grey levels, 0-255, averaged over channels) between ``cur`` and
-    ``prev`` warped by ``f`` (:func:`flow` of the pair), over the pixels valid in ``mask`` (bool
-    (H, W), :func:`valid_flow_mask`) and, if given, inside ``region`` (bool (H, W)). NaN when no
-    pixel is left."""
-    valid = mask if region is None else mask & region
-    if not valid.any():
-        return math.nan
-    return float(_abs_diff(warp(prev, f), cur)[valid].mean(dtype=np.float64))
+def warping_errors(prev: np.ndarray, cur: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Per-pixel warping error, float32 (H, W) in grey levels (0-255, averaged over channels):
+    |``cur`` - ``prev`` warped by ``f``| (``f``: :func:`flow` of the pair). The measure pools it
+    over the pixels valid in :func:`valid_flow_mask` and inside the face regions."""
+    return _abs_diff(warp(prev, f), cur)
 
 
 def is_unrestored(face_diff: float, noise_floor: float, threshold: float) -> bool:
@@ -470,8 +465,8 @@ def _measure_pair(report: TemporalReport, sums: list[float], prev_in, inp, prev_
     n = int(valid.sum())
     if n == 0:
         return
-    err_out = _abs_diff(warp(prev_out, f_bw), out)
-    err_in = _abs_diff(warp(prev_in, f_bw), inp)
+    err_out = warping_errors(prev_out, out, f_bw)
+    err_in = warping_errors(prev_in, inp, f_bw)
     report.pairs += 1
     report.pixels += n
     sums[0] += float(err_out[valid].sum(dtype=np.float64))
