@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
          "ffv RSS at 25/50/75/100 % (MiB)"],
         [[f"{args.clip.name} looped to {args.minutes:g} min", frames, round(seconds, 1),
           round(frames / max(seconds, 1e-9), 2), round(own_peak / mib), round(tree_peak / mib), quarters]])
-    body = (f"### Peak memory on a long clip\n\n{common.today()}; {common.machine()}; model: {description}; "
-            f"options: {' '.join(extra) or 'defaults'}.\n\n{table}")
+    body = (f"{common.heading('Peak memory on a long clip', common.command_line('bench_memory.py', argv))}\n\n"
+            f"Model: {description}; options: {' '.join(extra) or 'defaults'}.\n\n{table}")
     print(body)
     if args.write:
         common.write_section("memory", body)

@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, description = bench(args.model, tuple(args.variants), tuple(args.batches), args.crops, args.repeats,
                               args.tflite_threads, args.litert_threads)
     table = common.markdown_table(["variant", "batch", "crop", "crops/s", "ms/crop"], rows)
-    body = (f"### Generator throughput\n\n{common.today()}; {common.machine()}; model: {description}; "
-            f"best of {args.repeats} passes of {args.crops} crops.\n\n{table}")
+    body = (f"{common.heading('Generator throughput', common.command_line('bench_model.py', argv))}\n\n"
+            f"Model: {description}; best of {args.repeats} passes of {args.crops} crops.\n\n{table}")
     print(body)
     if args.write:
         common.write_section("model", body)

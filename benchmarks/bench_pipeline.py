@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = ["clip", "frames", "faces", *STAGES, "stage_sum", "stage_cpu", "ceiling_fps", "pipeline_fps",
             "cli_s", "cli_fps", "x264_s", "ratio", "cli_ratio"]
     table = common.markdown_table(header, [[r[k] for k in keys] for r in rows])
-    body = (f"### End to end and per stage\n\n{common.today()}; {common.machine()}; model: {description}; "
+    title = f"End to end and per stage: {args.speed} preset"
+    body = (f"{common.heading(title, common.command_line('bench_pipeline.py', argv))}\n\nModel: {description}; "
             f"speed preset {args.speed}: detect_every={config.detect_every}, batch_size={config.batch_size}, "
             f"x264 preset={config.preset}, crf={config.crf}, "
             f"temporal={getattr(config, 'temporal', 'n/a')}; best of {args.repeats} runs of each "

@@ -149,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         ["checkout", "phase", "batch", "s/batch", "images/s", "CPU %", "vs this checkout"],
         [[Path(r["checkout"]).name, r["phase"], r["batch"], r["s_per_batch"], r["images_per_s"],
           round(r["cpu_percent"]), f"{r['images_per_s'] / first[r['phase']]:.2f}x"] for r in rows])
-    cmd = "benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    body = (f"Training throughput, {common.today()}, {common.machine()}; best of {args.repeats}, "
-            f"{args.steps} batches after {args.warmup}; `{cmd.strip()}`\n\n{table}\n")
+    body = (f"{common.heading('Training throughput', common.command_line('bench_train.py', argv))}\n\n"
+            f"Best of {args.repeats}, {args.steps} batches after {args.warmup}.\n\n{table}\n")
     print(body)
     if args.write:
         common.write_section("train", body)

@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             r = time_restore(src, work, factor, args.repeats)
             rows.append([f"x{factor}", r["size"], r["frames"], r["faces"], f"{r['seconds']:.1f}", f"{r['fps']:.2f}"])
             log.info("x%d: %.2f fps", factor, r["fps"])
-    command = "python benchmarks/bench_upscale.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = "\n".join(["### ffv restore --upscale: speed", "", f"{common.today()}, {common.machine()}", "",
-                      f"`{command.strip()}`", "",
+    text = "\n".join([common.heading("ffv restore --upscale: speed", common.command_line("bench_upscale.py", argv)), "",
                       "The synthetic clip (80 frames, four faces a frame of 40-300 px at 720p) reduced by the factor "
                       "(area, x264 CRF 20) and restored with that `--upscale`, default options, the shipped networks "
                       "loaded once (start-up not counted); best of the repeats. Faces: face-frames restored.", "",

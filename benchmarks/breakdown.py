@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -191,8 +190,7 @@ def run(faces: Path, work: Path, clip_config, scales: Sequence[int], sr_crf: int
 def to_markdown(results: dict, command: str) -> str:
     """One table per input: each stage's face PSNR, its gain over the base, and by face size."""
     cfg = results["clip"]["config"]
-    lines = ["### Stage by stage: where the networks' gain goes", "", f"{common.today()}, {common.machine()}", "",
-             f"`{command}`", "",
+    lines = [common.heading("Stage by stage: where the networks' gain goes", command), "",
              f"Clip: {cfg['width']}x{cfg['height']}, {cfg['segments'] * cfg['frames_per_segment']} frames, "
              f"{results['clip']['faces']} faces of {cfg['min_face']}-{cfg['max_face']} px from "
              f"`{Path(results['clip']['faces_dir']).name}/` (never trained on, never used to choose), seed "
@@ -242,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     clip_config = ClipConfig.small(seed=args.seed) if args.small else ClipConfig(seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="ffv-breakdown-") as tmp:
         results = run(args.faces, Path(tmp), clip_config, scales, args.sr_crf, options)
-    command = "python benchmarks/breakdown.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("breakdown.py", argv)
     text = to_markdown(results, command.strip())
     common.publish(text, "breakdown" + ("_small" if args.small else "") if args.write else None, args.json, results)
     return 0

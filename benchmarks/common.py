@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,17 @@ def machine() -> str:
 
 def today() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
+    """The command that ran ``benchmarks/<script>``, exactly: its arguments as given."""
+    return f"python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+
+def heading(title: str, command: str) -> str:
+    """The head of every RESULTS.md section, one format for all scripts: the title, when and on
+    what machine (with its load) the figures were taken, and the command exactly as run."""
+    return f"### {title}\n\n{today()}, {machine()}\n\n`{command.strip()}`"
 
 
 def model_path(requested: str | None = None) -> tuple[Path, str]:

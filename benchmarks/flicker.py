@@ -179,9 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.clips or args.model or args.stand_in or args.temporal is not None or args.no_safety:
             log.error("--write records the default run only: all shared clips, default options")
             return 2
-        common.write_section("flicker", f"### Flicker of every shared clip, default options\n\n{common.today()}; "
-                             f"{common.machine()}\n\n`python benchmarks/flicker.py --seconds {args.seconds:g} "
-                             f"--write`\n\n{table}")
+        heading = common.heading("Flicker of every shared clip, default options", common.command_line("flicker.py", argv))
+        common.write_section("flicker", f"{heading}\n\n{table}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 1 if any("error" in r for r in rows) else 0

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -121,9 +120,7 @@ def to_markdown(results: dict, command: str) -> str:
     cfg = results["clip"]["config"]
     options = results["restore_options"]
     title = ", ".join(f"{k}={v}" for k, v in options.items()) or "default options"
-    lines = [f"### ffv restore on the synthetic clip: {title}", "",
-             f"{common.today()}, {common.machine()}", "",
-             f"`{command}`", "",
+    lines = [common.heading(f"ffv restore on the synthetic clip: {title}", command), "",
              f"Clip: {cfg['width']}x{cfg['height']}, {cfg['segments'] * cfg['frames_per_segment']} frames, "
              f"{results['clip']['faces']} faces of {cfg['min_face']}-{cfg['max_face']} px from "
              f"`{Path(results['clip']['faces_dir']).name}/`, seed {cfg['seed']}; damaged clip x264 CRF "
@@ -226,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         results = run(args.faces, work, clip_config, options, classical=not args.no_classical,
                       with_ssim=not args.no_ssim, inputs=inputs, upscale=args.upscale, identity=args.identity)
-    command = "python benchmarks/quality_clip.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("quality_clip.py", argv)
     text = to_markdown(results, command.strip())
     slug = "".join(f"_{k}_{v}" for k, v in results["restore_options"].items())
     section = args.section or f"quality_clip{slug}" + ("_small" if args.small else "")

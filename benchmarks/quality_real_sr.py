@@ -133,15 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     factors = [int(f) for f in args.factors.split(",")]
     with tempfile.TemporaryDirectory(prefix="ffv-real-sr-") as tmp:
         rows = run(clips, Path(tmp), factors, args.seconds, args.crf, common.parse_options(args.restore))
-    command = "python benchmarks/quality_real_sr.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = common.command_line("quality_real_sr.py", argv)
     table = [[r["clip"], f"x{r['factor']}", r["face_frames"], r["restored"], f"{r['bicubic']:.2f}", f"{r['ffv']:.2f}",
               f"{r['gain']:+.2f}"] for r in rows]
     for factor in factors:
         mine = [r for r in rows if r["factor"] == factor]
         table.append([f"**mean x{factor}**", "", "", "", f"{np.mean([r['bicubic'] for r in mine]):.2f}",
                       f"{np.mean([r['ffv'] for r in mine]):.2f}", f"{np.mean([r['gain'] for r in mine]):+.2f}"])
-    text = "\n".join(["### ffv restore --upscale on real clips", "", f"{common.today()}, {common.machine()}", "",
-                      f"`{command.strip()}`", "",
+    text = "\n".join([common.heading("ffv restore --upscale on real clips", command), "",
                       f"The first {args.seconds:g} s of each clip (cropped to a multiple of 8 px, so that both reductions have even sides) are the truth; "
                       f"reduced by the factor (area) and encoded (x264 CRF {args.crf}), then enlarged back by "
                       "ffmpeg's bicubic scaler or by `ffv restore --upscale` (default options), both encoded as "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -153,19 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    command = " ".join(["benchmarks/quality_sr.py", *(sys.argv[1:] if argv is None else argv)])
+    command = common.command_line("quality_sr.py", argv)
     common.setup_logging()
     models = args.models or default_models()
     rows = bench(args.data, models, args.limit, args.threads, args.crops, args.repeats)
     table = common.markdown_table(["model", "scale", "GFLOP/crop", "faces", "PSNR bicubic", "PSNR model", "SSIM bicubic",
                                    "SSIM model", "ms/crop", "CPU ms/crop", "ffv_generator ms/crop",
                                    "ffv_generator CPU ms/crop"], rows)
-    body = (f"### Super-resolution of aligned faces\n\n{common.today()}; {common.machine()}; faces: "
+    body = (f"{common.heading('Super-resolution of aligned faces', command)}\n\nFaces: "
             f"{args.data.name}{f' (first {args.limit})' if args.limit else ''}, aligned to {CROP} px, "
             f"area-downscaled, upscaled back. Speed: LiteRT, {args.threads} threads, batch 1, the least of "
             f"{args.repeats} passes of {args.crops} crops, wall and CPU (all threads); ffv_generator: the "
-            f"shipped .tflite (128 px in and out) timed just before, the yardstick under the same load. "
-            f"Command: `{command}`.\n\n{table}")
+            f"shipped .tflite (128 px in and out) timed just before, the yardstick under the same load."
+            f"\n\n{table}")
     print(body)
     if args.write:
         common.write_section("quality-sr", body)

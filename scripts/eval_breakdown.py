@@ -1,4 +1,5 @@
-"""Where the generator's quality goes: the diagnostics behind the model card's "Where the gap is".
+"""Where the generator's quality goes: the diagnostics behind the model card's per-kind figures
+(``models/README.md``, "On faces it never saw").
 
 Usage: .venv/bin/python scripts/eval_breakdown.py ../shared/data/faces/val [--model PATH]
 

@@ -92,3 +92,19 @@ def test_every_results_section_is_preceded_by_the_command_that_writes_it() -> No
         for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", options):
             assert f'"{option}"' in source, f"{script} has no option {option}"
         end = section.end()
+
+
+def test_every_results_section_has_the_same_heading_and_records_the_command_above_it() -> None:
+    # common.heading: "### title", the date and machine, then the command exactly as run (sections
+    # written before the scripts recorded their command lack that line).
+    text = (BENCHMARKS / "RESULTS.md").read_text(encoding="utf-8")
+    end = 0
+    for section in re.finditer(r"<!-- bench:(\S+) -->\n(.*?)<!-- /bench:\1 -->", text, re.S):
+        name, body = section.group(1), section.group(2)
+        lines = body.split("\n")
+        assert lines[0].startswith("### ") and lines[1] == "", name
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d, .*, load [\d.]+", lines[2]), name
+        command = re.findall(r"^    \.venv/bin/(python benchmarks/.*)$", text[end:section.start()], re.M)[0]
+        if lines[4].startswith("`"):
+            assert lines[4] == f"`{command}`", name
+        end = section.end()
