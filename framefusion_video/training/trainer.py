@@ -25,7 +25,8 @@ from framefusion_video.training.checkpoints import load_checkpoint, read_run_rec
 from framefusion_video.data.dataset import BatchSampler, PairSampler
 from framefusion_video.base.errors import FfvError
 from framefusion_video.training.model import DiscriminatorConfig, GeneratorConfig
-from framefusion_video.base.outputs import append_line, check_folder_can_be_made, os_reason, write_atomic
+from framefusion_video.base.outputs import append_line, check_folder_can_be_made, os_reason, write_atomic, write_image
+from framefusion_video.base.pixels import to_uint8
 from framefusion_video.training.span import SpanConfig
 
 log = logging.getLogger(__name__)
@@ -401,13 +402,9 @@ def training_crops(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 # --- callbacks ---------------------------------------------------------------------------------
 
 def _write_sample_grid(path: Path, damaged: np.ndarray, restored: np.ndarray, clean: np.ndarray, n: int = 6) -> None:
-    import cv2
-
+    """A PNG of up to ``n`` rows of damaged | restored | clean crops (float32 [0, 1])."""
     rows = [np.concatenate([damaged[i], restored[i], clean[i]], axis=1) for i in range(min(n, len(clean)))]
-    grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255 + 0.5).astype(np.uint8)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    if ok:
-        write_atomic(path, png.tobytes())
+    write_image(path, to_uint8(np.concatenate(rows, axis=0)))
 
 
 class _StepCallback(keras.callbacks.Callback):
