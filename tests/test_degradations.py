@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from framefusion_video.base.errors import FfvError
 from framefusion_video.data import degradations as D
 from framefusion_video.data.degrade_files import degrade_path
-from framefusion_video.base.errors import FfvError
 from framefusion_video.video.decode import read_frames
 from framefusion_video.video.ffmpeg import ffmpeg_exe
 from framefusion_video.video.probe import probe

@@ -25,14 +25,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from framefusion_video.cli import main
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import OutputBusy, claim_output, lock_path
+from framefusion_video.cli import main
 from framefusion_video.restore.batch import Job, plan_outputs
 from framefusion_video.restore.pipeline import RestoredFrame
+from framefusion_video.video.decode import read_frames
 from framefusion_video.video.encode import VideoWriter
 from framefusion_video.video.probe import probe
-from framefusion_video.video.decode import read_frames
 
 from media import ffmpeg, make_clip, short_copy
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from framefusion_video.evaluation import flicker
-from framefusion_video.cli.eval_video import eval_video
 from framefusion_video.base.errors import FfvError
+from framefusion_video.cli.eval_video import eval_video
+from framefusion_video.evaluation import flicker
 from framefusion_video.evaluation.flicker import FaceRegion, FlickerConfig
 from framefusion_video.evaluation.identity import available as identity_available
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from framefusion_video.training.model import (DiscriminatorConfig, GeneratorConfig, build_discriminator,
-                                     build_generator, count_flops_per_crop)
+                                              build_generator, count_conv_flops)
 
 TINY = GeneratorConfig(crop_size=32, widths=(8, 8, 16), blocks=(0, 1, 1), expansion=2)
 
@@ -39,7 +39,7 @@ def test_generator_rejects_indivisible_crop():
 
 def test_default_generator_is_light():
     # The generator's speed budget: well under a GFLOP per 128 px crop.
-    assert count_flops_per_crop(GeneratorConfig()) < 1.0e9
+    assert count_conv_flops(build_generator(GeneratorConfig())) < 1.0e9
 
 
 def test_restorer_pads_batches_and_keeps_order(tmp_path):

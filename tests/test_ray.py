@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from framefusion_video.cli import main
-from framefusion_video.restore.distributed import RAY_HINT, RayConfig, parse_ray_address, restore_paths_ray
 from framefusion_video.base.errors import FfvError
+from framefusion_video.cli import main
 from framefusion_video.restore.batch import restore_paths
 from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.restore.distributed import RAY_HINT, RayConfig, parse_ray_address, restore_paths_ray
 
 from media import make_clip
 

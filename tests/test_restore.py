@@ -18,13 +18,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from framefusion_video.faces import alignment
 from framefusion_video.base.errors import FfvError
+from framefusion_video.base.threads import prefetch
+from framefusion_video.faces import alignment
 from framefusion_video.restore.batch import plan_outputs, restore_paths
+from framefusion_video.restore.clip import FileResult, restore_video
 from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.restore.pipeline import restore_frames
-from framefusion_video.restore.clip import FileResult, restore_video
-from framefusion_video.base.threads import prefetch
 from framefusion_video.restore.windows import grown_box
 
 FPS = 10

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from framefusion_video.faces import alignment
+from framefusion_video.faces.alignment import LandmarkLimits, fit_error, landmark_problem
 from framefusion_video.restore.blending import (
     PLAUSIBLE_FACE_MEANS, colour_targets, face_mask, match_colour, scene_plausible_means, surround_luma,
 )
-from framefusion_video.faces.alignment import LandmarkLimits, fit_error, landmark_problem
 from framefusion_video.restore.safety import SafetyConfig, change_size, estimate_damage, face_region, refuse
 
 S = 128

@@ -12,8 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from framefusion_video.evaluation.flicker import FaceRegion, measure
 from framefusion_video.faces import alignment
 from framefusion_video.faces.detection import Face
+from framefusion_video.faces.tracking import TrackingConfig, track_faces
 from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.restore.pipeline import restore_frames
 from framefusion_video.restore.stabilize import (
@@ -26,8 +28,6 @@ from framefusion_video.restore.stabilize import (
     to_grey,
     warp_crop,
 )
-from framefusion_video.evaluation.flicker import FaceRegion, measure
-from framefusion_video.faces.tracking import TrackingConfig, track_faces
 
 S = 64  # crop size of the fake restorers
 H, W = 160, 240

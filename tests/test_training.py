@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from framefusion_video.training.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_paths
-from framefusion_video.data.dataset import BatchSampler, list_images
 from framefusion_video.base.errors import FfvError
-from framefusion_video.training.export import export_generator
 from framefusion_video.base.filetypes import IMAGE_EXTENSIONS
+from framefusion_video.data.dataset import BatchSampler, list_images
+from framefusion_video.training.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_paths
+from framefusion_video.training.export import export_generator
 from framefusion_video.training.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.training.trainer import TrainConfig, build_gan
 

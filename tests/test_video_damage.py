@@ -11,8 +11,8 @@ import pytest
 
 from framefusion_video.data.dataset import PairSampler
 from framefusion_video.data.video_damage import (ClipDamage, VideoDamageConfig, build_pair_cache, damage_clip,
-                                            damaged_pair, encode_decode, face_patch, frame_grid, load_pair_cache,
-                                            make_clip)
+                                                 damaged_pair, encode_decode, face_patch, frame_grid, load_pair_cache,
+                                                 make_clip)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from framefusion_video.base.errors import FfvError
+from framefusion_video.video.decode import read_frames
 from framefusion_video.video.encode import VideoWriter
 from framefusion_video.video.probe import probe
-from framefusion_video.video.decode import read_frames
 
 from media import ffmpeg, make_clip, short_copy
 

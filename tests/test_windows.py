@@ -9,8 +9,8 @@ import pytest
 
 from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.restore.pipeline import restore_frames
-from framefusion_video.restore.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, cut_window, feather_mask, grown_box,
-                                       paste_window, reduce_output, window_rect)
+from framefusion_video.restore.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, cut_window, feather_mask,
+                                               grown_box, paste_window, reduce_output, window_rect)
 
 
 def test_a_window_is_the_face_box_and_its_margin_clipped_to_the_frame():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from framefusion_video.cli.options import config_from_options, config_options
 from framefusion_video.base.errors import FfvError
+from framefusion_video.cli.options import config_from_options, config_options
 
 
 def _frame_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:

@@ -17,10 +17,10 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from framefusion_video.faces.alignment import estimate_alignment, warp_to_crop
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.filetypes import IMAGE_EXTENSIONS
 from framefusion_video.base.outputs import atomic_path
+from framefusion_video.faces.alignment import estimate_alignment, warp_to_crop
 
 log = logging.getLogger(__name__)
 

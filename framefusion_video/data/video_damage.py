@@ -42,9 +42,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from framefusion_video.data.degradations import anisotropic_gaussian_kernel
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import atomic_path, write_atomic
+from framefusion_video.data.degradations import anisotropic_gaussian_kernel
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from framefusion_video.data.degradations import KINDS, DegradationConfig, degrade_kind
 from framefusion_video.base.pixels import to_uint8
+from framefusion_video.data.degradations import KINDS, DegradationConfig, degrade_kind
 
 log = logging.getLogger(__name__)
 

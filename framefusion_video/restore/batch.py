@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.filetypes import is_video_file
 from framefusion_video.base.outputs import check_folder_can_be_made, check_new_file, lock_path, same_file, write_file
+from framefusion_video.restore.clip import (SMALL_FACE_PX, FileResult, ProgressCallback, check_config,
+                                            check_output_name, checked_restorer, load_default_restorer, restore_output)
+from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.restore.pipeline import Restorer
-from framefusion_video.restore.clip import (SMALL_FACE_PX, FileResult, ProgressCallback, check_config, check_output_name,
-                      checked_restorer, load_default_restorer, restore_output)
 from framefusion_video.video.probe import check_input
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import OutputBusy, OutputClaim, claim_output, make_output_folder, same_file
-from framefusion_video.restore.pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
 from framefusion_video.base.threads import BackgroundWriter, prefetch, queue_length
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.restore.pipeline import Restorer, RestoredFrame, passed_through, paste_restored, restored_crops
 from framefusion_video.video.probe import check_input
 
 if TYPE_CHECKING:

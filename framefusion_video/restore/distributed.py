@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from framefusion_video.base.errors import FfvError
-from framefusion_video.restore.batch import Finished, Job, bars_shown, run_job, run_plan, settle_before_run
-from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.base.outputs import OutputBusy, claim_output
+from framefusion_video.restore.batch import Finished, Job, bars_shown, run_job, run_plan, settle_before_run
 from framefusion_video.restore.clip import FileResult
+from framefusion_video.restore.config import RestoreConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from framefusion_video.restore.config import UPSCALE_FACTORS
 from framefusion_video.base.errors import FfvError, read_head
 from framefusion_video.base.outputs import write_atomic
+from framefusion_video.restore.config import UPSCALE_FACTORS
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 
 from framefusion_video.base.errors import FfvError
-from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.base.outputs import make_output_folder, write_file, write_image
-from framefusion_video.restore.pipeline import Restorer
 from framefusion_video.restore.clip import checked_restorer, iter_restored, load_default_restorer
+from framefusion_video.restore.config import RestoreConfig
+from framefusion_video.restore.pipeline import Restorer
 from framefusion_video.video.probe import check_input
 
 log = logging.getLogger(__name__)

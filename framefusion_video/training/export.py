@@ -7,9 +7,9 @@ import logging
 import os
 from pathlib import Path
 
-from framefusion_video.training.checkpoints import average_snapshots, load_checkpoint, read_run_record, snapshot_paths
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import atomic_path, check_new_file, os_reason
+from framefusion_video.training.checkpoints import average_snapshots, load_checkpoint, read_run_record, snapshot_paths
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from framefusion_video.base.outputs import atomic_path
 from framefusion_video.data.degradations import KINDS, DegradationConfig, training_damage
 from framefusion_video.evaluation.images import per_image_psnr
-from framefusion_video.base.outputs import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -199,11 +199,6 @@ def build_discriminator(config: DiscriminatorConfig = DiscriminatorConfig()):
     return keras.Model(inp, out, name="ffv_patchgan")
 
 
-def count_flops_per_crop(config: GeneratorConfig = GeneratorConfig()) -> float:
-    """Multiply-adds x2 of one generator pass, counted from the layer shapes (for benchmarks)."""
-    return count_conv_flops(build_generator(config))
-
-
 def count_conv_flops(model) -> float:
     """Multiply-adds x2 of the convolutions of one pass of ``model`` on one image (any Keras
     model: the U-Net, SPAN); the cheap element-wise layers are not counted."""

@@ -21,12 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from framefusion_video.training.checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
-from framefusion_video.data.dataset import BatchSampler, PairSampler
 from framefusion_video.base.errors import FfvError
-from framefusion_video.training.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.base.outputs import append_line, check_folder_can_be_made, os_reason, write_atomic, write_image
 from framefusion_video.base.pixels import to_uint8
+from framefusion_video.data.dataset import BatchSampler, PairSampler
+from framefusion_video.training.checkpoints import load_checkpoint, read_run_record, save_checkpoint, save_snapshot
+from framefusion_video.training.model import DiscriminatorConfig, GeneratorConfig
 from framefusion_video.training.span import SpanConfig
 
 log = logging.getLogger(__name__)
