@@ -71,6 +71,7 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
 
     from framefusion_video.restore import pipeline
     from framefusion_video.restore.clip import detector_config, tracking_config
+    from framefusion_video.restore.cutting import cutter_for
     from framefusion_video.faces.detection import FaceDetector
     from framefusion_video.faces.tracking import track_faces
     from framefusion_video.video.encode import VideoWriter
@@ -90,10 +91,10 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
     decoded = clock.run("decode", decode)
     with FaceDetector(detector_config(config)) as detector:
         tracked = clock.run("detect", lambda: list(track_faces(decoded, detector, tracking_config(config))))
-    crop_size = int(restorer.crop_size)
+    cutter = cutter_for(restorer, config.upscale)
     safety = pipeline.safety_config(config)
-    aligned = clock.run("align", lambda: [pipeline.frame_crops(f, faces, crop_size, safety) for f, faces in tracked])
-    all_crops = [c for _, crops, _, _, _ in aligned for c in crops]
+    aligned = clock.run("align", lambda: [cutter.cut(f, faces, safety) for f, faces in tracked])
+    all_crops = [c for cuts in aligned for c in cuts.inputs]
     restorer.restore(all_crops[0][None]) if all_crops else None  # warm-up outside the timing
     restored, left_alone = clock.run("model", lambda: pipeline.restore_in_batches(restorer, all_crops, config.batch_size)
                                      if all_crops else ([], []))
@@ -101,10 +102,11 @@ def stage_seconds(clip: Path, restorer, config, frames: int | None = None) -> tu
 
     def blend():
         out, start = [], 0
-        for index, ((frame, faces), (matrices, crops, boxes, _, refused)) in enumerate(zip(tracked, aligned)):
-            mine, alone = restored[start:start + len(crops)], left_alone[start:start + len(crops)]
-            start += len(crops)
-            item = pipeline.PendingFrame(index, frame, faces, matrices, crops, boxes=boxes, refused=refused)
+        for index, ((frame, faces), cuts) in enumerate(zip(tracked, aligned)):
+            n = len(cuts.inputs)
+            mine, alone = restored[start:start + n], left_alone[start:start + n]
+            start += n
+            item = pipeline.PendingFrame(index, frame, faces, cuts)
             out.append(pipeline.finish_frame(item, mine, alone, config, blending).restored)
         return out
 

@@ -2,8 +2,10 @@
 
 One frame's work, in order:
 
-1. :func:`frame_crops`: the faces whose landmarks can be trusted are aligned and cut into crops
-   (float32 RGB (S, S, 3) in [0, 1]); the others are refused (:class:`FaceOutcome`).
+1. the restorer's cutter (``cutting.cutter_for``: made once from the restorer's own scale) cuts
+   the faces whose landmarks can be trusted into what it is given (:class:`~cutting.FaceCuts`):
+   aligned crops (float32 RGB (S, S, 3) in [0, 1]) for a same-size restorer; the others are
+   refused (:class:`FaceOutcome`).
 2. :func:`restored_crops`: the crops of consecutive frames are gathered into batches for the
    restorer (:func:`restore_in_batches`) and stabilised per face track (``stabilize.py``); each
    frame waits as a :class:`PendingFrame` until its crops are back.
@@ -11,9 +13,10 @@ One frame's work, in order:
    (:func:`review_crops`: left alone, colour-matched, refused by ``safety.py``) and pasted back
    into the frame (``blending.py``), upscaled first if asked, giving a :class:`RestoredFrame`.
 
-A super-resolution restorer (``scale`` > 1) takes the other road at 1 and 3: it is given a
-window of the frame's own pixels around each face, sized to the face (``windows.py``), and its
-output is reviewed against that window and pasted into the upscaled frame on the same grid.
+A super-resolution restorer (``scale`` > 1) takes the other road at 1 and 3, as its cutter
+decided: it is given a window of the frame's own pixels around each face, sized to the face
+(``windows.py``), and its output is reviewed against that window and pasted into the upscaled
+frame on the same grid.
 
 :func:`restore_frames` chains 2 and 3. Any object with a ``crop_size`` (int) and a
 ``restore(crops) -> crops`` method can act as the restorer (:class:`Restorer`), so tests can use
@@ -29,9 +32,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from framefusion_video.faces.alignment import estimate_alignment, landmark_problem, warp_to_crop
 from framefusion_video.restore.config import RestoreConfig
-from framefusion_video.base.pixels import to_unit_float
+from framefusion_video.restore.cutting import FaceCuts, FaceOutcome, cutter_for
 
 if TYPE_CHECKING:
     from framefusion_video.restore.blending import BlendConfig
@@ -60,24 +62,6 @@ class Restorer(Protocol):
 def restorer_scale(restorer: Restorer) -> int:
     """The output side of ``restorer`` over its input side (1: it restores crops in place)."""
     return int(getattr(restorer, "scale", 1))
-
-
-@dataclass(frozen=True)
-class FaceOutcome:
-    """What happened to one face of one frame.
-
-    Attributes:
-        box: (x0, y0, x1, y1) in the original frame's pixels.
-        status: one of ``safety.STATUSES``: "restored", "left alone" (the generator's gate returned
-            it unchanged) or "refused" (its landmarks or its restored face failed a safety check).
-        track_id: the face's track, or None.
-        reason: why it was refused, or "".
-    """
-
-    box: tuple[float, float, float, float]
-    status: str
-    track_id: int | None = None
-    reason: str = ""
 
 
 @dataclass
@@ -110,120 +94,23 @@ class RestoredFrame:
         return sum(o.status == status for o in self.outcomes)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendingFrame:
-    """A frame between :func:`frame_crops` and :func:`finish_frame`: cut into crops, waiting for
-    the restorer (crops are batched across frames, so several frames wait at once).
+    """A frame cut for the restorer, waiting for it (inputs are batched across frames, so several
+    frames wait at once) until :func:`finish_frame` pastes its restored faces.
 
     Attributes:
         index: 0-based position in the clip.
         frame: the decoded frame, uint8 RGB (H, W, 3).
         faces: the frame's tracked faces (``tracking.TrackedFace``).
-        matrices: one frame->crop alignment matrix (float64 (2, 3)) per crop.
-        crops: the aligned crops cut from ``frame``, float32 RGB (S, S, 3) in [0, 1].
-        track_ids: one track id per crop; empty when some face has none (no stabilisation).
-        boxes: one box (x0, y0, x1, y1, frame pixels) per crop: the face it was cut from.
-        refused: the outcomes of the faces whose landmarks were not trusted (no crop), and, for
-            a super-resolution restorer of fixed input size, of the faces too large for it.
-        base: for a super-resolution restorer, the upscaled frame the faces are pasted into;
-            None otherwise.
-        windows, rects: for a super-resolution restorer, what it is given (the frame's own
-            pixels around each face, float32 (h, w, 3) in [0, 1]) and where (x0, y0, x1, y1,
-            frame pixels: ``windows.window_rect``); empty otherwise (it is given ``crops``).
+        cuts: what the restorer's cutter made of them (``cutting.FaceCuts``: its inputs, the faces
+            they were cut from, the faces refused, and the frame to paste into).
     """
 
     index: int
     frame: np.ndarray
     faces: list
-    matrices: list[np.ndarray]
-    crops: list[np.ndarray]
-    track_ids: list[int] = field(default_factory=list)
-    boxes: list = field(default_factory=list)
-    refused: list[FaceOutcome] = field(default_factory=list)
-    base: np.ndarray | None = None
-    windows: list[np.ndarray] = field(default_factory=list)
-    rects: list[tuple[int, int, int, int]] = field(default_factory=list)
-
-    @property
-    def inputs(self) -> list[np.ndarray]:
-        """What the restorer is given for this frame's faces: its windows, or else its crops."""
-        return self.windows if self.rects else self.crops
-
-
-def frame_crops(frame: np.ndarray, faces: Sequence, crop_size: int, safety: SafetyConfig | None = None,
-                cut: bool = True) -> tuple[list[np.ndarray], list[np.ndarray], list, list, list[FaceOutcome]]:
-    """Alignment matrices (float64 (2, 3)), aligned crops (float32 (S, S, 3) in [0, 1]), boxes and
-    track ids of the ``faces`` that can be aligned, and the outcomes of those refused.
-
-    With a ``safety.SafetyConfig`` (enabled), a face whose landmarks do not fit its box is refused
-    rather than aligned on them. ``cut=False`` leaves the crops out (an empty list).
-    """
-    from framefusion_video.restore.safety import REFUSED
-
-    matrices, crops, boxes, ids, refused = [], [], [], [], []
-    for tracked in faces:
-        landmarks = tracked.face.landmarks
-        box = tuple(float(v) for v in tracked.face.box)
-        track_id = getattr(tracked, "track_id", None)
-        problem = landmark_problem(landmarks, box) if safety is not None and safety.enable else None
-        if problem is not None:
-            log.debug("leaving alone the face at %s: %s", box, problem)
-            refused.append(FaceOutcome(box, REFUSED, track_id, problem))
-            continue
-        try:
-            matrix = estimate_alignment(landmarks, crop_size)
-        except ValueError:  # degenerate landmarks: nothing sensible to restore
-            log.debug("skipping a face with degenerate landmarks: %s", landmarks)
-            continue
-        matrices.append(matrix)
-        if cut:
-            crops.append(to_unit_float(warp_to_crop(frame, matrix, crop_size)))
-        boxes.append(box)
-        ids.append(track_id)
-    return matrices, crops, boxes, ids, refused
-
-
-@dataclass(frozen=True)
-class SrCut:
-    """The faces of one frame, cut for a super-resolution restorer by :func:`sr_frame_windows`.
-
-    Attributes:
-        windows: what the restorer is given: the frame's own pixels around each face, float32
-            (h, w, 3) in [0, 1].
-        rects: where each window lies in the frame (x0, y0, x1, y1, whole pixels).
-        boxes, track_ids: one per face.
-        outcomes: faces refused, or left alone as too large for a network of fixed input size
-            (kept as their bicubic upscale).
-    """
-
-    windows: list[np.ndarray] = field(default_factory=list)
-    rects: list[tuple[int, int, int, int]] = field(default_factory=list)
-    boxes: list = field(default_factory=list)
-    track_ids: list = field(default_factory=list)
-    outcomes: list[FaceOutcome] = field(default_factory=list)
-
-
-def sr_frame_windows(frame: np.ndarray, faces: Sequence, side: int | None, safety: SafetyConfig | None = None
-                     ) -> SrCut:
-    """The faces of ``frame`` cut for a super-resolution restorer taking windows of ``side`` px
-    (None: any size): a window of the frame's own pixels around each face whose landmarks can be
-    trusted (``windows.window_rect``)."""
-    from framefusion_video.restore.safety import LEFT_ALONE
-    from framefusion_video.restore.windows import cut_window, window_rect
-
-    _, _, boxes, ids, refused = frame_crops(frame, faces, 8, safety, cut=False)
-    out = SrCut(outcomes=refused)
-    for box, track_id in zip(boxes, ids):
-        rect = window_rect(box, frame.shape[:2], side)
-        if rect is None:
-            out.outcomes.append(FaceOutcome(box, LEFT_ALONE, track_id,
-                                            f"too large for the {side} px super-resolution network: upscaled by bicubic"))
-            continue
-        out.windows.append(cut_window(frame, rect))
-        out.rects.append(rect)
-        out.boxes.append(box)
-        out.track_ids.append(track_id)
-    return out
+    cuts: FaceCuts
 
 
 def restore_in_batches(restorer: Restorer, crops: list[np.ndarray], batch_size: int
@@ -358,7 +245,8 @@ def _colour_ranges(frame: np.ndarray, boxes: Sequence, left_alone: Sequence[bool
 
 def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: list[bool], config: RestoreConfig,
                  blending: BlendConfig | None = None) -> RestoredFrame:
-    """Review and paste the restored crops of one pending frame (upscaling it first if asked).
+    """Review and paste the restored crops of one pending frame into its cuts' base (the frame,
+    upscaled first if asked).
 
     ``restored`` and ``left_alone``: one entry per crop of ``item``, as :func:`restored_crops`
     gives them. Only the faces the review keeps as restored are pasted; the others keep the
@@ -367,27 +255,24 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     ``blending``: the paste-back's options, :func:`blend_config` of ``config`` when None (pass it
     to reuse one across frames).
     """
-    from framefusion_video.restore.blending import paste_faces, scale_matrix, upscale_frame
+    from framefusion_video.restore.blending import paste_faces, scale_matrix
     from framefusion_video.restore.safety import RESTORED
 
-    factor = config.upscale
-    if item.base is not None:
-        base = item.base
-    else:
-        base = item.frame if factor == 1 else upscale_frame(item.frame, factor)
+    cuts = item.cuts
     if not restored:
-        return RestoredFrame(item.index, item.frame, base, item.faces, 0, outcomes=list(item.refused))
-    if item.rects:
-        return _finish_sr_frame(item, base, restored, config)
+        return RestoredFrame(item.index, item.frame, cuts.base, item.faces, 0, outcomes=list(cuts.outcomes))
+    if cuts.windowed:
+        return _finish_sr_frame(item, restored, config)
     safety = safety_config(config)
-    ranges = _colour_ranges(item.frame, item.boxes, left_alone)
-    damages = _damages(item.frame, item.boxes, left_alone, safety, [float(r[0, 0]) for r in ranges])
-    crops, statuses, reasons = review_crops(restored, item.crops, left_alone, ranges if config.colour_match else None,
+    ranges = _colour_ranges(item.frame, cuts.boxes, left_alone)
+    damages = _damages(item.frame, cuts.boxes, left_alone, safety, [float(r[0, 0]) for r in ranges])
+    crops, statuses, reasons = review_crops(restored, cuts.inputs, left_alone, ranges if config.colour_match else None,
                                             safety=safety, damages=damages)
-    matrices = item.matrices if factor == 1 else [scale_matrix(m, factor) for m in item.matrices]
+    factor = config.upscale
+    matrices = cuts.matrices if factor == 1 else [scale_matrix(m, factor) for m in cuts.matrices]
     pasted = [k for k, status in enumerate(statuses) if status == RESTORED]
-    out = paste_faces(base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
-                      original_crops=[item.crops[k] for k in pasted])
+    out = paste_faces(cuts.base, [(crops[k], matrices[k]) for k in pasted], config=blending or blend_config(config),
+                      original_crops=[cuts.inputs[k] for k in pasted])
     return _restored_frame(item, out, statuses, reasons)
 
 
@@ -396,18 +281,18 @@ def _restored_frame(item: PendingFrame, out: np.ndarray, statuses: Sequence[str]
     """The :class:`RestoredFrame` of ``item`` with output ``out`` and its faces' review."""
     from framefusion_video.restore.safety import RESTORED
 
-    ids = item.track_ids or [None] * len(statuses)
+    cuts = item.cuts
+    ids = cuts.track_ids or [None] * len(statuses)
     outcomes = [FaceOutcome(box, status, track_id, reason)
-                for box, status, track_id, reason in zip(item.boxes, statuses, ids, reasons)]
-    outcomes += item.refused
-    kept = [box for box, status in zip(item.boxes, statuses) if status == RESTORED]
+                for box, status, track_id, reason in zip(cuts.boxes, statuses, ids, reasons)]
+    outcomes += cuts.outcomes
+    kept = [box for box, status in zip(cuts.boxes, statuses) if status == RESTORED]
     return RestoredFrame(item.index, item.frame, out, item.faces, len(kept), kept, outcomes)
 
 
-def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.ndarray], config: RestoreConfig
-                     ) -> RestoredFrame:
+def _finish_sr_frame(item: PendingFrame, restored: list[np.ndarray], config: RestoreConfig) -> RestoredFrame:
     """Review each super-resolved window of ``item`` against its input and paste those kept into
-    the upscaled frame ``base`` (``windows.paste_window``), on the grid they were cut from.
+    the upscaled frame of its cuts (``windows.paste_window``), on the grid they were cut from.
 
     No colour matching: the network keeps its input's colours (the review refuses a face whose
     output, reduced to the input's grid, is not its input)."""
@@ -418,15 +303,16 @@ def _finish_sr_frame(item: PendingFrame, base: np.ndarray, restored: list[np.nda
     safety = safety_config(config)
     # Darkness is no damage here: a super-resolution network does not relight a face, and a dark
     # face's allowance would let through what it invents.
-    n = len(item.boxes)
-    damages = _damages(item.frame, item.boxes, [False] * n, safety, [0.0] * n)
-    statuses, reasons = review_windows(restored, item.windows, item.rects, item.boxes, scale,
+    cuts = item.cuts
+    n = len(cuts.boxes)
+    damages = _damages(item.frame, cuts.boxes, [False] * n, safety, [0.0] * n)
+    statuses, reasons = review_windows(restored, cuts.inputs, cuts.rects, cuts.boxes, scale,
                                        safety=safety, damages=damages)
-    for status, window_out, rect, box in zip(statuses, restored, item.rects, item.boxes):
+    for status, window_out, rect, box in zip(statuses, restored, cuts.rects, cuts.boxes):
         if status == RESTORED:  # into the frame's own upscale, made for this frame alone
-            paste_window(base, window_out, rect, feather_mask(rect, item.frame.shape[:2], box, scale), scale,
+            paste_window(cuts.base, window_out, rect, feather_mask(rect, item.frame.shape[:2], box, scale), scale,
                          config.strength)
-    return _restored_frame(item, base, statuses, reasons)
+    return _restored_frame(item, cuts.base, statuses, reasons)
 
 
 def stabilize_config(config: RestoreConfig) -> StabilizeConfig:
@@ -445,13 +331,14 @@ def _stabilize(tracks: dict, item: PendingFrame, restored: list[np.ndarray], lef
     """
     from framefusion_video.restore.stabilize import stabilize_tracks
 
-    if not item.track_ids:
+    track_ids = item.cuts.track_ids
+    if not track_ids:
         return restored, left_alone, {}
-    out, states = stabilize_tracks(tracks, item.index, item.track_ids, item.crops, restored, options,
+    out, states = stabilize_tracks(tracks, item.index, track_ids, item.cuts.inputs, restored, options,
                                    left_alone=left_alone)
-    first = {track_id: k for k, track_id in reversed(list(enumerate(item.track_ids)))}
+    first = {track_id: k for k, track_id in reversed(list(enumerate(track_ids)))}
     flags = [alone and (first[t] != k or states[t].excess is None)
-             for k, (t, alone) in enumerate(zip(item.track_ids, left_alone))]
+             for k, (t, alone) in enumerate(zip(track_ids, left_alone))]
     return out, flags, states
 
 
@@ -519,8 +406,7 @@ def restored_crops(
     """
     if config.passes_through:  # strength 0: nothing would be pasted, so no face is cut or restored
         select = _none
-    crop_size = None if restorer.crop_size is None else int(restorer.crop_size)
-    scale = restorer_scale(restorer)
+    cutter = cutter_for(restorer, config.upscale)
     pending: list[PendingFrame] = []
     n_crops = 0
     stabilizing = stabilize_config(config)
@@ -529,16 +415,16 @@ def restored_crops(
 
     def flush() -> Iterator[tuple[PendingFrame, list[np.ndarray], list[bool]]]:
         nonlocal n_crops, tracks
-        inputs = [c for item in pending for c in item.inputs]
+        inputs = [c for item in pending for c in item.cuts.inputs]
         restored, left_alone = restore_in_batches(restorer, inputs, config.batch_size) if inputs else ([], [])
         start = 0
         for item in pending:
-            n = len(item.inputs)
+            n = len(item.cuts.inputs)
             mine, alone = restored[start:start + n], left_alone[start:start + n]
             start += n
             # Stabilisation works on aligned crops; a super-resolution network's output follows its
             # input's own grid and has no generated detail to boil.
-            if mine and stabilizing.active and not item.rects:
+            if mine and stabilizing.active and not item.cuts.windowed:
                 mine, alone, tracks = _stabilize(tracks, item, mine, alone, stabilizing)
             yield item, mine, alone
         pending.clear()
@@ -546,22 +432,13 @@ def restored_crops(
 
     for index, (frame, faces) in enumerate(tracked_frames):
         faces = list(faces)
-        item = PendingFrame(index, frame, faces, [], [])
-        if faces and (select is None or select(index)):
-            if scale > 1:
-                from framefusion_video.restore.blending import upscale_frame
-
-                cut = sr_frame_windows(frame, faces, crop_size, safety)
-                item = PendingFrame(index, frame, faces, [], [], [] if None in cut.track_ids else cut.track_ids,
-                                    cut.boxes, cut.outcomes, upscale_frame(frame, scale), cut.windows, cut.rects)
-            else:
-                matrices, crops, boxes, ids, refused = frame_crops(frame, faces, crop_size, safety)
-                item = PendingFrame(index, frame, faces, matrices, crops, [] if None in ids else ids, boxes, refused)
-        if not item.inputs and not pending:  # nothing to wait for: pass straight through
+        chosen = faces if select is None or select(index) else []
+        item = PendingFrame(index, frame, faces, cutter.cut(frame, chosen, safety))
+        if not item.cuts.inputs and not pending:  # nothing to wait for: pass straight through
             yield item, [], []
             continue
         pending.append(item)
-        n_crops += len(item.inputs)
+        n_crops += len(item.cuts.inputs)
         if n_crops >= config.batch_size or len(pending) >= 2 * config.batch_size:
             yield from flush()
     if pending:
