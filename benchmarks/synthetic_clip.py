@@ -184,7 +184,9 @@ class SyntheticClip:
 
 
 # --------------------------------------------------------------------------------------------------
-# ffmpeg helpers
+# ffmpeg helpers: the package's binary and its runner (``framefusion_video.video.ffmpeg``); the raw
+# reader and encoder below stay here, since they convert with this file's swscale flags
+# (:data:`SWS_FLAGS`), not the package's, and the figures depend on them.
 
 
 def _ffmpeg() -> str:
@@ -194,8 +196,9 @@ def _ffmpeg() -> str:
 
 
 def _run_ffmpeg(args: Sequence[str]) -> bytes:
-    proc = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error", "-y", *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    from framefusion_video.video import ffmpeg
+
+    proc = ffmpeg.run(["-v", "error", "-y", *args], args[-1])
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout
