@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-KIND_CHOICES = ("blur", "motion_blur", "noise", "jpeg", "lowres", "occlusion", "lighting", "mixed")
+from framefusion_video.data.kinds import KINDS
 
 
 @click.command("degrade", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input", type=click.Path(exists=True, path_type=str))
 @click.argument("output", type=click.Path(path_type=str))
-@click.option("--kind", type=click.Choice(KIND_CHOICES), default="mixed", show_default=True,
+@click.option("--kind", type=click.Choice(KINDS), default="mixed", show_default=True,
               help="Which damage: one category, or the mixed training pipeline.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed; the same seed gives the same damage.")

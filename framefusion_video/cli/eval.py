@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from framefusion_video.cli.degrade import KIND_CHOICES
+from framefusion_video.data.kinds import KINDS
 
 
 @click.command("eval")
@@ -18,7 +18,7 @@ from framefusion_video.cli.degrade import KIND_CHOICES
                    "ffv_generator.tflite in the package's weights/ folder).")
 @click.option("--no-model", is_flag=True, help="Measure only the damaged input and the classical baseline.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images (sorted by name).")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(KIND_CHOICES),
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS),
               help="Kinds of damage to measure (repeatable; default: all).")
 @click.option("--identity", is_flag=True,
               help="Also the mean identity distance of the input and the model's output to the clean face "
@@ -44,7 +44,7 @@ def eval(data_dir: Path, model_path: Path | None, no_model: bool, limit: int | N
         for path, what in ((json_path, "JSON file"), (md_path, "markdown file")):
             if path is not None:
                 check_new_file(path, what, [p for p in run if p is not path])
-        report = evaluate_folder(data_dir, model_path, limit=limit, kinds=kinds or KIND_CHOICES, seed=seed,
+        report = evaluate_folder(data_dir, model_path, limit=limit, kinds=kinds or KINDS, seed=seed,
                                  with_model=not no_model, identity=identity)
         table = report.to_markdown()
         click.echo(table)

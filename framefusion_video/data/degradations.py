@@ -31,8 +31,7 @@ import cv2
 import numpy as np
 
 from framefusion_video.base.pixels import to_uint8
-
-KINDS = ("blur", "motion_blur", "noise", "jpeg", "lowres", "occlusion", "lighting", "mixed")
+from framefusion_video.data.kinds import KINDS
 
 _INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,

@@ -1,0 +1,4 @@
+"""The named kinds of synthetic damage (``ffv degrade --kind``, ``ffv eval --kind``), written once,
+in a module of their own so that the CLI lists them without importing the damage code (OpenCV)."""
+
+KINDS = ("blur", "motion_blur", "noise", "jpeg", "lowres", "occlusion", "lighting", "mixed")
