@@ -13,6 +13,7 @@ clip with ``ffv restore``'s defaults, and with each given ×2 network in the U-N
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class ReducedSr:
     scale = 1
 
     def __init__(self, path: str) -> None:
-        from framefusion_video.inference import LiteRestorer
+        from framefusion_video.restore.inference import LiteRestorer
 
         self.network = LiteRestorer(path)
 
@@ -38,8 +39,9 @@ class ReducedSr:
 
 
 def main() -> None:
-    from framefusion_video.batch import restore_paths
-    from framefusion_video.quality_clip import ClipConfig, build_clip, score_videos
+    from framefusion_video.restore.batch import restore_paths
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the benchmarks' clip maker
+    from synthetic_clip import ClipConfig, build_clip, score_videos
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("networks", nargs="+", metavar="NAME=FILE", help="x2 networks (.tflite) to try")

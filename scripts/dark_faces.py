@@ -32,8 +32,9 @@ def lit_by_restorer(damaged: np.ndarray, restored: np.ndarray, sigma: float) -> 
 
 
 def main() -> None:
-    from framefusion_video.batch import restore_paths
-    from framefusion_video.quality_clip import ClipConfig, _int_box, _psnr, build_clip, read_video
+    from framefusion_video.restore.batch import restore_paths
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the benchmarks' clip maker
+    from synthetic_clip import ClipConfig, _int_box, _psnr, build_clip, read_video
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faces", type=Path, default=Path(__file__).resolve().parents[1].parent

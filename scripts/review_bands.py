@@ -33,16 +33,16 @@ def ffmpeg(*args: str) -> None:
 
 def frames(path: Path, step: int) -> list[np.ndarray]:
     """Every ``step``-th frame of ``path`` (uint8 RGB)."""
-    from framefusion_video.video_io import read_frames
+    from framefusion_video.video.decode import read_frames
 
     return [f for k, f in enumerate(read_frames(path)) if k % step == 0]
 
 
 def main() -> None:
-    from framefusion_video.faces import FaceDetector, FaceDetectorConfig
-    from framefusion_video.inference import LiteRestorer
-    from framefusion_video.safety import SafetyConfig, change_size, estimate_damage, face_region
-    from framefusion_video.windows import box_weights, cut_window, reduce_output, window_rect
+    from framefusion_video.faces.detection import FaceDetector, FaceDetectorConfig
+    from framefusion_video.restore.inference import LiteRestorer
+    from framefusion_video.restore.safety import SafetyConfig, change_size, estimate_damage, face_region
+    from framefusion_video.restore.windows import box_weights, cut_window, reduce_output, window_rect
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clips", nargs="+", type=Path)
