@@ -47,7 +47,6 @@ import numpy as np
 log = logging.getLogger("benchmarks.breakdown")
 
 DEFAULT_FACES = common.SHARED_VIDEOS.parent / "faces" / "frl"
-SCALES = (1, 2, 4)
 #: The pipeline's stages, each row of the table adding one to the row before (RestoreConfig fields).
 STAGES = (
     ("pipeline: cut + paste mask", dict(safety=False, colour_match=False, temporal=0.0)),
@@ -230,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_logging(args.verbose)
     from synthetic_clip import ClipConfig, restore_config_from
 
+    from framefusion_video.restore.config import UPSCALE_FACTORS
+
     if not args.faces.is_dir():
         parser.error(f"no face folder at {args.faces} (--faces DIR)")
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
-    if not scales or any(s not in SCALES for s in scales):
-        parser.error("--scales takes 1, 2 and 4")
+    if not scales or any(s not in UPSCALE_FACTORS for s in scales):
+        parser.error(f"--scales takes {', '.join(map(str, UPSCALE_FACTORS))}")
     options = {k: v for k, v in vars(restore_config_from(common.parse_options(args.restore))).items()
                if k != "upscale"}
     clip_config = ClipConfig.small(seed=args.seed) if args.small else ClipConfig(seed=args.seed)

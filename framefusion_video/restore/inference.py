@@ -27,7 +27,7 @@ DEFAULT_MODEL_NAME = "ffv_generator.tflite"
 KERAS_MODEL_NAME = "ffv_generator.keras"
 #: The shipped super-resolution generators, by scale: ``ffv restore --upscale N`` runs faces
 #: through them when no --model is given.
-SR_MODEL_NAMES = {2: "ffv_span2.tflite", 4: "ffv_span4.tflite"}
+SR_MODEL_NAMES = {factor: f"ffv_span{factor}.tflite" for factor in UPSCALE_FACTORS if factor > 1}
 
 
 def shipped_weights_dir() -> Path:
