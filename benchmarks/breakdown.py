@@ -160,7 +160,7 @@ def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options
 def restorer_name(restorer) -> str:
     """The file a restorer runs, or the two of a x4 cascade."""
     if hasattr(restorer, "x4"):
-        return f"{Path(restorer.x4.path).name}, {Path(restorer.x2.path).name} twice above {restorer.max_side} px"
+        return f"{Path(restorer.x4.path).name}, {Path(restorer.x2.path).name} then bicubic above {restorer.max_side} px"
     return Path(str(getattr(restorer, "path", "in memory"))).name
 
 

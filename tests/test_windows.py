@@ -131,18 +131,26 @@ class _Scaled:
         return np.repeat(np.repeat(crops, self.scale, axis=1), self.scale, axis=2)
 
 
-def test_the_x4_cascade_sends_large_windows_through_the_x2_network_twice():
-    from framefusion_video.restore.inference import CascadeRestorer
+def test_the_x4_cascade_sends_large_windows_through_the_x2_network_once_then_bicubic():
+    from framefusion_video.restore.inference import CascadeRestorer, bicubic_x2
 
     x4, x2 = _Scaled(4), _Scaled(2)
     cascade = CascadeRestorer(x4, x2, max_side=64)
     small = np.random.default_rng(0).random((1, 40, 64, 3), dtype=np.float32)
-    large = np.random.default_rng(1).random((1, 65, 50, 3), dtype=np.float32)
+    large = np.random.default_rng(1).random((2, 65, 50, 3), dtype=np.float32)
     assert cascade.restore(small).shape == (1, 160, 256, 3) and (x4.calls, x2.calls) == (1, 0)
-    np.testing.assert_array_equal(cascade.restore(large), np.repeat(np.repeat(large, 4, axis=1), 4, axis=2))
-    assert (x4.calls, x2.calls) == (1, 2)
+    out = cascade.restore(large)
+    assert out.shape == (2, 260, 200, 3) and out.dtype == np.float32 and (x4.calls, x2.calls) == (1, 1)
+    np.testing.assert_array_equal(out[1], bicubic_x2(np.repeat(np.repeat(large[1], 2, axis=0), 2, axis=1)))
     with pytest.raises(ValueError):
         CascadeRestorer(x2, x4, max_side=64)
+
+
+def test_bicubic_x2_doubles_each_side_and_keeps_a_flat_image():
+    from framefusion_video.restore.inference import bicubic_x2
+
+    flat = np.full((5, 7, 3), 0.25, np.float32)
+    np.testing.assert_allclose(bicubic_x2(flat), np.full((10, 14, 3), 0.25, np.float32), atol=1e-6)
 
 
 def test_the_shipped_x4_restorer_is_the_cascade():

@@ -136,7 +136,7 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     """The restorer named by ``config.model_path``; errors as FfvError.
 
     None = the shipped weights: with ``upscale`` N > 1, the shipped ×N super-resolution generator
-    where one ships (``inference.SR_MODEL_NAMES``; at ×4, with the ×2 one twice for large faces:
+    where one ships (``inference.SR_MODEL_NAMES``; at ×4, with the ×2 one then bicubic for large faces:
     ``inference.CascadeRestorer``), else the default same-size generator. A super-resolution model
     given by path must match ``upscale`` (:func:`checked_restorer`).
     """

@@ -206,12 +206,14 @@ class LiteRestorer:
 
 class CascadeRestorer:
     """×4 super-resolution of windows of any size: a ×4 network for windows of up to ``max_side``
-    px, a ×2 network twice for larger ones.
+    px; for larger ones the ×2 network once, its output enlarged twice more by bicubic.
 
     SPAN ×4 fine-tuned on 32 px faces invents blotches on faces more than about twice that size
-    (a 67 px face came out 17 dB below bicubic), where ×2 twice still gains: on the synthetic
-    clip's faces reduced by 4, ×4 gains +1.4/+1.9/−1.2 dB over bicubic by thirds of face size and
-    ×2 twice +0.7/+0.9/+0.2 (``scripts/window_choices.py --mode x4``). Same contract as :class:`LiteRestorer`.
+    (a 67 px face came out 17 dB below bicubic). A second ×2 pass over the first one's output
+    invents detail too, at four times the pixels (four fifths of the cascade's work): on the
+    synthetic clip's faces reduced by 4, over bicubic by thirds of face size (<80, 80-150, 150+ px
+    at 720p), ×4 gains +1.4/+1.9/−1.2 dB, ×2 twice +0.7/+0.9/+0.2 and ×2 then bicubic
+    +1.2/+1.7/+1.3 (``scripts/window_choices.py --mode x4``). Same contract as :class:`LiteRestorer`.
     """
 
     scale = 4
@@ -227,14 +229,21 @@ class CascadeRestorer:
         crops = _as_crops(crops, None)
         if max(crops.shape[1:3]) <= self.max_side:
             return self.x4.restore(crops)
-        return self.x2.restore(np.clip(self.x2.restore(crops), 0.0, 1.0))
+        return np.stack([bicubic_x2(out) for out in np.clip(self.x2.restore(crops), 0.0, 1.0)])
+
+
+def bicubic_x2(image: np.ndarray) -> np.ndarray:
+    """float32 (H, W, 3) enlarged to (2H, 2W, 3) by bicubic interpolation (may overshoot [0, 1])."""
+    import cv2
+
+    height, width = image.shape[:2]
+    return cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_CUBIC)
 
 
 #: Windows (px, longer side) up to which the shipped ×4 network runs alone; larger ones go through
-#: the ×2 network twice (:class:`CascadeRestorer`): about a 49 px face and its margin. At 80 px
+#: the ×2 network and bicubic (:class:`CascadeRestorer`): about a 49 px face and its margin. At 80 px
 #: ``--upscale 4`` ran 1.4 times faster and gained 0.05 dB more on the synthetic clip, but the ×4
-#: network took a real selfie's 50-60 px face 2.7 dB below bicubic, where ×2 twice is 0.6 below
-#: (``benchmarks/quality_real_sr.py``).
+#: network took a real selfie's 50-60 px face 2.7 dB below bicubic (``benchmarks/quality_real_sr.py``).
 CASCADE_MAX_SIDE = 64
 
 
