@@ -939,6 +939,20 @@ def test_degrade_an_image_to_a_suffix_no_image_has_is_refused_before_any_work(tm
     assert not (tmp_path / name).exists() and hidden(tmp_path) == []
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_degrade_refuses_an_output_that_is_a_hard_link_of_its_input(tmp_path, overwrite):
+    import cv2
+
+    src = tmp_path / "face.png"
+    cv2.imwrite(str(src), np.full((32, 32, 3), 128, np.uint8))
+    link = tmp_path / "out.png"
+    os.link(src, link)
+    before = sha256(src)
+    result = run_cli("degrade", str(src), str(link), "--kind", "noise", *overwrite)
+    _one_line_error(result, f"{link}: output would replace an input; choose another output path")
+    assert sha256(src) == before and os.path.samefile(src, link) and hidden(tmp_path) == []
+
+
 @pytest.mark.parametrize("name", ["m.tflite", "m", "faces/face_0.jpg"])
 def test_a_model_name_keras_cannot_save_is_refused_before_any_work(tmp_path, name):
     run = _fake_run(tmp_path / "run", '{"step": 3, "config": {}}')

@@ -49,6 +49,12 @@ def _degrade_video(src: Path, dst: Path, config: DegradationConfig, seed: int, k
             writer.write(to_uint8(apply_degradation(img, params, rng)))
 
 
+def _file_id(path: Path) -> tuple[int, int]:
+    """The (device, inode) of the file at ``path``: one for every name of the file."""
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
 def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: DegradationConfig = DegradationConfig(),
                  seed: int = 0, kind: str = "mixed", overwrite: bool = False) -> list[Path]:
     """Write damaged copies of an image, a folder of images (mirrored, recursively) or a video.
@@ -97,8 +103,9 @@ def degrade_path(src: str | os.PathLike, dst: str | os.PathLike, *, config: Degr
             jobs.append((src, dst / (src.stem + ".mp4" if is_video else src.name)))
 
     inputs = {s.resolve() for s, _ in jobs}
+    input_files = {_file_id(s) for s, _ in jobs}
     for s, d in jobs:
-        if d.resolve() in inputs:
+        if d.resolve() in inputs or (d.exists() and _file_id(d) in input_files):  # a name, or a hard link
             raise FfvError(d, "output would replace an input; choose another output path")
         if d.exists() and not overwrite:
             raise FfvError(d, "already exists (use --overwrite to replace it)")
