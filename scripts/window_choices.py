@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))  # synthetic_clip, the benchmarks' clip maker
 
 from framefusion_video.restore.blending import upscale_frame  # noqa: E402
-from framefusion_video.restore.inference import LiteRestorer, bicubic_x2, default_sr_model_path  # noqa: E402
+from framefusion_video.restore.inference import LiteRestorer, default_sr_model_path  # noqa: E402
 from framefusion_video.restore.windows import cut_window, window_rect  # noqa: E402
 from synthetic_clip import ClipConfig, _int_box, _psnr, build_clip, read_video, size_bin, transcode  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> int:
                 window = cut_window(frame, rect)
                 if scale == 4:
                     once = np.clip(x2.restore(window[None]), 0, 1)
-                    outs = [x4.restore(window[None])[0], x2.restore(once)[0], bicubic_x2(once[0])]
+                    outs = [x4.restore(window[None])[0], x2.restore(once)[0], upscale_frame(once[0], 2)]
                 else:
                     outs = [reduced_and_back(window, x2), reduced_and_back(window, x4)]
                 x0, y0, x1, y1 = _int_box(box, *size)

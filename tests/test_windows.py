@@ -132,7 +132,8 @@ class _Scaled:
 
 
 def test_the_x4_cascade_sends_large_windows_through_the_x2_network_once_then_bicubic():
-    from framefusion_video.restore.inference import CascadeRestorer, bicubic_x2
+    from framefusion_video.restore.blending import upscale_frame
+    from framefusion_video.restore.inference import CascadeRestorer
 
     x4, x2 = _Scaled(4), _Scaled(2)
     cascade = CascadeRestorer(x4, x2, max_side=64)
@@ -141,16 +142,16 @@ def test_the_x4_cascade_sends_large_windows_through_the_x2_network_once_then_bic
     assert cascade.restore(small).shape == (1, 160, 256, 3) and (x4.calls, x2.calls) == (1, 0)
     out = cascade.restore(large)
     assert out.shape == (2, 260, 200, 3) and out.dtype == np.float32 and (x4.calls, x2.calls) == (1, 1)
-    np.testing.assert_array_equal(out[1], bicubic_x2(np.repeat(np.repeat(large[1], 2, axis=0), 2, axis=1)))
+    np.testing.assert_array_equal(out[1], upscale_frame(np.repeat(np.repeat(large[1], 2, axis=0), 2, axis=1), 2))
     with pytest.raises(ValueError):
         CascadeRestorer(x2, x4, max_side=64)
 
 
-def test_bicubic_x2_doubles_each_side_and_keeps_a_flat_image():
-    from framefusion_video.restore.inference import bicubic_x2
+def test_a_bicubic_x2_of_a_float_image_doubles_each_side_and_keeps_a_flat_image():
+    from framefusion_video.restore.blending import upscale_frame
 
     flat = np.full((5, 7, 3), 0.25, np.float32)
-    np.testing.assert_allclose(bicubic_x2(flat), np.full((10, 14, 3), 0.25, np.float32), atol=1e-6)
+    np.testing.assert_allclose(upscale_frame(flat, 2), np.full((10, 14, 3), 0.25, np.float32), atol=1e-6)
 
 
 def test_the_shipped_x4_restorer_is_the_cascade():

@@ -400,7 +400,8 @@ def scale_matrix(matrix: np.ndarray, factor: float) -> np.ndarray:
 
 
 def upscale_frame(frame: np.ndarray, factor: int) -> np.ndarray:
-    """The uint8 frame resized by the integer ``factor`` with bicubic interpolation.
+    """The frame (uint8, or float32 values that may then overshoot) resized by the integer
+    ``factor`` with bicubic interpolation.
 
     Bicubic rather than Lanczos: nearly as sharp on video and several times faster at 4x. A
     factor of 1 returns the frame itself.

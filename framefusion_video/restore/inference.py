@@ -229,15 +229,9 @@ class CascadeRestorer:
         crops = _as_crops(crops, None)
         if max(crops.shape[1:3]) <= self.max_side:
             return self.x4.restore(crops)
-        return np.stack([bicubic_x2(out) for out in np.clip(self.x2.restore(crops), 0.0, 1.0)])
+        from framefusion_video.restore.blending import upscale_frame
 
-
-def bicubic_x2(image: np.ndarray) -> np.ndarray:
-    """float32 (H, W, 3) enlarged to (2H, 2W, 3) by bicubic interpolation (may overshoot [0, 1])."""
-    import cv2
-
-    height, width = image.shape[:2]
-    return cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_CUBIC)
+        return np.stack([upscale_frame(out, 2) for out in np.clip(self.x2.restore(crops), 0.0, 1.0)])
 
 
 #: Windows (px, longer side) up to which the shipped ×4 network runs alone; larger ones go through
