@@ -44,18 +44,6 @@ _HALF_WIDTH_IN_EYE_DISTANCES = 1.15
 PLAUSIBLE_FACE_MEANS = np.array([[0.40, 0.68], [0.52, 0.66], [0.42, 0.49]])
 PLAUSIBLE_FACE_MEANS.setflags(write=False)
 
-# Skin chroma of lit faces: the mean (Cr, Cb) over the face mask of the 618 aligned Pixabay training
-# portraits, and the inverse covariance of the 98% nearest (scripts/fit_skin_chroma.py; frl/, which
-# reports, was not read). Skin of every tone lies along one narrow band: more or less saturated, of
-# about the same hue; a colour cast moves a face off it.
-SKIN_CHROMA_MEAN = np.array([0.5736, 0.4494])
-SKIN_CHROMA_INV_COV = np.array([[3814.3, 3875.0], [3875.0, 5352.6]])
-for _constant in (SKIN_CHROMA_MEAN, SKIN_CHROMA_INV_COV):
-    _constant.setflags(write=False)
-# Mahalanobis distance from SKIN_CHROMA_MEAN beyond which a face's chroma is taken for a colour
-# cast and repaired: chosen on pixabay/val (3 of its 103 faces lie beyond, all under coloured light).
-CAST_DISTANCE = 3.0
-
 
 @dataclass(frozen=True)
 class BlendConfig:
@@ -152,10 +140,8 @@ def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
     kept, as far as the range's far edge. How far it may go grows smoothly with how far outside
     the original lies (full beyond a tenth of the range's width), so that a face near an edge
     does not flip between the two. When luma moves by a gain, the chroma's distance from grey may
-    move by the same gain (darkening a face also takes its saturation). A colour cast is repaired
-    whatever the restorer did: the chroma goes at least as near lit skin's as
-    :func:`cast_repaired_chroma` takes the original's (unchanged within :data:`CAST_DISTANCE`).
-    ``plausible=None`` matches everything (every repair is undone).
+    move by the same gain (darkening a face also takes its saturation). ``plausible=None`` matches
+    everything (the repair is undone).
     """
     mean_o, mean_r = (np.asarray(v, dtype=np.float64) for v in (mean_o, mean_r))
     if plausible is None:
@@ -171,58 +157,7 @@ def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
     gain = target[0] / mean_o[0] if mean_o[0] > 1e-3 else 1.0
     rescaled = 0.5 + gain * (mean_o[1:] - 0.5)
     target[1:] = np.clip(mean_r[1:], np.minimum(lo[1:], rescaled), np.maximum(hi[1:], rescaled))
-    if chroma_distance(mean_o[1:]) > CAST_DISTANCE:
-        repaired = cast_repaired_chroma(mean_o[1:])
-        if chroma_distance(target[1:]) > chroma_distance(repaired):  # the restorer left more of the cast
-            target[1:] = repaired
     return target
-
-
-def chroma_distance(chroma: Sequence[float]) -> float:
-    """Mahalanobis distance of a face's mean (Cr, Cb) from lit skin's (:data:`SKIN_CHROMA_MEAN`)."""
-    delta = np.asarray(chroma, dtype=np.float64) - SKIN_CHROMA_MEAN
-    return float(np.sqrt(max(delta @ SKIN_CHROMA_INV_COV @ delta, 0.0)))
-
-
-def cast_repaired_chroma(chroma: Sequence[float]) -> np.ndarray:
-    """The mean (Cr, Cb) the colour-cast repair gives a face whose mean is ``chroma``.
-
-    Within :data:`CAST_DISTANCE` of lit skin it is unchanged. Beyond, it moves towards
-    :data:`SKIN_CHROMA_MEAN` along the line between them, to a distance of ``2 CAST_DISTANCE - d``
-    (at least 1): continuous at the edge, so that a face near it does not flip between frames, and
-    a strong cast ends well inside skin's range. Only chroma moves: a face's brightness and its
-    skin tone's saturation along the band are its own.
-    """
-    chroma = np.asarray(chroma, dtype=np.float64)
-    distance = chroma_distance(chroma)
-    if distance <= CAST_DISTANCE:
-        return chroma.copy()
-    to = max(2.0 * CAST_DISTANCE - distance, 1.0)
-    return SKIN_CHROMA_MEAN + (chroma - SKIN_CHROMA_MEAN) * (to / distance)
-
-
-def _ycc(crop: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.clip(np.asarray(crop, dtype=np.float32), 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
-
-
-def _mask_mean(ycc: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mask-weighted mean (float64 (3,)) of a YCrCb crop (S, S, 3)."""
-    weights = np.asarray(mask, dtype=np.float32).reshape(-1)
-    weights = weights * np.float32(1.0 / max(float(weights.sum(dtype=np.float64)), 1e-6))
-    # einsum, not @: a matrix product this size goes to OpenBLAS, whose threads then spin against
-    # the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
-    return np.einsum("i,ij->j", weights, ycc.reshape(-1, 3)).astype(np.float64)
-
-
-def face_chroma(crop: np.ndarray) -> np.ndarray:
-    """Mean (Cr, Cb) over the face (:func:`face_mask`) of a float32 RGB face crop in [0, 1]."""
-    return _mask_mean(_ycc(crop), face_mask(np.shape(crop)[0]))[1:]
-
-
-def has_colour_cast(crop: np.ndarray) -> bool:
-    """Whether a face crop (float32 RGB (S, S, 3) in [0, 1]) lies beyond :data:`CAST_DISTANCE` of
-    lit skin's chroma over its face: :func:`match_face_colour` would repair it."""
-    return chroma_distance(face_chroma(crop)) > CAST_DISTANCE
 
 
 def surround_luma(frame: np.ndarray, box: Sequence[float], inner: float = 1.35, outer: float = 1.7) -> float | None:
@@ -271,8 +206,7 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     convert than Lab, which matters at 25 fps), the restored crop is shifted so that its
     mask-weighted mean is :func:`colour_targets`' : the original's, except where the original's
     colours lie outside the ``plausible`` range and the restorer moved them back towards it (a
-    lighting or colour-cast repair, which is kept; a strong colour cast is repaired in any case).
-    Spreads are left as restored: the original's
+    lighting or colour-cast repair, which is kept). Spreads are left as restored: the original's
     is its damage (noise makes it larger, blur smaller), and matching it would undo part of the
     repair. The result is clipped to [0, 1]. A mask with no weight returns the restored crop
     unchanged (as float32).
@@ -287,8 +221,13 @@ def match_colour(restored: np.ndarray, original: np.ndarray, mask: np.ndarray,
     total = float(weights.sum(dtype=np.float64))
     if total <= 1e-6:
         return restored.copy()
-    ycc_r = _ycc(restored)
-    mean_r, mean_o = _mask_mean(ycc_r, mask), _mask_mean(_ycc(original), mask)
+    weights = weights * np.float32(1.0 / total)
+    ycc_r = cv2.cvtColor(np.clip(restored, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
+    ycc_o = cv2.cvtColor(np.clip(original, 0.0, 1.0), cv2.COLOR_RGB2YCrCb)
+    # einsum, not @: a matrix product this size goes to OpenBLAS, whose threads then spin against
+    # the pipeline's own (1.5 CPU-s wasted per 120 frames of 720p, half a core).
+    mean_r = np.einsum("i,ij->j", weights, ycc_r.reshape(-1, 3))
+    mean_o = np.einsum("i,ij->j", weights, ycc_o.reshape(-1, 3))
     ycc_r += (colour_targets(mean_o, mean_r, plausible) - mean_r).astype(np.float32)
     rgb = cv2.cvtColor(ycc_r, cv2.COLOR_YCrCb2RGB)
     return np.clip(rgb, 0.0, 1.0, out=rgb)

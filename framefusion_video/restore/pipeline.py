@@ -191,20 +191,18 @@ def review_crops(restored: Sequence[np.ndarray], originals: Sequence[np.ndarray]
 
     ``restored`` and ``originals``: float32 (S, S, 3) in [0, 1], pairwise; ``left_alone``: per
     crop, whether it is its original as it came (the generator's gate left the face alone, and
-    stabilisation added nothing): its original is kept as it is, unless the colours are matched and
-    it has a colour cast (``blending.has_colour_cast``), which the matching repairs. Otherwise its
-    colours are matched
+    stabilisation added nothing): its original is kept as it is. Otherwise its colours are matched
     (``blending.match_face_colour``, with each face's ``colour_ranges``: ``blending.face_colour_range``;
     None: not matched), and with an enabled ``safety.SafetyConfig`` a face that changes more than its
     estimated damage (``damages``, grey levels, one per face, ``safety.estimate_damage``; None: 0)
     explains is refused: its original crop is pasted instead, which leaves the frame as it was.
     """
-    from framefusion_video.restore.blending import face_mask, has_colour_cast, match_face_colour
+    from framefusion_video.restore.blending import face_mask, match_face_colour
     from framefusion_video.restore.safety import LEFT_ALONE, REFUSED, RESTORED, refuse
 
     out, statuses, reasons = [], [], []
     for k, (crop, original, alone) in enumerate(zip(restored, originals, left_alone)):
-        if alone and (colour_ranges is None or not has_colour_cast(original)):
+        if alone:
             out.append(original)
             statuses.append(LEFT_ALONE)
             reasons.append("")
