@@ -160,3 +160,26 @@ def test_the_shipped_x4_restorer_is_the_cascade():
 
     restorer = load_default_restorer(RestoreConfig(upscale=4))
     assert isinstance(restorer, CascadeRestorer) and (restorer.scale, restorer.crop_size) == (4, None)
+
+
+def test_the_review_lets_a_repair_of_the_finest_detail_through_but_not_a_different_face():
+    from framefusion_video.restore.pipeline import review_windows
+    from framefusion_video.restore.safety import REFUSED, RESTORED, SafetyConfig
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48].astype(np.float32)
+    face = 0.5 + 0.2 * np.sin(xx / 5)[..., None] * np.cos(yy / 7)[..., None] * np.ones(3, np.float32)
+    # The input: the face with 8x8 blocking of about 3 grey levels, all in the finest band.
+    blocks = np.kron(rng.choice([-1.0, 1.0], size=(6, 6)), np.ones((8, 8)))
+    window = np.clip(face + np.float32(3 / 255) * blocks[..., None] * np.where((xx + yy) % 2, 1, -1)[..., None],
+                     0, 1).astype(np.float32)
+    deblocked = np.repeat(np.repeat(face, 2, 0), 2, 1)  # a x2 output that removed the blocking
+    other = np.repeat(np.repeat(np.clip(face + 0.1 * np.sin(yy / 3)[..., None], 0, 1), 2, 0), 2, 1)  # not the face
+    rect, box = (0, 0, 48, 48), (8.0, 8.0, 40.0, 40.0)
+    review = SafetyConfig()
+    statuses, _ = review_windows([deblocked, other], [window, window], [rect, rect], [box, box], 2, safety=review)
+    assert statuses == [RESTORED, REFUSED]
+    fine_only = SafetyConfig(window_band=0.0)  # compared as they are, the repair reads as a change
+    assert review_windows([deblocked], [window], [rect], [box], 2, safety=fine_only)[0] == [REFUSED]
+    with pytest.raises(ValueError):
+        SafetyConfig(window_band=-1.0)

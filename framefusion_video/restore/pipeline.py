@@ -168,14 +168,16 @@ def review_windows(restored: Sequence[np.ndarray], windows: Sequence[np.ndarray]
     input's grid, differs over the face (``windows.box_weights``) from the input more than the
     face's estimated damage (``damages``, grey levels; None: 0) explains is refused: the detail a
     network adds above the input's resolution is not a change of the input, a different face is.
+    Both are compared in the band below the input's finest detail (``safety.window_band``).
     """
-    from framefusion_video.restore.safety import REFUSED, RESTORED, refuse
+    from framefusion_video.restore.safety import REFUSED, RESTORED, coarse_band, refuse
     from framefusion_video.restore.windows import box_weights, reduce_output
 
     statuses, reasons = [], []
     for k, (out, window, rect, box) in enumerate(zip(restored, windows, rects, boxes)):
-        if safety is not None and safety.enable and refuse(reduce_output(out, scale), window, box_weights(rect, box),
-                                                          0.0 if damages is None else damages[k], safety):
+        if safety is not None and safety.enable and refuse(
+                coarse_band(reduce_output(out, scale), safety.window_band), coarse_band(window, safety.window_band),
+                box_weights(rect, box), 0.0 if damages is None else damages[k], safety):
             statuses.append(REFUSED)
             reasons.append(REFUSAL)
         else:

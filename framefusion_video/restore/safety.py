@@ -61,6 +61,11 @@ class SafetyConfig:
             0.5 is about the 1st percentile of 244 sharp unseen studio faces (5th: 0.54).
         detail_weight: weight of the missing detail in the damage (a deblurred face changes by
             about three times the detail its input lacks).
+        window_band: Gaussian sigma (input pixels) applied to a super-resolved window, reduced to
+            its input's grid, and to the input before they are compared: the review judges the
+            face's shape and tones, not its finest detail, where a network that removes blur and
+            compression changes its input by design (``scripts/review_bands.py``). 0 compares them
+            as they are.
 
     The defaults were chosen on the seeded 720p clip of ``benchmarks/quality_clip.py``: keep the
     clean clip's faces, keep the damaged clip's gain (sections ``quality_clip`` and
@@ -72,11 +77,12 @@ class SafetyConfig:
     damage_factor: float = 2.0
     detail_ratio: float = 0.5
     detail_weight: float = 3.0
+    window_band: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
-        if min(self.tolerance, self.damage_factor, self.detail_ratio, self.detail_weight) < 0:
-            problems.append("tolerance, damage_factor, detail_ratio and detail_weight must be 0 or more")
+        if min(self.tolerance, self.damage_factor, self.detail_ratio, self.detail_weight, self.window_band) < 0:
+            problems.append("tolerance, damage_factor, detail_ratio, detail_weight and window_band must be 0 or more")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -235,6 +241,11 @@ def change_size(restored: np.ndarray, original: np.ndarray, weights: np.ndarray)
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """sum(a * b) of two float32 vectors, without BLAS."""
     return float(np.einsum("i,i->", a, b))
+
+
+def coarse_band(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` (float32 (h, w, 3)) under a Gaussian of ``sigma`` px; itself for 0."""
+    return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0 else image
 
 
 def refuse(restored: np.ndarray, original: np.ndarray, weights: np.ndarray, damage: float,
