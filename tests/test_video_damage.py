@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from framefusion_video.data.dataset import PairSampler
+from framefusion_video.data.kinds import VIDEO_DAMAGE_MIXES
 from framefusion_video.data.video_damage import (ClipDamage, VideoDamageConfig, build_pair_cache, damage_clip,
-                                                 damaged_pair, encode_decode, face_patch, frame_grid, load_pair_cache,
-                                                 make_clip)
+                                                 damage_mix, damaged_pair, encode_decode, face_patch, frame_grid,
+                                                 load_pair_cache, make_clip, sample_damage)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,19 @@ def test_pairs_are_a_pure_function_of_the_seed(photo):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
+    full, light = damage_mix("full"), damage_mix("light")
+    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light"}
+    draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
+             for name in VIDEO_DAMAGE_MIXES}
+    blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}
+    assert len(blurred["light"]) < 0.6 * len(blurred["full"])
+    assert max(blurred["light"]) <= 2 * light.blur_sigma[1] < max(blurred["full"])  # clean-grid sigma at x2
+    assert {d.crf for d in draws["light"]} == {d.crf for d in draws["full"]}  # every CRF of the range, both
+    with pytest.raises(ValueError, match="unknown damage mix"):
+        damage_mix("heavy")
+
+
 def test_the_cache_is_built_once_resumes_and_samples_aligned_patches(face_folder, tmp_path):
     cache = build_pair_cache(face_folder, 2, 3, 24, seed=1, cache_dir=tmp_path / "vd")
     low, high = load_pair_cache(cache, 3)
@@ -112,9 +126,15 @@ def test_ffv_train_span_on_video_damage_then_resume(face_folder, tmp_path):
                                        "--adv-start", "1"])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "checkpoint.json").read_text())
-    assert meta["step"] == 1 and meta["config"]["video_damage"] == 4
+    assert meta["step"] == 1 and meta["config"]["video_damage"] == 4 and meta["config"]["video_damage_mix"] == "full"
     resumed = CliRunner().invoke(main, [*args, "--resume", "--max-steps", "2"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "checkpoint.json").read_text())["step"] == 2
+    light = tmp_path / "light"
+    result = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(light), "--batch-size", "2",
+                                       "--span", "2", "--video-damage", "4", "--video-damage-mix", "light",
+                                       "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((light / "checkpoint.json").read_text())["config"]["video_damage_mix"] == "light"
     mixed = CliRunner().invoke(main, [*args, "--span", "2", "--video-damage", "4", "--extra", str(face_folder)])
     assert mixed.exit_code != 0 and "--extra" in mixed.output

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from framefusion_video.data.kinds import VIDEO_DAMAGE_MIXES
 from framefusion_video.restore.config import UPSCALE_FACTORS
 
 
@@ -68,6 +69,9 @@ RESTORER_UNSHUFFLE = 4
                    "blurred, reduced, noised per frame and encoded by x264/x265), cut around the faces, and "
                    "validate on --val's the same way. Made once and cached in $FFV_CACHE/video_damage "
                    "(about 0.15 s a pair; an interrupted build resumes).")
+@click.option("--video-damage-mix", type=click.Choice(VIDEO_DAMAGE_MIXES),
+              help="Which damage --video-damage draws (default full): full, or light (mostly sharp clips, the "
+                   "same codecs; video_damage.damage_mix).")
 @click.option("--clean-prob", type=click.FloatRange(0, 1), help="Share of undamaged training pairs (default 0.1).")
 @click.option("--single-prob", type=click.FloatRange(0, 1),
               help="Share of pairs with one kind of damage alone (default 0.5); the rest get mixed damage.")
@@ -83,7 +87,7 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
           limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None,
           widths: tuple[int, ...] | None, blocks: tuple[int, ...] | None, extra_dirs: tuple[Path, ...],
           extra_repeat: int | None, span_scale: str | None, clean_prob: float | None, single_prob: float | None,
-          adv_start: int | None, adv_weight: float | None, video_damage: int | None,
+          adv_start: int | None, adv_weight: float | None, video_damage: int | None, video_damage_mix: str | None,
           export_path: Path | None) -> None:
     """Train the generator (a U-Net, or SPAN with --span) against a PatchGAN critic on DATA_DIR's faces."""
     from framefusion_video.training.export import export_generator
@@ -98,7 +102,8 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
     shape = {name: value for name, value in (("widths", widths), ("blocks", blocks)) if value is not None}
     recipe = {name: value for name, value in (("extra_repeat", extra_repeat), ("clean_prob", clean_prob),
                                               ("single_prob", single_prob), ("adv_start", adv_start),
-                                              ("adv_weight", adv_weight), ("video_damage", video_damage))
+                                              ("adv_weight", adv_weight), ("video_damage", video_damage),
+                                              ("video_damage_mix", video_damage_mix))
               if value is not None}
     if (shape or recipe or extra_dirs or span_scale) and resume:
         raise click.UsageError("the network and data options shape a new run; a resumed run keeps its own")

@@ -45,6 +45,7 @@ import numpy as np
 from framefusion_video.base.errors import FfvError
 from framefusion_video.base.outputs import atomic_path, write_atomic
 from framefusion_video.data.degradations import anisotropic_gaussian_kernel
+from framefusion_video.data.kinds import VIDEO_DAMAGE_MIXES
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,22 @@ class VideoDamageConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def damage_mix(name: str) -> VideoDamageConfig:
+    """The damage of the named mix (``kinds.VIDEO_DAMAGE_MIXES``).
+
+    "full": every damage the config draws, at its defaults (blur on 70% of clips, up to 1.2 px).
+    "light": the same codecs and CRFs on mostly sharp clips (blur on 30%, up to 0.8 px; less extra
+    softening and noise): a network trained on "full" learns to deblur every face and over-sharpens
+    the clean, merely reduced and encoded ones (``docs/what-we-tried.md``).
+    """
+    if name == "full":
+        return VideoDamageConfig()
+    if name == "light":
+        return VideoDamageConfig(blur_prob=0.3, blur_sigma=(0.2, 0.8), soften_prob=0.1, noise_prob=0.3,
+                                 noise_sigma=(1.0, 4.0))
+    raise ValueError(f"unknown damage mix {name!r}; known: {', '.join(VIDEO_DAMAGE_MIXES)}")
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class TrainConfig:
     # (``video_damage``: a clip blurred, reduced, noised per frame, through x264/x265, cut around the
     # face), validated on as many of val_dir's as ``val_images``; 0 = synthetic damage on aligned crops.
     video_damage: int = 0
+    video_damage_mix: str = "full"  # its damage: ``video_damage.damage_mix``'s name
     init_from: str | None = None  # a generator .keras file whose weights start a new run (fine-tuning)
     lr_scale: float = 1.0  # multiplies both learning rates from the start (or the resume) on: a late decay
     seed: int = 0
@@ -106,7 +107,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         # Runs saved before these settings existed trained without them.
-        data = {"psnr_weight": 0.0, "init_from": None, "video_damage": 0, **data}
+        data = {"psnr_weight": 0.0, "init_from": None, "video_damage": 0, "video_damage_mix": "full", **data}
         data["extra_dirs"] = tuple(data.get("extra_dirs", ()))
         data["span"] = SpanConfig.from_dict(data["span"]) if data.get("span") else None
         data["generator"] = GeneratorConfig.from_dict(data["generator"])
@@ -366,14 +367,15 @@ def video_damage_pairs(config: TrainConfig) -> tuple[PairSampler, tuple[np.ndarr
 
     Pairs are stored at 1.5 x the network's input side, so that each gives many patches.
     """
-    from framefusion_video.data.video_damage import build_pair_cache, load_pair_cache
+    from framefusion_video.data.video_damage import build_pair_cache, damage_mix, load_pair_cache
 
     scale = config.span.scale if config.span else 1
     patch = config.span.input_size if config.span else config.generator.crop_size
     stored = patch * 3 // 2
 
     def pairs(folder: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        cache = build_pair_cache(folder, scale, n, stored, seed=config.seed, progress=True)
+        cache = build_pair_cache(folder, scale, n, stored, seed=config.seed, config=damage_mix(config.video_damage_mix),
+                                 progress=True)
         log.info("%d video-damage pairs of %s (x%d) from %s", n, folder, scale, cache)
         return load_pair_cache(cache, n)
 
