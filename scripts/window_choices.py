@@ -15,6 +15,10 @@ face size (and by damage kind at x1):
 
     .venv/bin/python scripts/window_choices.py --mode x4
     .venv/bin/python scripts/window_choices.py --mode x1
+    .venv/bin/python scripts/window_choices.py --mode x1 --x2 /tmp/vs2/ffv_span2.tflite --x4 /tmp/vs4/ffv_span4.tflite
+
+(``--x2``/``--x4``: other networks, e.g. the video-damage ones exported by ``ffv export
+runs/video_span2 -o /tmp/vs2/ffv_span2.keras``.)
 """
 
 from __future__ import annotations
@@ -59,9 +63,11 @@ def main() -> int:
     parser.add_argument("--faces", type=Path, default=REPO.parent / "shared" / "data" / "faces" / "frl")
     parser.add_argument("--step", type=int, default=4, help="every Nth frame")
     parser.add_argument("--crf", type=int, default=20, help="x264 CRF of the reduced clip (x4 mode)")
+    parser.add_argument("--x2", type=Path, help="the x2 network (default: the shipped one)")
+    parser.add_argument("--x4", type=Path, help="the x4 network (default: the shipped one)")
     args = parser.parse_args()
-    x2 = LiteRestorer(default_sr_model_path(2), threads=1)
-    x4 = LiteRestorer(default_sr_model_path(4), threads=1)
+    x2 = LiteRestorer(args.x2 or default_sr_model_path(2), threads=1)
+    x4 = LiteRestorer(args.x4 or default_sr_model_path(4), threads=1)
     groups: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = build_clip(args.faces, Path(tmp) / "clip", ClipConfig())
