@@ -43,8 +43,9 @@ if [ -f "$RUN/checkpoint.json" ]; then
 fi
 
 if [ "$MIX" != full ]; then
-    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span${SCALE}_${LIGHT_FROM:-1800}.keras
-    [ -f "$START" ] || "${FFV[@]}" export models/training/video_span$SCALE --snapshot "${LIGHT_FROM:-1800}" \
+    LIGHT_FROM=${LIGHT_FROM:-1800}
+    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span${SCALE}_$LIGHT_FROM.keras
+    [ -f "$START" ] || "${FFV[@]}" export models/training/video_span$SCALE --snapshot "$LIGHT_FROM" \
         --no-tflite -o "$START"
     exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span "$SCALE" --video-damage "$PAIRS" \
         --video-damage-mix "$MIX" --init-from "$START" --lr-scale 0.2 --adv-start 300 --snapshot-every 100 \
