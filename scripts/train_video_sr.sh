@@ -17,16 +17,26 @@
 # the full-mix run's snapshot LIGHT_FROM (default 1800, the last before its critic; committed in
 # models/training/video_spanSCALE/snapshots/), with the critic from its batch 300.
 #
+# SCALE 1 trains the same-size restorer (the U-Net) on 128 px aligned crops cut as the pipeline cuts
+# them (`--video-damage-mix restorer`: the full mix, a quarter of the clips badly lit too), 4000
+# pairs, in runs/video_restorer (committed: models/training/video_restorer), from the shipped
+# ffv_generator.keras: that start trained on UTKFace, so what it makes is non-commercial. Its critic
+# joins at batch 1500; fit its gate afterwards (`ffv fit-gate`).
+#
+# LR_SCALE, on a resume, sets the learning rates' multiplier from there on (a late decay: the light
+# run's 0.2 -> 0.05 makes the snapshots wander less).
+#
 # PYTHON picks the interpreter (default .venv/bin/python; it runs this checkout's package), PAIRS
 # the number of training pairs of a new run (default 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCALE=${1:?usage: train_video_sr.sh SCALE(2|4) [MINUTES]}
+SCALE=${1:?usage: train_video_sr.sh SCALE(1|2|4) [MINUTES]}
 MINUTES=${2:-60}
 MIX=${MIX:-full}
 SUFFIX=$([ "$MIX" = full ] && echo "" || echo "_$MIX")
-RUN=${RUN:-runs/video_span$SCALE$SUFFIX}
-COMMITTED=models/training/video_span$SCALE$SUFFIX
+NAME=$([ "$SCALE" = 1 ] && echo video_restorer || echo "video_span$SCALE$SUFFIX")
+RUN=${RUN:-runs/$NAME}
+COMMITTED=models/training/$NAME
 FACES=${FFV_SHARED_DATA:-../shared/data}/faces/pixabay
 FFV=("${PYTHON:-.venv/bin/python}" -m framefusion_video)
 PAIRS=${PAIRS:-2000}
@@ -39,9 +49,15 @@ if [ ! -f "$RUN/checkpoint.json" ] && [ -f "$COMMITTED/checkpoint.json" ]; then
     [ -f "$COMMITTED/curve.jsonl" ] && cp "$COMMITTED/curve.jsonl" "$RUN"/
 fi
 if [ -f "$RUN/checkpoint.json" ]; then
-    exec "${FFV[@]}" train "$FACES/train" --out "$RUN" --resume --max-minutes "$MINUTES"
+    exec "${FFV[@]}" train "$FACES/train" --out "$RUN" --resume --max-minutes "$MINUTES" \
+        ${LR_SCALE:+--lr-scale "$LR_SCALE"}
 fi
 
+if [ "$SCALE" = 1 ]; then
+    exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --video-damage "${PAIRS_1:-4000}" \
+        --video-damage-mix restorer --init-from framefusion_video/weights/ffv_generator.keras --lr-scale 0.2 --adv-start 1500 \
+        --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
+fi
 if [ "$MIX" != full ]; then
     LIGHT_FROM=${LIGHT_FROM:-1800}
     START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span${SCALE}_$LIGHT_FROM.keras

@@ -11,9 +11,9 @@ import pytest
 
 from framefusion_video.data.dataset import PairSampler
 from framefusion_video.data.kinds import VIDEO_DAMAGE_MIXES
-from framefusion_video.data.video_damage import (ClipDamage, VideoDamageConfig, build_pair_cache, damage_clip,
-                                                 damage_mix, damaged_pair, encode_decode, face_patch, frame_grid,
-                                                 load_pair_cache, make_clip, sample_damage)
+from framefusion_video.data.video_damage import (ClipDamage, VideoDamageConfig, aligned_pair, build_pair_cache,
+                                                 damage_clip, damage_mix, damaged_pair, encode_decode, face_patch,
+                                                 frame_grid, lit_frames, load_pair_cache, make_clip, sample_damage)
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,8 @@ def photo() -> np.ndarray:
 
 
 ASTRONAUT_FACE = (85.0, 20.0, 150.0, 100.0)  # at 256 px
+# Rough five landmarks of that face (eyes, nose tip, mouth corners), px at 256.
+ASTRONAUT_MARKS = np.float64([[103, 50], [130, 48], [117, 63], [106, 78], [129, 77]])
 
 
 def _mae(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,15 +88,44 @@ def test_pairs_are_a_pure_function_of_the_seed(photo):
 
 def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     full, light = damage_mix("full"), damage_mix("light")
-    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light"}
+    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer"}
     draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
-             for name in VIDEO_DAMAGE_MIXES}
+             for name in ("full", "light")}
     blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}
     assert len(blurred["light"]) < 0.6 * len(blurred["full"])
     assert max(blurred["light"]) <= 2 * light.blur_sigma[1] < max(blurred["full"])  # clean-grid sigma at x2
     assert {d.crf for d in draws["light"]} == {d.crf for d in draws["full"]}  # every CRF of the range, both
     with pytest.raises(ValueError, match="unknown damage mix"):
         damage_mix("heavy")
+
+
+def test_an_aligned_pair_is_the_pipelines_crop_of_the_reduced_frame(photo, monkeypatch):
+    from framefusion_video.data import video_damage
+    from framefusion_video.faces.alignment import estimate_alignment, warp_to_crop
+
+    monkeypatch.setattr(video_damage, "encode_decode", lambda frames, *args: list(frames))
+    undamaged = VideoDamageConfig(blur_prob=0, noise_prob=0, restorer_soften_prob=0, face_size=(40, 41))
+    low, high = aligned_pair(photo, ASTRONAUT_FACE, ASTRONAUT_MARKS, 64, np.random.default_rng(0), undamaged)
+    assert low.shape == high.shape == (64, 64, 3) and low.dtype == np.uint8
+    assert _mae(low, high) < 0.01  # no damage drawn: the codec stubbed, nothing else
+    # The 80 px face reduced to 40 px, then aligned: the pipeline's crop of the photo itself, softer.
+    direct = warp_to_crop(photo, estimate_alignment(ASTRONAUT_MARKS, 64), 64)
+    assert _mae(high, direct) < 6.0 and _mae(high, np.roll(direct, 1, axis=1)) > _mae(high, direct) + 4.0
+    damaged, _ = aligned_pair(photo, ASTRONAUT_FACE, ASTRONAUT_MARKS, 64, np.random.default_rng(0),
+                              VideoDamageConfig(blur_prob=1, blur_sigma=(2.0, 2.5), noise_prob=0))
+    assert _mae(damaged, high) > 2.0
+
+
+def test_lighting_damage_is_drawn_once_per_clip_and_only_where_asked(photo):
+    frames = make_clip(photo[:96, :128], 3, np.random.default_rng(0), pan=1.0)
+    kept = lit_frames(frames, np.random.default_rng(0), VideoDamageConfig())
+    assert all(a is b or np.array_equal(a, b) for a, b in zip(kept, frames))
+    lit = lit_frames(frames, np.random.default_rng(1), VideoDamageConfig(lighting_prob=1.0))
+    shifts = [np.mean(b.astype(np.float32) - a, axis=(0, 1)) for a, b in zip(frames, lit)]
+    assert np.abs(shifts[0]).max() > 2.0 and np.allclose(shifts[0], shifts[2], atol=1.5)
+    # Caches made before the lighting and face-size settings keep their key while those are unset.
+    assert "lighting_prob" not in VideoDamageConfig().cache_key()
+    assert damage_mix("restorer").cache_key()["lighting_prob"] == 0.25
 
 
 def test_the_cache_is_built_once_resumes_and_samples_aligned_patches(face_folder, tmp_path):
@@ -136,5 +167,11 @@ def test_ffv_train_span_on_video_damage_then_resume(face_folder, tmp_path):
                                        "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((light / "checkpoint.json").read_text())["config"]["video_damage_mix"] == "light"
+    unet = tmp_path / "unet"
+    result = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(unet), "--batch-size", "2",
+                                       "--video-damage", "4", "--video-damage-mix", "restorer", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    recipe = json.loads(next((tmp_path / "cache").glob("video_damage/*_aligned_p128_*/recipe.json")).read_text())
+    assert recipe["aligned"] and recipe["scale"] == 1 and recipe["config"]["lighting_prob"] == 0.25
     mixed = CliRunner().invoke(main, [*args, "--span", "2", "--video-damage", "4", "--extra", str(face_folder)])
     assert mixed.exit_code != 0 and "--extra" in mixed.output

@@ -57,6 +57,8 @@ CODECS = {"libx264": "h264", "libx265": "hevc"}
 SHARD_SIZE = 100
 #: Bump when a pair's recipe changes, so that old caches are not reused.
 CACHE_VERSION = 1
+#: VideoDamageConfig fields added after caches existed, and their defaults (``cache_key``).
+LATER_FIELDS = {"face_size": (40.0, 300.0), "lighting_prob": 0.0}
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ class VideoDamageConfig:
     presets: tuple[str, ...] = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
     window: tuple[float, float] = (1.2, 1.8)  # face window side / face box side
     window_jitter: float = 0.1  # window centre shift, as a fraction of its side
+    #: Aligned pairs (a same-size restorer's, :func:`aligned_pair`): the face's longer side in the
+    #: frame, px, drawn log-uniformly; the photo is reduced to it, never enlarged.
+    face_size: tuple[float, float] = (40.0, 300.0)
+    #: Share of clips whose lighting is also damaged (``degradations``' "lighting" kind: gamma,
+    #: colour cast, uneven or low light), before everything else.
+    lighting_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.frames % 2 == 0:
@@ -95,6 +103,11 @@ class VideoDamageConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def cache_key(self) -> dict:
+        """:meth:`to_dict` without the fields added after caches existed, where they are at their
+        defaults: the pairs made before them stay valid."""
+        return {k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
 
 def damage_mix(name: str) -> VideoDamageConfig:
@@ -104,12 +117,15 @@ def damage_mix(name: str) -> VideoDamageConfig:
     "light": the same codecs and CRFs on mostly sharp clips (blur on 30%, up to 0.8 px; less extra
     softening and noise): a network trained on "full" learns to deblur every face and over-sharpens
     the clean, merely reduced and encoded ones (``docs/what-we-tried.md``).
+    "restorer": "full", and a quarter of the clips badly lit too: what a same-size restorer meets.
     """
     if name == "full":
         return VideoDamageConfig()
     if name == "light":
         return VideoDamageConfig(blur_prob=0.3, blur_sigma=(0.2, 0.8), soften_prob=0.1, noise_prob=0.3,
                                  noise_sigma=(1.0, 4.0))
+    if name == "restorer":
+        return VideoDamageConfig(lighting_prob=0.25)
     raise ValueError(f"unknown damage mix {name!r}; known: {', '.join(VIDEO_DAMAGE_MIXES)}")
 
 
@@ -242,6 +258,19 @@ def damage_clip(frames: Sequence[np.ndarray], scale: int, damage: ClipDamage,
     return encode_decode(small, damage.codec, damage.crf, damage.preset)
 
 
+def lit_frames(frames: Sequence[np.ndarray], rng: np.random.Generator, config: VideoDamageConfig
+               ) -> list[np.ndarray]:
+    """``frames`` (uint8 RGB) with one drawn lighting damage, with ``config.lighting_prob``; else
+    as they are."""
+    if rng.random() >= config.lighting_prob:
+        return list(frames)
+    from framefusion_video.data.degradations import apply_degradation, sample_params
+
+    params = sample_params(rng, kind="lighting")
+    return [np.clip(apply_degradation(f.astype(np.float32) / 255.0, params, rng) * 255.0 + 0.5, 0, 255
+                    ).astype(np.uint8) for f in frames]
+
+
 def face_patch(box: Sequence[float], low_hw: tuple[int, int], scale: int, patch: int, rng: np.random.Generator,
                config: VideoDamageConfig = VideoDamageConfig()) -> tuple[int, int]:
     """Top-left (y0, x0), on the low-resolution grid, of a ``patch`` px square inside the face's
@@ -278,10 +307,45 @@ def damaged_pair(photo: np.ndarray, box: Sequence[float], scale: int, patch: int
     clean = np.ascontiguousarray(photo[:h, :w])
     damage = sample_damage(rng, scale, config)
     frames = make_clip(clean, config.frames, rng, pan=config.pan * scale, zoom=config.zoom)
-    damaged = damage_clip(frames, scale, damage, rng)[config.frames // 2]
+    damaged = damage_clip(lit_frames(frames, rng, config), scale, damage, rng)[config.frames // 2]
     y0, x0 = face_patch(box, damaged.shape[:2], scale, patch, rng, config)
     big = clean[scale * y0:scale * (y0 + patch), scale * x0:scale * (x0 + patch)]
     return damaged[y0:y0 + patch, x0:x0 + patch].copy(), big.copy()
+
+
+def aligned_pair(photo: np.ndarray, box: Sequence[float], landmarks: np.ndarray, crop: int,
+                 rng: np.random.Generator, config: VideoDamageConfig = VideoDamageConfig()
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One same-size training pair cut as the pipeline cuts a face for a restorer of aligned crops
+    (``cutting.CropCutter``): (damaged, clean) uint8 (crop, crop, 3).
+
+    The photo is reduced (area) so that the face's longer side is drawn from ``config.face_size``
+    (never enlarged); a region of 3 face sides around it is the frame, played and damaged as a clip
+    (scale 1); then the damaged middle frame and the clean one are warped to the aligned crop by
+    the pipeline's own alignment on ``landmarks`` (float (5, 2), photo px).
+    """
+    from framefusion_video.faces.alignment import estimate_alignment, warp_to_crop
+
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0)
+    target = float(np.exp(rng.uniform(*np.log(config.face_size))))
+    factor = min(1.0, target / side)
+    half = 1.5 * side
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = max(0, int(cx - half)), max(0, int(cy - half))
+    region = photo[top:min(photo.shape[0], int(cy + half)), left:min(photo.shape[1], int(cx + half))]
+    h, w = region.shape[:2]
+    size = (max(2, int(round(w * factor)) // 2 * 2), max(2, int(round(h * factor)) // 2 * 2))
+    if size[0] < 16 or size[1] < 16:
+        raise ValueError(f"a {size[0]}x{size[1]} frame around the face is too small")
+    frame = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    # OpenCV's resize maps pixel centres: x -> (x + 0.5) * factor - 0.5.
+    marks = (np.asarray(landmarks, np.float64) - (left, top) + 0.5) * (size[0] / w, size[1] / h) - 0.5
+    damage = sample_damage(rng, 1, config)
+    frames = make_clip(frame, config.frames, rng, pan=config.pan, zoom=config.zoom)
+    damaged = damage_clip(lit_frames(frames, rng, config), 1, damage, rng)[config.frames // 2]
+    matrix = estimate_alignment(marks, crop)
+    return warp_to_crop(damaged, matrix, crop), warp_to_crop(frame, matrix, crop)
 
 
 # --- the cache -----------------------------------------------------------------------------------
@@ -289,21 +353,33 @@ def damaged_pair(photo: np.ndarray, box: Sequence[float], scale: int, patch: int
 def face_boxes(files: Sequence[Path], cache_dir: Path) -> dict[str, list[list[float]]]:
     """MediaPipe's face boxes (clean px (x0, y0, x1, y1), largest first) of each photo, found once
     and kept in ``cache_dir`` (JSON, by file name)."""
+    return _detected(files, cache_dir, "face_boxes", lambda face: list(face.box))
+
+
+def face_marks(files: Sequence[Path], cache_dir: Path) -> dict[str, list[list[float]]]:
+    """Per photo, each face's box and five landmarks (14 floats: x0, y0, x1, y1, then (x, y) of each
+    landmark, clean px), found once and kept in ``cache_dir``: what :func:`aligned_pair` needs."""
+    return _detected(files, cache_dir, "face_marks",
+                     lambda face: [*face.box, *np.asarray(face.landmarks, float).ravel().tolist()])
+
+
+def _detected(files: Sequence[Path], cache_dir: Path, name: str, record) -> dict[str, list[list[float]]]:
+    """``record(face)`` of each face MediaPipe finds in each photo, cached as ``name``_DIGEST.json."""
     digest = hashlib.sha1("\n".join(str(f) for f in files).encode()).hexdigest()[:12]
-    path = cache_dir / f"face_boxes_{digest}.json"
+    path = cache_dir / f"{name}_{digest}.json"
     if path.is_file():
         return json.loads(path.read_text())
     from framefusion_video.data.dataset import read_rgb
     from framefusion_video.faces.detection import FaceDetector, FaceDetectorConfig
 
-    boxes: dict[str, list[list[float]]] = {}
+    found: dict[str, list[list[float]]] = {}
     with FaceDetector(FaceDetectorConfig(use_mesh=False)) as detector:
         for f in files:
-            boxes[f.name] = [list(face.box) for face in detector.detect(read_rgb(f))]
+            found[f.name] = [[float(v) for v in record(face)] for face in detector.detect(read_rgb(f))]
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(boxes))
-    log.info("faces found in %d of %d photos", sum(bool(b) for b in boxes.values()), len(files))
-    return boxes
+        tmp.write_text(json.dumps(found))
+    log.info("faces found in %d of %d photos", sum(bool(b) for b in found.values()), len(files))
+    return found
 
 
 def shard_size(pairs: int) -> int:
@@ -312,22 +388,23 @@ def shard_size(pairs: int) -> int:
 
 
 def cache_folder(folder: str | os.PathLike, scale: int, patch: int, seed: int, config: VideoDamageConfig,
-                 shard: int = SHARD_SIZE, cache_dir: str | os.PathLike | None = None) -> Path:
+                 shard: int = SHARD_SIZE, cache_dir: str | os.PathLike | None = None, aligned: bool = False) -> Path:
     """Where the pairs of ``folder``'s photos at (scale, patch, seed, config) are kept, in shards
-    of ``shard`` pairs."""
+    of ``shard`` pairs; ``aligned``: :func:`aligned_pair`'s crops."""
     from framefusion_video.data.dataset import default_cache_dir, list_images
 
     files = list_images(folder)
-    key = json.dumps([CACHE_VERSION, [f.name for f in files], scale, patch, seed, config.to_dict()], sort_keys=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    parts = [CACHE_VERSION, [f.name for f in files], scale, patch, seed, config.cache_key()] + (["aligned"] * aligned)
+    digest = hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir) if cache_dir else default_cache_dir() / "video_damage"
-    return root / f"{Path(folder).name}_x{scale}_p{patch}_s{shard}_{digest}"
+    return root / f"{Path(folder).name}_{'aligned' if aligned else 'x%d' % scale}_p{patch}_s{shard}_{digest}"
 
 
 def _shard(files: list[Path], boxes: dict[str, list[list[float]]], pairs: range, scale: int, patch: int, seed: int,
-           config: VideoDamageConfig) -> tuple[np.ndarray, np.ndarray]:
+           config: VideoDamageConfig, aligned: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``pairs`` of a cache: pair i uses photo i mod len(files) (those with a
-    face), a face of it at random, and draws everything else from rng (seed, i)."""
+    face), a face of it at random, and draws everything else from rng (seed, i). ``aligned``:
+    ``boxes`` are :func:`face_marks`' and the pairs :func:`aligned_pair`'s."""
     from framefusion_video.data.dataset import read_rgb
 
     low, high = [], []
@@ -337,7 +414,9 @@ def _shard(files: list[Path], boxes: dict[str, list[list[float]]], pairs: range,
             path = files[(i + attempt) % len(files)]
             faces = boxes[path.name]
             try:
-                pair = damaged_pair(read_rgb(path), faces[int(rng.integers(len(faces)))], scale, patch, rng, config)
+                face = faces[int(rng.integers(len(faces)))]
+                pair = (aligned_pair(read_rgb(path), face[:4], np.reshape(face[4:], (5, 2)), patch, rng, config)
+                        if aligned else damaged_pair(read_rgb(path), face, scale, patch, rng, config))
                 break
             except ValueError as exc:  # a photo too small at this scale: the next one
                 log.debug("%s: %s", path.name, exc)
@@ -350,30 +429,33 @@ def _shard(files: list[Path], boxes: dict[str, list[list[float]]], pairs: range,
 
 def build_pair_cache(folder: str | os.PathLike, scale: int, pairs: int, patch: int, *, seed: int = 0,
                      config: VideoDamageConfig = VideoDamageConfig(), cache_dir: str | os.PathLike | None = None,
-                     progress: bool = False) -> Path:
+                     progress: bool = False, aligned: bool = False) -> Path:
     """Make (or finish) the cache of ``pairs`` pairs of ``folder``'s photos; returns its folder.
 
     Shards of :func:`shard_size` pairs (``shard_NNNN.npz``: ``low`` uint8 (n, p, p, 3), ``high``
     uint8 (n, s·p, s·p, 3)) are written atomically, each a pure function of the seed and its index;
     those already there are kept, so an interrupted build resumes, and a larger ``pairs`` (from
-    :data:`SHARD_SIZE` on) adds to a smaller one's.
+    :data:`SHARD_SIZE` on) adds to a smaller one's. ``aligned``: :func:`aligned_pair`'s crops of
+    ``patch`` px (``scale`` 1), else :func:`damaged_pair`'s windows.
     """
     from framefusion_video.data.dataset import list_images
 
     shard = shard_size(pairs)
-    out = cache_folder(folder, scale, patch, seed, config, shard, cache_dir)
+    if aligned and scale != 1:
+        raise ValueError(f"aligned pairs are a same-size restorer's (scale 1), not x{scale}")
+    out = cache_folder(folder, scale, patch, seed, config, shard, cache_dir, aligned)
     out.mkdir(parents=True, exist_ok=True)
     shards = math.ceil(pairs / shard)
     missing = [k for k in range(shards) if not (out / f"shard_{k:04d}.npz").is_file()]
     if not missing:
         return out
     files = list_images(folder)
-    boxes = face_boxes(files, out.parent)
+    boxes = (face_marks if aligned else face_boxes)(files, out.parent)
     with_faces = [f for f in files if boxes.get(f.name)]
     if not with_faces:
         raise FfvError(folder, "no face found in any photo")
     write_atomic(out / "recipe.json", json.dumps({"folder": os.fspath(folder), "scale": scale, "patch": patch,
-                                                  "seed": seed, "photos": len(with_faces),
+                                                  "seed": seed, "photos": len(with_faces), "aligned": aligned,
                                                   "config": config.to_dict()}, indent=1).encode("utf-8"))
     iterator = missing
     if progress:
@@ -381,7 +463,7 @@ def build_pair_cache(folder: str | os.PathLike, scale: int, pairs: int, patch: i
 
         iterator = tqdm(missing, desc=f"video damage {Path(folder).name} x{scale}", unit="shard")
     for k in iterator:
-        low, high = _shard(with_faces, boxes, range(k * shard, (k + 1) * shard), scale, patch, seed, config)
+        low, high = _shard(with_faces, boxes, range(k * shard, (k + 1) * shard), scale, patch, seed, config, aligned)
         with atomic_path(out / f"shard_{k:04d}.npz") as tmp:
             np.savez(tmp, low=low, high=high)
     return out

@@ -365,17 +365,20 @@ def video_damage_pairs(config: TrainConfig) -> tuple[PairSampler, tuple[np.ndarr
     (the centred patches of ``val_images`` pairs of ``val_dir``'s), their caches built first if
     missing (minutes; resumable).
 
-    Pairs are stored at 1.5 x the network's input side, so that each gives many patches.
+    A super-resolution network's pairs are windows stored at 1.5 x its input side, so that each
+    gives many patches; the U-Net's are aligned crops of its size, cut as the pipeline cuts faces
+    for it (``video_damage.aligned_pair``).
     """
     from framefusion_video.data.video_damage import build_pair_cache, damage_mix, load_pair_cache
 
     scale = config.span.scale if config.span else 1
     patch = config.span.input_size if config.span else config.generator.crop_size
-    stored = patch * 3 // 2
+    aligned = config.span is None
+    stored = patch if aligned else patch * 3 // 2
 
     def pairs(folder: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         cache = build_pair_cache(folder, scale, n, stored, seed=config.seed, config=damage_mix(config.video_damage_mix),
-                                 progress=True)
+                                 progress=True, aligned=aligned)
         log.info("%d video-damage pairs of %s (x%d) from %s", n, folder, scale, cache)
         return load_pair_cache(cache, n)
 
