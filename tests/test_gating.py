@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import replace
 
 import numpy as np
@@ -98,6 +100,13 @@ def test_ffv_fit_gate_writes_a_gated_model_and_keeps_the_input(face_folder, tmp_
     assert "mixed" in result.output or "blur" in result.output
     bad = CliRunner().invoke(main, ["fit-gate", str(source), str(tmp_path / "nofaces"), "-o", str(out)])
     assert bad.exit_code != 0 and "nofaces" in bad.output
+    # On real video damage: aligned pairs of other draws than a training run's (seed + 1).
+    video = CliRunner().invoke(main, ["-q", "fit-gate", str(source), str(face_folder), "-o", str(out),
+                                      "--video-damage", "12"])
+    assert video.exit_code == 0, video.output
+    assert "video:" in video.output and "n=2" in video.output and "blur" not in video.output  # 12 pairs, 20% held out
+    recipe = json.loads(next((tmp_path / "cache").glob("video_damage/*_aligned_p128_*/recipe.json")).read_text())
+    assert recipe["seed"] == 1 and recipe["aligned"]
 
 
 def test_ffv_fit_gate_keeps_the_networks_shape(face_folder, tmp_path):

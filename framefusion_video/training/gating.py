@@ -28,8 +28,10 @@ from framefusion_video.evaluation.images import per_image_psnr
 
 log = logging.getLogger(__name__)
 
-#: Categories of training damage: undamaged faces, each single kind, and the mixed pipeline.
-CATEGORIES = ("clean",) + KINDS
+#: Real video damage (``video_damage.aligned_pair``), scored instead of the synthetic kinds.
+VIDEO = "video"
+#: Categories of training damage: undamaged faces, each single kind, the mixed pipeline, and video.
+CATEGORIES = ("clean",) + KINDS + (VIDEO,)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class GateFitConfig:
     steepness: float = 1000.0
     batch_size: int = 64
     seed: int = 0
+    #: > 0: score the network on this many aligned video-damage pairs of the faces (the "restorer"
+    #: mix of ``ffv train --video-damage``, drawn with seed + 1 so that none was a training pair)
+    #: instead of the synthetic damage: what the pipeline meets.
+    video_damage: int = 0
 
 
 @dataclass
@@ -63,12 +69,9 @@ def gate_data(generator, crops: np.ndarray, config: GateFitConfig = GateFitConfi
               degradations: DegradationConfig = DegradationConfig()) -> GateData:
     """Damage ``config.samples`` faces of ``crops`` (uint8 aligned) and score the frozen ``generator``
     (a gated one, its gain ignored) on each."""
-    import keras
-
     if len(crops) == 0:
         raise ValueError("no faces to fit the gate on")
-    probe = keras.Model(generator.input, [generator.get_layer("gate_features").output,
-                                          generator.get_layer("residual").output])
+    probe = _probe(generator)
     rng = np.random.default_rng(config.seed)
     picks = rng.choice(len(crops), size=config.samples, replace=config.samples > len(crops))
     features, categories, p_in, p_out = [], [], [], []
@@ -81,12 +84,36 @@ def gate_data(generator, crops: np.ndarray, config: GateFitConfig = GateFitConfi
             category, img = training_damage(img, face_rng, degradations, config.single_prob, config.clean_prob)
             categories.append(category)
             damaged.append(img)
-        damaged = np.stack(damaged).astype(np.float32)
-        feats, residual = probe.predict(damaged, verbose=0, batch_size=len(damaged))
-        features.append(feats.astype(np.float32))
-        p_in.append(per_image_psnr(damaged, clean))
-        p_out.append(per_image_psnr(np.clip(damaged + residual, 0.0, 1.0), clean))
+        _score(probe, np.stack(damaged).astype(np.float32), clean, features, p_in, p_out)
     return GateData(np.concatenate(features), np.array(categories), np.concatenate(p_in), np.concatenate(p_out))
+
+
+def _probe(generator):
+    """The gate's input features and the ungated correction of ``generator``, as one model."""
+    import keras
+
+    return keras.Model(generator.input, [generator.get_layer("gate_features").output,
+                                         generator.get_layer("residual").output])
+
+
+def _score(probe, damaged: np.ndarray, clean: np.ndarray, features: list, p_in: list, p_out: list) -> None:
+    """Append one batch's gate features and PSNR without and with the correction."""
+    feats, residual = probe.predict(damaged, verbose=0, batch_size=len(damaged))
+    features.append(feats.astype(np.float32))
+    p_in.append(per_image_psnr(damaged, clean))
+    p_out.append(per_image_psnr(np.clip(damaged + residual, 0.0, 1.0), clean))
+
+
+def pair_gate_data(generator, damaged: np.ndarray, clean: np.ndarray, batch_size: int = 64) -> GateData:
+    """Score the frozen ``generator`` on given (damaged, clean) uint8 crop pairs, all of category
+    :data:`VIDEO`."""
+    probe = _probe(generator)
+    features, p_in, p_out = [], [], []
+    for start in range(0, len(damaged), batch_size):
+        _score(probe, damaged[start:start + batch_size].astype(np.float32) / 255.0,
+               clean[start:start + batch_size].astype(np.float32) / 255.0, features, p_in, p_out)
+    return GateData(np.concatenate(features), np.full(len(damaged), VIDEO), np.concatenate(p_in),
+                    np.concatenate(p_out))
 
 
 def _split(n: int, config: GateFitConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -179,11 +206,20 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     # The network keeps its own shape (widths, blocks); it gains a gate if it had none.
     generator = build_generator(replace(shape, gate=True))
     init_generator_from(generator, model_path)
-    crops = load_aligned_crops(data_dir, shape.crop_size, progress=True)
-    if len(crops) == 0:
-        raise FfvError(data_dir, "no faces found to fit the gate on")
-    log.info("scoring the generator on %d damaged faces from %s", config.samples, data_dir)
-    report = fit_gate(generator, gate_data(generator, crops, config), config)
+    if config.video_damage:
+        from framefusion_video.data.video_damage import build_pair_cache, damage_mix, load_pair_cache
+
+        cache = build_pair_cache(data_dir, 1, config.video_damage, shape.crop_size, seed=config.seed + 1,
+                                 config=damage_mix("restorer"), progress=True, aligned=True)
+        log.info("scoring the generator on %d video-damage pairs from %s", config.video_damage, cache)
+        data = pair_gate_data(generator, *load_pair_cache(cache, config.video_damage), config.batch_size)
+    else:
+        crops = load_aligned_crops(data_dir, shape.crop_size, progress=True)
+        if len(crops) == 0:
+            raise FfvError(data_dir, "no faces found to fit the gate on")
+        log.info("scoring the generator on %d damaged faces from %s", config.samples, data_dir)
+        data = gate_data(generator, crops, config)
+    report = fit_gate(generator, data, config)
     output = Path(output)
     with atomic_path(output) as tmp:
         generator.save(tmp)
