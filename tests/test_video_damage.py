@@ -70,10 +70,10 @@ def test_the_window_is_around_the_face_and_inside_the_frame():
         assert 50 + 20 - 45 - 32 <= x0 <= 50 + 20 + 45 and 30 + 25 - 45 - 32 <= y0 <= 30 + 25 + 45
 
 
-@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+@pytest.mark.parametrize("codec", ["libx264", "libx265", "mpeg4"])
 def test_the_codec_really_runs_and_keeps_every_frame(photo, codec):
     frames = make_clip(photo[:96, :128], 5, np.random.default_rng(0), pan=1.0)
-    out = encode_decode(frames, codec, crf=35, preset="ultrafast")
+    out = encode_decode(frames, codec, crf=20 if codec == "mpeg4" else 35, preset="ultrafast")
     assert len(out) == 5 and out[2].shape == (96, 128, 3) and out[2].dtype == np.uint8
     assert 1.0 < _mae(out[2], frames[2]) < 20.0
 
@@ -126,6 +126,21 @@ def test_lighting_damage_is_drawn_once_per_clip_and_only_where_asked(photo):
     # Caches made before the lighting and face-size settings keep their key while those are unset.
     assert "lighting_prob" not in VideoDamageConfig().cache_key()
     assert damage_mix("restorer").cache_key()["lighting_prob"] == 0.25
+
+
+def test_the_restorer_mix_blurs_in_proportion_to_the_face_and_draws_mpeg4(photo, monkeypatch):
+    from framefusion_video.data import video_damage
+
+    seen = []
+    monkeypatch.setattr(video_damage, "damage_clip", lambda frames, scale, damage, rng: seen.append(damage) or frames)
+    mix = damage_mix("restorer")
+    for i in range(60):
+        aligned_pair(photo, ASTRONAUT_FACE, ASTRONAUT_MARKS, 32, np.random.default_rng(i), mix)
+    # The face is drawn at 40-80 px (never enlarged from its 80): the larger sigma at most 2.5% of it.
+    sigmas = [max(d.blur[:2]) for d in seen if d.blur]
+    assert sigmas and max(sigmas) <= 0.025 * 80 + 1e-6 and min(sigmas) >= 0.002 * 40 - 1e-6
+    assert {d.codec for d in seen} == {"libx264", "libx265", "mpeg4"}
+    assert all(4 <= d.crf <= 25 for d in seen if d.codec == "mpeg4")
 
 
 def test_the_cache_is_built_once_resumes_and_samples_aligned_patches(face_folder, tmp_path):

@@ -11,7 +11,7 @@ A pair is made in four steps (KEEP, AnimeSR and VCISR build their clips this way
    sometimes softened further (reduced by 1-1.5 more and enlarged back on the low-resolution
    grid: footage whose detail is below its pixel count), then noise drawn afresh for each frame.
 3. **Codec** (:func:`encode_decode`): libx264 or libx265 (the ffmpeg we ship) at a random CRF and
-   preset, decoded back; the middle frame, a P- or B-frame, is kept.
+   preset, or MPEG-4 Part 2 at a random qscale, decoded back; the middle frame, a P- or B-frame, is kept.
 4. **Window** (:func:`face_patch`): a square of 1.2-1.8x the face box (the pipeline's window is
    1.5x), at the frame's own low-resolution pixels; a fixed-size patch of it, and the scale x
    larger patch of the clean frame at exactly the same place, are the pair.
@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -52,13 +52,14 @@ log = logging.getLogger(__name__)
 #: swscale flags of the RGB <-> YUV conversions around the codec (as the benchmarks' ``synthetic_clip``'s).
 SWS_FLAGS = "accurate_rnd+full_chroma_int+bitexact"
 #: Encoders the codec pass may draw, with their raw-stream muxer.
-CODECS = {"libx264": "h264", "libx265": "hevc"}
+CODECS = {"libx264": "h264", "libx265": "hevc", "mpeg4": "m4v"}
 #: Pairs per shard of a cache (fewer when fewer are asked for).
 SHARD_SIZE = 100
 #: Bump when a pair's recipe changes, so that old caches are not reused.
 CACHE_VERSION = 1
 #: VideoDamageConfig fields added after caches existed, and their defaults (``cache_key``).
-LATER_FIELDS = {"face_size": (40.0, 300.0), "lighting_prob": 0.0}
+LATER_FIELDS = {"face_size": (40.0, 300.0), "lighting_prob": 0.0, "blur_face_share": (0.0, 0.0),
+                "mpeg4_prob": 0.0, "mpeg4_qscale": (4, 25)}
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,14 @@ class VideoDamageConfig:
     #: Share of clips whose lighting is also damaged (``degradations``' "lighting" kind: gamma,
     #: colour cast, uneven or low light), before everything else.
     lighting_prob: float = 0.0
+    #: Aligned pairs: a blurred clip's larger sigma as a share of the face's side, drawn uniformly
+    #: (footage is blurred in proportion to its picture, so a large face more in px); (0, 0) keeps
+    #: ``blur_sigma``'s px.
+    blur_face_share: tuple[float, float] = (0.0, 0.0)
+    #: Share of clips through MPEG-4 Part 2 (old camcorders, DivX) at a qscale drawn from
+    #: ``mpeg4_qscale`` (inclusive) instead of x264/x265.
+    mpeg4_prob: float = 0.0
+    mpeg4_qscale: tuple[int, int] = (4, 25)
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.frames % 2 == 0:
@@ -117,7 +126,9 @@ def damage_mix(name: str) -> VideoDamageConfig:
     "light": the same codecs and CRFs on mostly sharp clips (blur on 30%, up to 0.8 px; less extra
     softening and noise): a network trained on "full" learns to deblur every face and over-sharpens
     the clean, merely reduced and encoded ones (``docs/what-we-tried.md``).
-    "restorer": "full", and a quarter of the clips badly lit too: what a same-size restorer meets.
+    "restorer": what a same-size restorer meets, faces of every size in footage of every age: blur
+    in proportion to the face (up to 2.5% of its side), resolution lowered up to 4x, noise up to
+    16, CRF up to 40, a fifth of the clips through MPEG-4 Part 2, a quarter badly lit.
     """
     if name == "full":
         return VideoDamageConfig()
@@ -125,7 +136,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
         return VideoDamageConfig(blur_prob=0.3, blur_sigma=(0.2, 0.8), soften_prob=0.1, noise_prob=0.3,
                                  noise_sigma=(1.0, 4.0))
     if name == "restorer":
-        return VideoDamageConfig(lighting_prob=0.25)
+        return VideoDamageConfig(lighting_prob=0.25, blur_face_share=(0.002, 0.025), restorer_soften=(1.0, 4.0),
+                                 noise_sigma=(1.0, 16.0), crf=(18, 40), mpeg4_prob=0.2)
     raise ValueError(f"unknown damage mix {name!r}; known: {', '.join(VIDEO_DAMAGE_MIXES)}")
 
 
@@ -139,7 +151,7 @@ class ClipDamage:
     noise_sigma: float | None  # 0-255 units
     grey_noise: bool
     codec: str
-    crf: int
+    crf: int  # the codec's quality: x264/x265's CRF, MPEG-4 Part 2's qscale
     preset: str
 
 
@@ -160,6 +172,9 @@ def sample_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfi
     codec = "libx265" if rng.random() < config.x265_prob else "libx264"
     crf = int(rng.integers(config.crf[0], config.crf[1] + 1))
     preset = str(config.presets[int(rng.integers(len(config.presets)))])
+    # Drawn only where asked, so that the mixes without it draw as they always did.
+    if config.mpeg4_prob > 0 and rng.random() < config.mpeg4_prob:
+        codec, crf = "mpeg4", int(rng.integers(config.mpeg4_qscale[0], config.mpeg4_qscale[1] + 1))
     return ClipDamage(blur, area, float(soften), noise, grey, codec, crf, preset)
 
 
@@ -215,8 +230,9 @@ def reduce_frame(frame: np.ndarray, scale: int, damage: ClipDamage) -> np.ndarra
 
 def encode_decode(frames: Sequence[np.ndarray], codec: str = "libx264", crf: int = 23,
                   preset: str = "veryfast") -> list[np.ndarray]:
-    """uint8 RGB frames (same even size) through ``codec`` and back: BT.709 limited-range 4:2:0 in,
-    the same conversion out (accurate swscale), all in pipes; raises FfvError if ffmpeg fails."""
+    """uint8 RGB frames (same even size) through ``codec`` at quality ``crf`` (MPEG-4 Part 2: its
+    qscale; no preset) and back: BT.709 limited-range 4:2:0 in, the same conversion out (accurate
+    swscale), all in pipes; raises FfvError if ffmpeg fails."""
     from framefusion_video.video.ffmpeg import ffmpeg_exe
 
     if codec not in CODECS:
@@ -224,10 +240,11 @@ def encode_decode(frames: Sequence[np.ndarray], codec: str = "libx264", crf: int
     h, w = frames[0].shape[:2]
     exe = ffmpeg_exe()
     quiet = ["-x265-params", "log-level=error"] if codec == "libx265" else []
+    quality = ["-q:v", str(crf)] if codec == "mpeg4" else ["-preset", preset, "-crf", str(crf)]
     encode = [exe, "-nostdin", "-hide_banner", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
               "-s", f"{w}x{h}", "-r", "25", "-i", "pipe:0",
               "-vf", f"scale=out_color_matrix=bt709:out_range=tv:flags={SWS_FLAGS},format=yuv420p",
-              "-c:v", codec, "-preset", preset, "-crf", str(crf), *quiet, "-f", CODECS[codec], "pipe:1"]
+              "-c:v", codec, *quality, *quiet, "-f", CODECS[codec], "pipe:1"]
     raw = b"".join(np.ascontiguousarray(f, dtype=np.uint8).tobytes() for f in frames)
     enc = subprocess.run(encode, input=raw, capture_output=True, check=False)
     if enc.returncode != 0:
@@ -342,6 +359,10 @@ def aligned_pair(photo: np.ndarray, box: Sequence[float], landmarks: np.ndarray,
     # OpenCV's resize maps pixel centres: x -> (x + 0.5) * factor - 0.5.
     marks = (np.asarray(landmarks, np.float64) - (left, top) + 0.5) * (size[0] / w, size[1] / h) - 0.5
     damage = sample_damage(rng, 1, config)
+    if damage.blur is not None and config.blur_face_share[1] > 0:
+        sx, sy, theta = damage.blur
+        k = rng.uniform(*config.blur_face_share) * side * factor / max(sx, sy)
+        damage = replace(damage, blur=(sx * k, sy * k, theta))
     frames = make_clip(frame, config.frames, rng, pan=config.pan, zoom=config.zoom)
     damaged = damage_clip(lit_frames(frames, rng, config), 1, damage, rng)[config.frames // 2]
     matrix = estimate_alignment(marks, crop)
