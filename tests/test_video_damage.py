@@ -88,7 +88,7 @@ def test_pairs_are_a_pure_function_of_the_seed(photo):
 
 def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     full, light = damage_mix("full"), damage_mix("light")
-    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer"}
+    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded"}
     draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
              for name in ("full", "light")}
     blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}
@@ -141,6 +141,11 @@ def test_the_restorer_mix_blurs_in_proportion_to_the_face_and_draws_mpeg4(photo,
     assert sigmas and max(sigmas) <= 0.025 * 80 + 1e-6 and min(sigmas) >= 0.002 * 40 - 1e-6
     assert {d.codec for d in seen} == {"libx264", "libx265", "mpeg4"}
     assert all(4 <= d.crf <= 25 for d in seen if d.codec == "mpeg4")
+    seen.clear()
+    for i in range(20):
+        aligned_pair(photo, ASTRONAUT_FACE, ASTRONAUT_MARKS, 32, np.random.default_rng(i), damage_mix("encoded"))
+    assert all(d.blur is None and d.noise_sigma is None and d.soften == 1.0 and d.codec == "libx264"
+               and 12 <= d.crf <= 20 for d in seen)
 
 
 def test_the_cache_is_built_once_resumes_and_samples_aligned_patches(face_folder, tmp_path):

@@ -129,6 +129,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
     "restorer": what a same-size restorer meets, faces of every size in footage of every age: blur
     in proportion to the face (up to 2.5% of its side), resolution lowered up to 4x, noise up to
     16, CRF up to 40, a fifth of the clips through MPEG-4 Part 2, a quarter badly lit.
+    "encoded": sharp clips through x264 alone at CRF 12-20: footage with nothing to restore, which a
+    restorer's gate must leave alone (``ffv fit-gate --video-damage``).
     """
     if name == "full":
         return VideoDamageConfig()
@@ -138,6 +140,9 @@ def damage_mix(name: str) -> VideoDamageConfig:
     if name == "restorer":
         return VideoDamageConfig(lighting_prob=0.25, blur_face_share=(0.002, 0.025), restorer_soften=(1.0, 4.0),
                                  noise_sigma=(1.0, 16.0), crf=(18, 40), mpeg4_prob=0.2)
+    if name == "encoded":
+        return VideoDamageConfig(blur_prob=0.0, restorer_soften_prob=0.0, soften_prob=0.0, noise_prob=0.0,
+                                 crf=(12, 20), x265_prob=0.0)
     raise ValueError(f"unknown damage mix {name!r}; known: {', '.join(VIDEO_DAMAGE_MIXES)}")
 
 

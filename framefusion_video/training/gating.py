@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,9 @@ class GateFitConfig:
     batch_size: int = 64
     seed: int = 0
     #: > 0: score the network on this many aligned video-damage pairs of the faces (the "restorer"
-    #: mix of ``ffv train --video-damage``, drawn with seed + 1 so that none was a training pair)
-    #: instead of the synthetic damage: what the pipeline meets.
+    #: mix of ``ffv train --video-damage``, drawn with seed + 1 so that none was a training pair),
+    #: and half as many sharp ones through a light codec alone ("clean"), instead of the synthetic
+    #: damage: what the pipeline meets.
     video_damage: int = 0
 
 
@@ -104,15 +105,15 @@ def _score(probe, damaged: np.ndarray, clean: np.ndarray, features: list, p_in: 
     p_out.append(per_image_psnr(np.clip(damaged + residual, 0.0, 1.0), clean))
 
 
-def pair_gate_data(generator, damaged: np.ndarray, clean: np.ndarray, batch_size: int = 64) -> GateData:
-    """Score the frozen ``generator`` on given (damaged, clean) uint8 crop pairs, all of category
-    :data:`VIDEO`."""
+def pair_gate_data(generator, damaged: np.ndarray, clean: np.ndarray, batch_size: int = 64,
+                   category: str = VIDEO) -> GateData:
+    """Score the frozen ``generator`` on given (damaged, clean) uint8 crop pairs, all of ``category``."""
     probe = _probe(generator)
     features, p_in, p_out = [], [], []
     for start in range(0, len(damaged), batch_size):
         _score(probe, damaged[start:start + batch_size].astype(np.float32) / 255.0,
                clean[start:start + batch_size].astype(np.float32) / 255.0, features, p_in, p_out)
-    return GateData(np.concatenate(features), np.full(len(damaged), VIDEO), np.concatenate(p_in),
+    return GateData(np.concatenate(features), np.full(len(damaged), category), np.concatenate(p_in),
                     np.concatenate(p_out))
 
 
@@ -209,10 +210,13 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     if config.video_damage:
         from framefusion_video.data.video_damage import build_pair_cache, damage_mix, load_pair_cache
 
-        cache = build_pair_cache(data_dir, 1, config.video_damage, shape.crop_size, seed=config.seed + 1,
-                                 config=damage_mix("restorer"), progress=True, aligned=True)
-        log.info("scoring the generator on %d video-damage pairs from %s", config.video_damage, cache)
-        data = pair_gate_data(generator, *load_pair_cache(cache, config.video_damage), config.batch_size)
+        parts = []
+        for mix, n, category in (("restorer", config.video_damage, VIDEO), ("encoded", config.video_damage // 2, "clean")):
+            cache = build_pair_cache(data_dir, 1, n, shape.crop_size, seed=config.seed + 1, config=damage_mix(mix),
+                                     progress=True, aligned=True)
+            log.info("scoring the generator on %d %s pairs from %s", n, mix, cache)
+            parts.append(pair_gate_data(generator, *load_pair_cache(cache, n), config.batch_size, category))
+        data = GateData(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(GateData)))
     else:
         crops = load_aligned_crops(data_dir, shape.crop_size, progress=True)
         if len(crops) == 0:
