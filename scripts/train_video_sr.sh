@@ -20,8 +20,10 @@
 # SCALE 1 trains the same-size restorer (the U-Net) on 128 px aligned crops cut as the pipeline cuts
 # them (`--video-damage-mix restorer`: the full mix, a quarter of the clips badly lit too), 4000
 # pairs, in runs/video_restorer (committed: models/training/video_restorer), from the shipped
-# ffv_generator.keras: that start trained on UTKFace, so what it makes is non-commercial. Its critic
-# joins at batch 1500; fit its gate afterwards (`ffv fit-gate`).
+# UTKFace U-Net (the ffv_generator.keras of commit 4b77a14, taken from git once): what it makes is
+# non-commercial. Its critic joins at batch 1500; fit its gate afterwards (`ffv fit-gate
+# --video-damage 2000`). A new run may start elsewhere: INIT=FILE.keras, LR_SCALE, ADV_START_1 (a
+# batch it never reaches turns the critic off), RUN=runs/NAME.
 #
 # LR_SCALE, on a resume, sets the learning rates' multiplier from there on (a late decay: the light
 # run's 0.2 -> 0.05 makes the snapshots wander less).
@@ -54,9 +56,15 @@ if [ -f "$RUN/checkpoint.json" ]; then
 fi
 
 if [ "$SCALE" = 1 ]; then
+    # The UTKFace U-Net, as shipped before its fine-tune (the shipped file is now the fine-tune's).
+    START=${INIT:-${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/utkface_unet.keras}
+    if [ ! -f "$START" ]; then
+        mkdir -p "$(dirname "$START")"
+        git show 4b77a14:framefusion_video/weights/ffv_generator.keras > "$START.tmp" && mv "$START.tmp" "$START"
+    fi
     exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --video-damage "${PAIRS_1:-4000}" \
-        --video-damage-mix restorer --init-from framefusion_video/weights/ffv_generator.keras --lr-scale 0.2 --adv-start 1500 \
-        --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
+        --video-damage-mix restorer --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
+        --adv-start "${ADV_START_1:-1500}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
 if [ "$MIX" != full ]; then
     LIGHT_FROM=${LIGHT_FROM:-1800}
