@@ -38,7 +38,7 @@ MIX=${MIX:-full}
 SUFFIX=$([ "$MIX" = full ] && echo "" || echo "_$MIX")
 NAME=$([ "$SCALE" = 1 ] && echo video_restorer || echo "video_span$SCALE$SUFFIX")
 RUN=${RUN:-runs/$NAME}
-COMMITTED=models/training/$NAME
+COMMITTED=models/training/$(basename "$RUN")
 FACES=${FFV_SHARED_DATA:-../shared/data}/faces/pixabay
 FFV=("${PYTHON:-.venv/bin/python}" -m framefusion_video)
 PAIRS=${PAIRS:-2000}
