@@ -18,18 +18,19 @@
 # models/training/video_spanSCALE/snapshots/), with the critic from its batch 300.
 #
 # SCALE 1 trains the same-size restorer (the U-Net) on 128 px aligned crops cut as the pipeline cuts
-# them (`--video-damage-mix restorer`: the full mix, a quarter of the clips badly lit too), 4000
-# pairs, in runs/video_restorer (committed: models/training/video_restorer), from the shipped
+# them (`--video-damage-mix restorer`: faces of every size in footage of every age), 4000 pairs, in
+# runs/video_restorer (committed: models/training/video_restorer), from the shipped
 # UTKFace U-Net (the ffv_generator.keras of commit 4b77a14, taken from git once): what it makes is
 # non-commercial. Its critic joins at batch 1500; fit its gate afterwards (`ffv fit-gate
-# --video-damage 2000`). A new run may start elsewhere: INIT=FILE.keras, LR_SCALE, ADV_START_1 (a
+# --video-damage 2000`). A new run may start elsewhere: INIT=FILE.keras, LR_SCALE, ADV_START (a
 # batch it never reaches turns the critic off), RUN=runs/NAME.
 #
 # LR_SCALE, on a resume, sets the learning rates' multiplier from there on (a late decay: the light
 # run's 0.2 -> 0.05 makes the snapshots wander less).
 #
 # PYTHON picks the interpreter (default .venv/bin/python; it runs this checkout's package), PAIRS
-# the number of training pairs of a new run (default 2000).
+# the number of training pairs of a new run (default 2000; 4000 at SCALE 1, one crop each), ADV_START
+# the batch from which a new run's critic counts (default 1500, 2000 or 4000 by SCALE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${1:?usage: train_video_sr.sh SCALE(1|2|4) [MINUTES]}
@@ -41,9 +42,9 @@ RUN=${RUN:-runs/$NAME}
 COMMITTED=models/training/$(basename "$RUN")
 FACES=${FFV_SHARED_DATA:-../shared/data}/faces/pixabay
 FFV=("${PYTHON:-.venv/bin/python}" -m framefusion_video)
-PAIRS=${PAIRS:-2000}
+PAIRS=${PAIRS:-$([ "$SCALE" = 1 ] && echo 4000 || echo 2000)}
 # Fidelity first: the critic joins once the network has moved to the new damage.
-ADV_START=$([ "$SCALE" = 2 ] && echo 2000 || echo 4000)
+ADV_START=${ADV_START:-$(case "$SCALE" in 1) echo 1500 ;; 2) echo 2000 ;; *) echo 4000 ;; esac)}
 
 if [ ! -f "$RUN/checkpoint.json" ] && [ -f "$COMMITTED/checkpoint.json" ]; then
     mkdir -p "$RUN"
@@ -62,9 +63,9 @@ if [ "$SCALE" = 1 ]; then
         mkdir -p "$(dirname "$START")"
         git show 4b77a14:framefusion_video/weights/ffv_generator.keras > "$START.tmp" && mv "$START.tmp" "$START"
     fi
-    exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --video-damage "${PAIRS_1:-4000}" \
+    exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --video-damage "$PAIRS" \
         --video-damage-mix restorer --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
-        --adv-start "${ADV_START_1:-1500}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
+        --adv-start "$ADV_START" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
 if [ "$MIX" != full ]; then
     LIGHT_FROM=${LIGHT_FROM:-1800}

@@ -17,7 +17,8 @@ import click
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--video-damage", default=0, show_default=True, type=click.IntRange(min=0),
               help="Score the network on this many aligned video-damage pairs of DATA_DIR (ffv train "
-                   "--video-damage's restorer mix, other draws) instead of synthetic damage.")
+                   "--video-damage's restorer mix, other draws), and half as many sharp faces through a "
+                   "light codec, instead of synthetic damage.")
 def fit_gate(model: Path, data_dir: Path, output: Path, samples: int, seed: int, video_damage: int) -> None:
     """Teach MODEL (.keras) when to leave a face alone, from DATA_DIR's faces (the network is frozen)."""
     from framefusion_video.base.errors import FfvError
@@ -26,7 +27,8 @@ def fit_gate(model: Path, data_dir: Path, output: Path, samples: int, seed: int,
     if not data_dir.is_dir():
         raise click.ClickException(f"{data_dir}: no such folder")
     try:
-        path, report = fit_gate_file(model, data_dir, output, GateFitConfig(samples=samples, seed=seed, video_damage=video_damage))
+        config = GateFitConfig(samples=samples, seed=seed, video_damage=video_damage)
+        path, report = fit_gate_file(model, data_dir, output, config)
     except FfvError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("held-out faces, mean PSNR dB: input / ungated / gated (share restored)")

@@ -283,8 +283,9 @@ def damage_clip(frames: Sequence[np.ndarray], scale: int, damage: ClipDamage,
 def lit_frames(frames: Sequence[np.ndarray], rng: np.random.Generator, config: VideoDamageConfig
                ) -> list[np.ndarray]:
     """``frames`` (uint8 RGB) with one drawn lighting damage, with ``config.lighting_prob``; else
-    as they are."""
-    if rng.random() >= config.lighting_prob:
+    as they are. Draws nothing from ``rng`` where the mix has no lighting, so that such mixes draw
+    as they did before it existed."""
+    if config.lighting_prob <= 0 or rng.random() >= config.lighting_prob:
         return list(frames)
     from framefusion_video.data.degradations import apply_degradation, sample_params
 

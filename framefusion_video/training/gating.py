@@ -117,6 +117,21 @@ def pair_gate_data(generator, damaged: np.ndarray, clean: np.ndarray, batch_size
                     np.concatenate(p_out))
 
 
+def video_gate_data(generator, data_dir: str | os.PathLike, crop_size: int, config: GateFitConfig) -> GateData:
+    """Score the frozen ``generator`` on ``config.video_damage`` aligned pairs of the restorer mix
+    (category :data:`VIDEO`) and half as many of the "encoded" mix (category "clean") of
+    ``data_dir``'s faces, drawn with seed + 1 (caches built if missing)."""
+    from framefusion_video.data.video_damage import build_pair_cache, damage_mix, load_pair_cache
+
+    parts = []
+    for mix, n, category in (("restorer", config.video_damage, VIDEO), ("encoded", config.video_damage // 2, "clean")):
+        cache = build_pair_cache(data_dir, 1, n, crop_size, seed=config.seed + 1, config=damage_mix(mix),
+                                 progress=True, aligned=True)
+        log.info("scoring the generator on %d %s pairs from %s", n, mix, cache)
+        parts.append(pair_gate_data(generator, *load_pair_cache(cache, n), config.batch_size, category))
+    return GateData(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(GateData)))
+
+
 def _split(n: int, config: GateFitConfig) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng([config.seed, 1]).permutation(n)
     n_fit = n - int(round(config.holdout * n))
@@ -208,15 +223,7 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     generator = build_generator(replace(shape, gate=True))
     init_generator_from(generator, model_path)
     if config.video_damage:
-        from framefusion_video.data.video_damage import build_pair_cache, damage_mix, load_pair_cache
-
-        parts = []
-        for mix, n, category in (("restorer", config.video_damage, VIDEO), ("encoded", config.video_damage // 2, "clean")):
-            cache = build_pair_cache(data_dir, 1, n, shape.crop_size, seed=config.seed + 1, config=damage_mix(mix),
-                                     progress=True, aligned=True)
-            log.info("scoring the generator on %d %s pairs from %s", n, mix, cache)
-            parts.append(pair_gate_data(generator, *load_pair_cache(cache, n), config.batch_size, category))
-        data = GateData(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(GateData)))
+        data = video_gate_data(generator, data_dir, shape.crop_size, config)
     else:
         crops = load_aligned_crops(data_dir, shape.crop_size, progress=True)
         if len(crops) == 0:
