@@ -17,7 +17,9 @@ Every input is decoded once, its faces detected and tracked once (``tracking.tra
    (``windows.window_rect``) cut around the clip's known face box, its whole output pasted: what
    the network gains on the window it is given, with nothing between it and the frame;
 3. **network, detected faces, hard paste**: the same around the faces the detector finds at the
-   input's resolution: what detection loses;
+   input's resolution: what detection loses; at x1, **network, detected faces, whole crop**: the
+   generator's correction of each detected face's aligned crop (``cutting.CropCutter``) added to
+   the frame over the whole crop, no mask: what the network gains on the crop it is given;
 4. **pipeline: cut + paste mask** (safety, colour matching, stabilisation off);
 5. **+ colour match**, 6. **+ review** (the safety checks), 7. **+ stabilisation**: the last row
    is ``ffv restore``'s defaults (before its output is encoded).
@@ -101,6 +103,29 @@ def hard_paste(frames: Sequence[np.ndarray], boxes: Callable[[int], list], resto
     return out
 
 
+def whole_crop_paste(tracked: Sequence[tuple[np.ndarray, list]], restorer) -> list[np.ndarray]:
+    """Each frame plus the generator's correction of each of its detected faces' aligned crops,
+    warped back over the whole crop (later faces over earlier ones)."""
+    from framefusion_video.faces.alignment import warp_to_frame
+    from framefusion_video.restore.blending import restored_at_frame_resolution
+    from framefusion_video.restore.cutting import CropCutter
+
+    cutter = CropCutter(restorer.crop_size)
+    out = []
+    for frame, faces in tracked:
+        cuts = cutter.cut(frame, faces)
+        result = frame.copy()
+        if cuts.inputs:
+            restored = np.clip(restorer.restore(np.stack(cuts.inputs)), 0.0, 1.0)
+            size = (frame.shape[1], frame.shape[0])
+            for crop, original, matrix in zip(restored, cuts.inputs, cuts.matrices):
+                inside = warp_to_frame(np.ones(crop.shape[:2], np.float32), matrix, size) > 0.5
+                new = restored_at_frame_resolution(frame, crop, original, matrix)
+                result[inside] = new[inside]
+        out.append(result)
+    return out
+
+
 def detected_share(tracked: Sequence[tuple[np.ndarray, list]], clip, scale: int) -> float:
     """Share of the clip's face-frames with a detected face whose centre lies in the true box."""
     hits = total = 0
@@ -143,6 +168,9 @@ def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options
         rows["network, true boxes, hard paste"] = summary(face_scores(truth, clean, clip), base_scores)
         found = hard_paste(frames, lambda i: [f.face.box for f in tracked[i][1]], restorer, scale)
         rows["network, detected faces, hard paste"] = summary(face_scores(found, clean, clip), base_scores)
+    else:
+        rows["network, detected faces, whole crop"] = summary(face_scores(whole_crop_paste(tracked, restorer), clean,
+                                                                          clip), base_scores)
     counts: dict[str, int] = {}
     for name, options in STAGES:
         stage = replace(config, **{k: v for k, v in options.items() if v is not None})

@@ -15,7 +15,10 @@
 # MIX=light trains on the light mix (`ffv train --video-damage-mix light`: mostly sharp clips, the
 # same codecs), in runs/video_spanSCALE_light (committed: models/training/video_spanSCALE_light), from
 # the full-mix run's snapshot LIGHT_FROM (default 1800, the last before its critic; committed in
-# models/training/video_spanSCALE/snapshots/), with the critic from its batch 300.
+# models/training/video_spanSCALE/snapshots/), with the critic from its batch 300. MIX=sized (the
+# light mix on faces of every size a clip holds) starts from the light run's snapshot 1200 (the
+# shipped ffv_span2's) without a critic (the light run's never left 2 ln 2); FROM names the
+# committed run and LIGHT_FROM its snapshot for any mix, ADV_START the critic's first batch.
 #
 # SCALE 1 trains the same-size restorer (the U-Net) on 128 px aligned crops cut as the pipeline cuts
 # them (`--video-damage-mix restorer`: faces of every size in footage of every age), 4000 pairs, in
@@ -44,7 +47,7 @@ FACES=${FFV_SHARED_DATA:-../shared/data}/faces/pixabay
 FFV=("${PYTHON:-.venv/bin/python}" -m framefusion_video)
 PAIRS=${PAIRS:-$([ "$SCALE" = 1 ] && echo 4000 || echo 2000)}
 # Fidelity first: the critic joins once the network has moved to the new damage.
-ADV_START=${ADV_START:-$(case "$SCALE" in 1) echo 1500 ;; 2) echo 2000 ;; *) echo 4000 ;; esac)}
+ADV_DEFAULT=$(case "$SCALE" in 1) echo 1500 ;; 2) echo 2000 ;; *) echo 4000 ;; esac)
 
 if [ ! -f "$RUN/checkpoint.json" ] && [ -f "$COMMITTED/checkpoint.json" ]; then
     mkdir -p "$RUN"
@@ -65,16 +68,19 @@ if [ "$SCALE" = 1 ]; then
     fi
     exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --video-damage "$PAIRS" \
         --video-damage-mix restorer --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
-        --adv-start "$ADV_START" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
+        --adv-start "${ADV_START:-$ADV_DEFAULT}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
 if [ "$MIX" != full ]; then
+    if [ "$MIX" = sized ]; then
+        FROM=${FROM:-video_span${SCALE}_light} LIGHT_FROM=${LIGHT_FROM:-1200} ADV_START=${ADV_START:-100000000}
+    fi
+    FROM=${FROM:-video_span$SCALE}
     LIGHT_FROM=${LIGHT_FROM:-1800}
-    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span${SCALE}_$LIGHT_FROM.keras
-    [ -f "$START" ] || "${FFV[@]}" export models/training/video_span$SCALE --snapshot "$LIGHT_FROM" \
-        --no-tflite -o "$START"
+    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/${FROM}_$LIGHT_FROM.keras
+    [ -f "$START" ] || "${FFV[@]}" export "models/training/$FROM" --snapshot "$LIGHT_FROM" --no-tflite -o "$START"
     exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span "$SCALE" --video-damage "$PAIRS" \
-        --video-damage-mix "$MIX" --init-from "$START" --lr-scale 0.2 --adv-start 300 --snapshot-every 100 \
-        --out "$RUN" --max-minutes "$MINUTES"
+        --video-damage-mix "$MIX" --init-from "$START" --lr-scale 0.2 --adv-start "${ADV_START:-300}" \
+        --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
 START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/span_x$SCALE.keras
 if [ ! -f "$START" ]; then
@@ -82,5 +88,5 @@ if [ ! -f "$START" ]; then
     "${FFV[0]}" scripts/convert_span.py
 fi
 exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span "$SCALE" --video-damage "$PAIRS" \
-    --init-from "$START" --lr-scale 0.2 --adv-start "$ADV_START" --snapshot-every 100 --out "$RUN" \
+    --init-from "$START" --lr-scale 0.2 --adv-start "${ADV_START:-$ADV_DEFAULT}" --snapshot-every 100 --out "$RUN" \
     --max-minutes "$MINUTES"

@@ -8,7 +8,7 @@ import pytest
 
 from framefusion_video.faces import alignment
 from framefusion_video.restore.blending import (
-    BlendConfig, face_colour_range, face_mask, match_colour, match_face_colour, paste_faces, scale_matrix,
+    BlendConfig, face_colour_range, face_mask, match_colour, match_face_colour, paste_faces, paste_mask, scale_matrix,
     upscale_frame,
 )
 
@@ -36,9 +36,9 @@ def _crop(frame: np.ndarray, matrix: np.ndarray, size: int = S) -> np.ndarray:
 
 
 def _alpha(matrix: np.ndarray, frame: np.ndarray, config: BlendConfig = BlendConfig(), size: int = S):
-    """The face mask warped into frame space, as paste_faces uses it."""
+    """The paste mask warped into frame space, as paste_faces uses it."""
     height, width = frame.shape[:2]
-    return alignment.warp_to_frame(face_mask(size, config), matrix, (width, height))
+    return alignment.warp_to_frame(paste_mask(size, config), matrix, (width, height))
 
 
 def _similarity(centre: tuple[float, float], face_px: float, angle_deg: float = 0.0) -> np.ndarray:
@@ -70,6 +70,19 @@ def test_default_mask_keeps_eyes_nose_and_mouth_whole(size: int) -> None:
     mask = face_mask(size)
     points = np.rint(alignment.template(size)).astype(int)
     assert np.all(mask[points[:, 1], points[:, 0]] == 1.0)
+
+
+def test_the_paste_mask_holds_the_face_mask_and_the_whole_face_box() -> None:
+    face, head = face_mask(S), paste_mask(S)
+    assert np.all(head >= face - 1e-6) and head.sum() > 1.3 * face.sum()
+    assert np.all(head[0] == 0) and np.all(head[-1] == 0) and np.all(head[:, 0] == 0) and np.all(head[:, -1] == 0)
+    # The face box a detector draws: about an eye-to-mouth distance above the eyes, down to the
+    # chin, a little beyond the eyes' outer corners; the face ellipse leaves its rim out.
+    tpl = alignment.template(S)
+    eye_y, mouth_y = tpl[:2, 1].mean(), tpl[3:, 1].mean()
+    x0, x1 = int(tpl[0, 0] - 0.45 * (tpl[1, 0] - tpl[0, 0])), int(tpl[1, 0] + 0.45 * (tpl[1, 0] - tpl[0, 0]))
+    y0, y1 = int(eye_y - 0.8 * (mouth_y - eye_y)), int(mouth_y + 0.5 * (mouth_y - eye_y))
+    assert head[y0:y1, x0:x1].mean() > 0.97 > face[y0:y1, x0:x1].mean()
 
 
 def test_face_mask_erode_shrinks_and_feather_softens() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -86,9 +87,34 @@ def test_pairs_are_a_pure_function_of_the_seed(photo):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_the_sized_mix_draws_faces_of_clip_sizes_in_a_frame_a_window_fits(photo, monkeypatch):
+    from framefusion_video.data import video_damage
+
+    sized = damage_mix("sized")
+    assert sized.window_face_size and replace(sized, window_face_size=False) == damage_mix("light")
+    # The light mix's cache keeps its key (its pairs draw as they did: nothing is drawn when off).
+    assert "window_face_size" not in damage_mix("light").cache_key() and sized.cache_key()["window_face_size"]
+    sides, shapes = [], []
+    real = video_damage._reduced_to_face_size
+
+    def spy(*args):
+        reduced, box = real(*args)
+        sides.append(max(box[2] - box[0], box[3] - box[1]))
+        shapes.append(reduced.shape)
+        return reduced, box
+
+    monkeypatch.setattr(video_damage, "_reduced_to_face_size", spy)
+    monkeypatch.setattr(video_damage, "encode_decode", lambda frames, *args: list(frames))
+    for i in range(12):
+        low, high = damaged_pair(photo, ASTRONAUT_FACE, 2, 48, np.random.default_rng([5, i]), sized)
+        assert low.shape == (48, 48, 3) and high.shape == (96, 96, 3)
+    # The astronaut's face is 80 px: reduced to 40-80, never enlarged; the frame still holds a window.
+    assert min(sides) < 55 and max(sides) <= 80.0 + 1e-6 and all(min(s[:2]) >= 2 * 50 for s in shapes)
+
+
 def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     full, light = damage_mix("full"), damage_mix("light")
-    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded"}
+    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized"}
     draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
              for name in ("full", "light")}
     blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}

@@ -59,7 +59,7 @@ SHARD_SIZE = 100
 CACHE_VERSION = 1
 #: VideoDamageConfig fields added after caches existed, and their defaults (``cache_key``).
 LATER_FIELDS = {"face_size": (40.0, 300.0), "lighting_prob": 0.0, "blur_face_share": (0.0, 0.0),
-                "mpeg4_prob": 0.0, "mpeg4_qscale": (4, 25)}
+                "mpeg4_prob": 0.0, "mpeg4_qscale": (4, 25), "window_face_size": False}
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,11 @@ class VideoDamageConfig:
     #: ``mpeg4_qscale`` (inclusive) instead of x264/x265.
     mpeg4_prob: float = 0.0
     mpeg4_qscale: tuple[int, int] = (4, 25)
+    #: Windows (:func:`damaged_pair`): reduce the photo first (area) so that its face's longer side,
+    #: on the clean grid, is drawn from ``face_size`` as an aligned pair's is, set in a larger frame
+    #: where it became smaller than a window: faces at the sizes a clip holds, not only the
+    #: photos' own.
+    window_face_size: bool = False
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.frames % 2 == 0:
@@ -131,6 +136,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
     16, CRF up to 40, a fifth of the clips through MPEG-4 Part 2, a quarter badly lit.
     "encoded": sharp clips through x264 alone at CRF 12-20: footage with nothing to restore, which a
     restorer's gate must leave alone (``ffv fit-gate --video-damage``).
+    "sized": "light" on faces of every size a clip holds (``window_face_size``), for super-resolution:
+    the photos' own faces are 300 px, the largest a 720p clip's.
     """
     if name == "full":
         return VideoDamageConfig()
@@ -140,6 +147,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
     if name == "restorer":
         return VideoDamageConfig(lighting_prob=0.25, blur_face_share=(0.002, 0.025), restorer_soften=(1.0, 4.0),
                                  noise_sigma=(1.0, 16.0), crf=(18, 40), mpeg4_prob=0.2)
+    if name == "sized":
+        return replace(damage_mix("light"), window_face_size=True)
     if name == "encoded":
         return VideoDamageConfig(blur_prob=0.0, restorer_soften_prob=0.0, soften_prob=0.0, noise_prob=0.0,
                                  crf=(12, 20), x265_prob=0.0)
@@ -316,6 +325,31 @@ def face_patch(box: Sequence[float], low_hw: tuple[int, int], scale: int, patch:
     return start(cy, h), start(cx, w)
 
 
+def _reduced_to_face_size(photo: np.ndarray, box: Sequence[float], least: int, rng: np.random.Generator,
+                          config: VideoDamageConfig) -> tuple[np.ndarray, list[float]]:
+    """``photo`` reduced (area) so that the face ``box``'s longer side is drawn log-uniformly from
+    ``config.face_size`` (never enlarged), and set in a frame of at least ``least`` px a side where it
+    became smaller; the box in the result's pixels."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    target = float(np.exp(rng.uniform(*np.log(config.face_size))))
+    factor = min(1.0, target / max(x1 - x0, y1 - y0))
+    if factor < 1.0:
+        size = (max(1, int(round(photo.shape[1] * factor))), max(1, int(round(photo.shape[0] * factor))))
+        fx, fy = size[0] / photo.shape[1], size[1] / photo.shape[0]
+        photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+        x0, y0, x1, y1 = x0 * fx, y0 * fy, x1 * fx, y1 * fy
+    if photo.shape[0] < least or photo.shape[1] < least:
+        # A frame larger than the photo: the photo in the middle of its own colours, enlarged and
+        # blurred past any structure (a face repeated by mirroring is no scene a clip holds).
+        h, w = max(least, photo.shape[0]), max(least, photo.shape[1])
+        canvas = cv2.GaussianBlur(cv2.resize(photo, (w, h), interpolation=cv2.INTER_LINEAR), (0, 0), max(h, w) / 12)
+        top, left = (h - photo.shape[0]) // 2, (w - photo.shape[1]) // 2
+        canvas[top:top + photo.shape[0], left:left + photo.shape[1]] = photo
+        photo = canvas
+        x0, x1, y0, y1 = x0 + left, x1 + left, y0 + top, y1 + top
+    return photo, [x0, y0, x1, y1]
+
+
 def damaged_pair(photo: np.ndarray, box: Sequence[float], scale: int, patch: int, rng: np.random.Generator,
                  config: VideoDamageConfig = VideoDamageConfig()) -> tuple[np.ndarray, np.ndarray]:
     """One training pair from a sharp photo and a face box in it (px (x0, y0, x1, y1)):
@@ -324,6 +358,8 @@ def damaged_pair(photo: np.ndarray, box: Sequence[float], scale: int, patch: int
     The photo is cut to the clean frame grid (:func:`frame_grid`); raises ValueError when its
     low-resolution frame is smaller than ``patch``.
     """
+    if config.window_face_size:
+        photo, box = _reduced_to_face_size(photo, box, scale * (patch + 2), rng, config)
     h, w = frame_grid(photo.shape, scale)
     if h // scale < patch or w // scale < patch:
         raise ValueError(f"a {w}x{h} frame is under {patch} px at x{scale}")

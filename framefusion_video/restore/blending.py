@@ -2,9 +2,10 @@
 
 Pure functions on arrays, following the GFPGAN/facexlib paste-back: warp the restored crop and a
 soft mask through the inverse of the frame->crop similarity transform, then alpha-blend. Unlike
-facexlib the mask is face-shaped (an ellipse fitted to the alignment template) rather than the
+facexlib the mask is head-shaped (an ellipse fitted to the alignment template) rather than the
 whole square, it is computed once per crop size in crop space, and all the work happens inside
-each face's bounding box, so that a 720p frame costs about a millisecond per face.
+each face's bounding box, so that a 720p frame costs about a millisecond per face. A smaller
+ellipse, the face's own (forehead to chin), weighs its colours and the review's measures.
 
 Conventions (see DEVELOPERS.md): frames are uint8 RGB (H, W, 3); crops are float32 RGB in [0, 1],
 (S, S, 3); matrices map frame pixels to crop pixels, float64 (2, 3).
@@ -32,6 +33,13 @@ log = logging.getLogger(__name__)
 _FOREHEAD_ABOVE_EYES = 1.05
 _CHIN_BELOW_MOUTH = 0.55
 _HALF_WIDTH_IN_EYE_DISTANCES = 1.15
+# The head's ellipse, what is pasted, in the same units: the whole face box a detector draws (and
+# a dim or blurred face's damage reaches) with the hairline and jaw. Nearly inscribed in the crop:
+# pasting the face's own ellipse alone left the face box's rim as damaged as it came, half the
+# gain the network makes on the crop (``benchmarks/breakdown.py``'s "whole crop" row).
+_HEAD_ABOVE_EYES = 1.5
+_HEAD_BELOW_MOUTH = 0.8
+_HEAD_HALF_WIDTH_IN_EYE_DISTANCES = 1.5
 
 # Mask-weighted mean of each YCrCb channel (OpenCV's float convention: all in [0, 1], chroma
 # centred on 0.5) of a well-lit face. Chroma: a little wider than the 1st to 99th percentiles of
@@ -50,8 +58,8 @@ class BlendConfig:
     """How restored faces are blended into the frame.
 
     Attributes:
-        erode: how far the face ellipse is shrunk, as a fraction of the crop side, so that the
-            restored crop's edges (hair, background) are left to the original frame.
+        erode: how far the ellipses (face and head) are shrunk, as a fraction of the crop side,
+            so that the restored crop's edges (background beyond the head) are left to the frame.
         feather: width of the soft transition from 1 to 0 at the mask's edge, as a fraction of
             the crop side; wider hides seams better but blends in more of the degraded original.
         strength: alpha multiplier in [0, 1]; 0 leaves the frame untouched.
@@ -72,19 +80,21 @@ class BlendConfig:
             raise ValueError(f"strength must be in [0, 1], got {self.strength}")
 
 
-def _face_ellipse(crop_size: int) -> tuple[float, float, float, float]:
-    """(cx, cy, semi-axis x, semi-axis y) of the face, in pixels of a ``crop_size`` crop."""
+def _face_ellipse(crop_size: int, head: bool = False) -> tuple[float, float, float, float]:
+    """(cx, cy, semi-axis x, semi-axis y) of the face, or of the ``head``, in pixels of a
+    ``crop_size`` crop."""
+    above, below, half = ((_HEAD_ABOVE_EYES, _HEAD_BELOW_MOUTH, _HEAD_HALF_WIDTH_IN_EYE_DISTANCES) if head else
+                          (_FOREHEAD_ABOVE_EYES, _CHIN_BELOW_MOUTH, _HALF_WIDTH_IN_EYE_DISTANCES))
     pts = alignment.template(crop_size).astype(np.float64)
     eye_y = 0.5 * (pts[0, 1] + pts[1, 1])
     mouth_y = 0.5 * (pts[3, 1] + pts[4, 1])
     eye_to_mouth = mouth_y - eye_y
     eye_distance = float(np.linalg.norm(pts[1] - pts[0]))
-    top = eye_y - _FOREHEAD_ABOVE_EYES * eye_to_mouth
-    bottom = mouth_y + _CHIN_BELOW_MOUTH * eye_to_mouth
+    top = eye_y - above * eye_to_mouth
+    bottom = mouth_y + below * eye_to_mouth
     # The template is left-right symmetric to 1e-3; centring on the crop (pixel centres
     # at integer coordinates) keeps the mask exactly so.
-    half_width = _HALF_WIDTH_IN_EYE_DISTANCES * eye_distance
-    return (crop_size - 1) / 2.0, 0.5 * (top + bottom), half_width, 0.5 * (bottom - top)
+    return (crop_size - 1) / 2.0, 0.5 * (top + bottom), half * eye_distance, 0.5 * (bottom - top)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -94,9 +104,9 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_mask(crop_size: int, erode: float, feather: float) -> np.ndarray:
+def _cached_mask(crop_size: int, erode: float, feather: float, head: bool = False) -> np.ndarray:
     s = float(crop_size)
-    cx, cy, ax, ay = _face_ellipse(crop_size)
+    cx, cy, ax, ay = _face_ellipse(crop_size, head)
     ax, ay = max(ax - erode * s, 1.0), max(ay - erode * s, 1.0)
     # Pixel centres sit at integer coordinates (OpenCV's convention, used by warpAffine).
     y, x = np.mgrid[0:crop_size, 0:crop_size].astype(np.float64)
@@ -127,6 +137,15 @@ def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray
     if crop_size < 8:
         raise ValueError(f"crop_size must be at least 8, got {crop_size}")
     return _cached_mask(int(crop_size), float(config.erode), float(config.feather))
+
+
+def paste_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray:
+    """What :func:`paste_faces` blends with before ``config.strength``: :func:`face_mask`'s shape
+    for the whole head (hairline to below the chin, ear to ear), so that the face box a detector
+    draws is restored to its rim; float32 (S, S), read-only, 0 on the crop border."""
+    if crop_size < 8:
+        raise ValueError(f"crop_size must be at least 8, got {crop_size}")
+    return _cached_mask(int(crop_size), float(config.erode), float(config.feather), True)
 
 
 def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
@@ -253,8 +272,8 @@ def match_face_colour(restored: np.ndarray, original: np.ndarray, colour_range: 
 
 @functools.lru_cache(maxsize=16)
 def _mask_support(crop_size: int, erode: float, feather: float) -> np.ndarray:
-    """Corners (4, 2) of the box around the mask's non-zero pixels, in crop pixels."""
-    mask = _cached_mask(crop_size, erode, feather)
+    """Corners (4, 2) of the box around the paste mask's non-zero pixels, in crop pixels."""
+    mask = _cached_mask(crop_size, erode, feather, True)
     ys, xs = np.nonzero(mask)
     if xs.size == 0:
         return np.zeros((4, 2))
@@ -288,7 +307,7 @@ def paste_faces(
     :func:`alignment.warp_to_crop`) is warped back through the inverse transform and added to the
     frame's own pixels (:func:`restored_at_frame_resolution`), so that a face larger than the crop
     keeps its detail above the crop's resolution; that face is then blended in with
-    alpha = :func:`face_mask` * ``config.strength``, inside the face's bounding box only; later
+    alpha = :func:`paste_mask` * ``config.strength``, inside the head's bounding box only; later
     faces are pasted over earlier ones where they overlap. Colours are pasted as given: match them
     first with :func:`match_face_colour`, as ``ffv restore`` does. Pass only the faces to paste:
     the pipeline leaves out those left alone or refused.
@@ -357,13 +376,13 @@ def restored_at_frame_resolution(region: np.ndarray, restored: np.ndarray, origi
 
 @functools.lru_cache(maxsize=16)
 def _alpha_u8(crop_size: int, erode: float, feather: float, strength: float) -> np.ndarray:
-    """``face_mask * strength`` as uint8 alpha in [0, 255], (S, S, 3) (3 equal channels), read-only.
+    """``paste_mask * strength`` as uint8 alpha in [0, 255], (S, S, 3) (3 equal channels), read-only.
 
     Three channels so that the blend is one OpenCV call per step; 0 stays exactly 0 and 1 exactly
     255, so that the paste leaves the frame bit-identical where the mask is 0 and replaces it
     where the mask is 1.
     """
-    alpha = np.rint(_cached_mask(crop_size, erode, feather) * (255.0 * strength)).astype(np.uint8)
+    alpha = np.rint(_cached_mask(crop_size, erode, feather, True) * (255.0 * strength)).astype(np.uint8)
     alpha = np.ascontiguousarray(np.repeat(alpha[..., None], 3, axis=2))
     alpha.setflags(write=False)
     return alpha
