@@ -107,6 +107,13 @@ def test_ffv_fit_gate_writes_a_gated_model_and_keeps_the_input(face_folder, tmp_
     assert "video:" in video.output and "blur" not in video.output
     recipe = json.loads(next((tmp_path / "cache").glob("video_damage/*_aligned_p128_*/recipe.json")).read_text())
     assert recipe["seed"] == 1 and recipe["aligned"]
+    # Both: the video pairs and ffv eval's synthetic kinds, each a category of the fit.
+    both = CliRunner().invoke(main, ["-q", "fit-gate", str(source), str(face_folder), "-o", str(out),
+                                     "--video-damage", "12", "--samples", "40", "--with-synthetic"])
+    assert both.exit_code == 0, both.output
+    assert "video:" in both.output and ("mixed:" in both.output or "blur:" in both.output)
+    alone = CliRunner().invoke(main, ["fit-gate", str(source), str(face_folder), "-o", str(out), "--with-synthetic"])
+    assert alone.exit_code != 0 and "--video-damage" in alone.output
 
 
 def test_ffv_fit_gate_keeps_the_networks_shape(face_folder, tmp_path):

@@ -19,7 +19,11 @@ import click
               help="Score the network on this many aligned video-damage pairs of DATA_DIR (ffv train "
                    "--video-damage's restorer mix, other draws), and half as many sharp faces through a "
                    "light codec, instead of synthetic damage.")
-def fit_gate(model: Path, data_dir: Path, output: Path, samples: int, seed: int, video_damage: int) -> None:
+@click.option("--with-synthetic", is_flag=True,
+              help="With --video-damage: also score --samples faces of synthetic damage (ffv eval's kinds), "
+                   "so that the gate leaves alone those the network makes worse.")
+def fit_gate(model: Path, data_dir: Path, output: Path, samples: int, seed: int, video_damage: int,
+             with_synthetic: bool) -> None:
     """Teach MODEL (.keras) when to leave a face alone, from DATA_DIR's faces (the network is frozen)."""
     from framefusion_video.base.errors import FfvError
     from framefusion_video.training.gating import GateFitConfig, fit_gate_file
@@ -27,7 +31,9 @@ def fit_gate(model: Path, data_dir: Path, output: Path, samples: int, seed: int,
     if not data_dir.is_dir():
         raise click.ClickException(f"{data_dir}: no such folder")
     try:
-        config = GateFitConfig(samples=samples, seed=seed, video_damage=video_damage)
+        if with_synthetic and not video_damage:
+            raise click.UsageError("--with-synthetic adds synthetic damage to --video-damage's pairs")
+        config = GateFitConfig(samples=samples, seed=seed, video_damage=video_damage, with_synthetic=with_synthetic)
         path, report = fit_gate_file(model, data_dir, output, config)
     except FfvError as exc:
         raise click.ClickException(str(exc)) from exc

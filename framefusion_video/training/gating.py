@@ -53,6 +53,10 @@ class GateFitConfig:
     #: and half as many sharp ones through a light codec alone ("clean"), instead of the synthetic
     #: damage: what the pipeline meets.
     video_damage: int = 0
+    #: With ``video_damage``: also score ``samples`` faces of the synthetic damage (``ffv eval``'s
+    #: kinds), each kind a category of its own, so that the gate also leaves alone the kinds of
+    #: damage the network makes worse.
+    with_synthetic: bool = False
 
 
 @dataclass
@@ -129,6 +133,11 @@ def video_gate_data(generator, data_dir: str | os.PathLike, crop_size: int, conf
                                  progress=True, aligned=True)
         log.info("scoring the generator on %d %s pairs from %s", n, mix, cache)
         parts.append(pair_gate_data(generator, *load_pair_cache(cache, n), config.batch_size, category))
+    return _joined(parts)
+
+
+def _joined(parts: list[GateData]) -> GateData:
+    """One :class:`GateData` of several, in order."""
     return GateData(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(GateData)))
 
 
@@ -222,14 +231,16 @@ def fit_gate_file(model_path: str | os.PathLike, data_dir: str | os.PathLike, ou
     # The network keeps its own shape (widths, blocks); it gains a gate if it had none.
     generator = build_generator(replace(shape, gate=True))
     init_generator_from(generator, model_path)
+    parts = []
     if config.video_damage:
-        data = video_gate_data(generator, data_dir, shape.crop_size, config)
-    else:
+        parts.append(video_gate_data(generator, data_dir, shape.crop_size, config))
+    if not config.video_damage or config.with_synthetic:
         crops = load_aligned_crops(data_dir, shape.crop_size, progress=True)
         if len(crops) == 0:
             raise FfvError(data_dir, "no faces found to fit the gate on")
         log.info("scoring the generator on %d damaged faces from %s", config.samples, data_dir)
-        data = gate_data(generator, crops, config)
+        parts.append(gate_data(generator, crops, config))
+    data = _joined(parts)
     report = fit_gate(generator, data, config)
     output = Path(output)
     with atomic_path(output) as tmp:
