@@ -137,7 +137,7 @@ def damage_mix(name: str) -> VideoDamageConfig:
     "encoded": sharp clips through x264 alone at CRF 12-20: footage with nothing to restore, which a
     restorer's gate must leave alone (``ffv fit-gate --video-damage``).
     "sized": "light" on faces of every size a clip holds (``window_face_size``), for super-resolution:
-    the photos' own faces are 300 px, the largest a 720p clip's.
+    the photos' own faces are large (about 300 px), the largest a 720p clip holds.
     """
     if name == "full":
         return VideoDamageConfig()
