@@ -325,14 +325,18 @@ def face_patch(box: Sequence[float], low_hw: tuple[int, int], scale: int, patch:
     return start(cy, h), start(cx, w)
 
 
+def _face_side(rng: np.random.Generator, config: VideoDamageConfig) -> float:
+    """A face's longer side in the frame, px, drawn log-uniformly from ``config.face_size``."""
+    return float(np.exp(rng.uniform(*np.log(config.face_size))))
+
+
 def _reduced_to_face_size(photo: np.ndarray, box: Sequence[float], least: int, rng: np.random.Generator,
                           config: VideoDamageConfig) -> tuple[np.ndarray, list[float]]:
     """``photo`` reduced (area) so that the face ``box``'s longer side is drawn log-uniformly from
     ``config.face_size`` (never enlarged), and set in a frame of at least ``least`` px a side where it
     became smaller; the box in the result's pixels."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    target = float(np.exp(rng.uniform(*np.log(config.face_size))))
-    factor = min(1.0, target / max(x1 - x0, y1 - y0))
+    factor = min(1.0, _face_side(rng, config) / max(x1 - x0, y1 - y0))
     if factor < 1.0:
         size = (max(1, int(round(photo.shape[1] * factor))), max(1, int(round(photo.shape[0] * factor))))
         fx, fy = size[0] / photo.shape[1], size[1] / photo.shape[0]
@@ -387,8 +391,7 @@ def aligned_pair(photo: np.ndarray, box: Sequence[float], landmarks: np.ndarray,
 
     x0, y0, x1, y1 = (float(v) for v in box)
     side = max(x1 - x0, y1 - y0)
-    target = float(np.exp(rng.uniform(*np.log(config.face_size))))
-    factor = min(1.0, target / side)
+    factor = min(1.0, _face_side(rng, config) / side)
     half = 1.5 * side
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     left, top = max(0, int(cx - half)), max(0, int(cy - half))

@@ -134,18 +134,20 @@ def face_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray
     step, so that no seam or box shows. It is exactly 0 on the crop border and 1 in the middle,
     and left-right symmetric.
     """
-    if crop_size < 8:
-        raise ValueError(f"crop_size must be at least 8, got {crop_size}")
-    return _cached_mask(int(crop_size), float(config.erode), float(config.feather))
+    return _mask(crop_size, config, head=False)
 
 
 def paste_mask(crop_size: int, config: BlendConfig = BlendConfig()) -> np.ndarray:
     """What :func:`paste_faces` blends with before ``config.strength``: :func:`face_mask`'s shape
     for the whole head (hairline to below the chin, ear to ear), so that the face box a detector
     draws is restored to its rim; float32 (S, S), read-only, 0 on the crop border."""
+    return _mask(crop_size, config, head=True)
+
+
+def _mask(crop_size: int, config: BlendConfig, head: bool) -> np.ndarray:
     if crop_size < 8:
         raise ValueError(f"crop_size must be at least 8, got {crop_size}")
-    return _cached_mask(int(crop_size), float(config.erode), float(config.feather), True)
+    return _cached_mask(int(crop_size), float(config.erode), float(config.feather), head)
 
 
 def colour_targets(mean_o: np.ndarray, mean_r: np.ndarray,
