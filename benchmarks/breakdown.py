@@ -186,9 +186,9 @@ def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options
 
 
 def restorer_name(restorer) -> str:
-    """The file a restorer runs, or the two of a x4 cascade."""
-    if hasattr(restorer, "x4"):
-        return f"{Path(restorer.x4.path).name}, {Path(restorer.x2.path).name} then bicubic above {restorer.max_side} px"
+    """The file a restorer runs, and the bicubic enlargement after it where there is one."""
+    if hasattr(restorer, "network"):
+        return f"{Path(restorer.network.path).name} then bicubic x{restorer.scale // restorer.network.scale}"
     return Path(str(getattr(restorer, "path", "in memory"))).name
 
 

@@ -1,5 +1,5 @@
 """What each shipped network gains on face windows of the synthetic clip, with nothing else between
-it and the frame: the experiments behind ``inference.CascadeRestorer`` and the same-size notes in
+it and the frame: the experiments behind the ×4 notes of ``inference.EnlargedRestorer`` and the same-size notes in
 ``docs/what-we-tried.md``.
 
 Builds the seeded synthetic clip of frl faces (``synthetic_clip.build_clip``), takes every

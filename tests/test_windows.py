@@ -131,20 +131,21 @@ class _Scaled:
         return np.repeat(np.repeat(crops, self.scale, axis=1), self.scale, axis=2)
 
 
-def test_the_x4_cascade_sends_large_windows_through_the_x2_network_once_then_bicubic():
+def test_an_enlarged_restorer_runs_the_x2_network_once_then_bicubic_on_every_window():
     from framefusion_video.restore.blending import upscale_frame
-    from framefusion_video.restore.inference import CascadeRestorer
+    from framefusion_video.restore.inference import EnlargedRestorer
 
-    x4, x2 = _Scaled(4), _Scaled(2)
-    cascade = CascadeRestorer(x4, x2, max_side=64)
-    small = np.random.default_rng(0).random((1, 40, 64, 3), dtype=np.float32)
-    large = np.random.default_rng(1).random((2, 65, 50, 3), dtype=np.float32)
-    assert cascade.restore(small).shape == (1, 160, 256, 3) and (x4.calls, x2.calls) == (1, 0)
-    out = cascade.restore(large)
-    assert out.shape == (2, 260, 200, 3) and out.dtype == np.float32 and (x4.calls, x2.calls) == (1, 1)
-    np.testing.assert_array_equal(out[1], upscale_frame(np.repeat(np.repeat(large[1], 2, axis=0), 2, axis=1), 2))
-    with pytest.raises(ValueError):
-        CascadeRestorer(x2, x4, max_side=64)
+    x2 = _Scaled(2)
+    enlarged = EnlargedRestorer(x2, 4)
+    for seed, shape in enumerate([(1, 40, 64, 3), (2, 65, 50, 3)]):
+        crops = np.random.default_rng(seed).random(shape, dtype=np.float32)
+        out = enlarged.restore(crops)
+        assert out.shape == (shape[0], 4 * shape[1], 4 * shape[2], 3) and out.dtype == np.float32
+        np.testing.assert_array_equal(out[-1], upscale_frame(np.repeat(np.repeat(crops[-1], 2, axis=0), 2, axis=1), 2))
+    assert x2.calls == 2 and (enlarged.scale, enlarged.crop_size) == (4, None)
+    for network, scale in [(x2, 2), (x2, 3), (_Scaled(1), 4)]:
+        with pytest.raises(ValueError):
+            EnlargedRestorer(network, scale)
 
 
 def test_a_bicubic_x2_of_a_float_image_doubles_each_side_and_keeps_a_flat_image():
@@ -154,12 +155,13 @@ def test_a_bicubic_x2_of_a_float_image_doubles_each_side_and_keeps_a_flat_image(
     np.testing.assert_allclose(upscale_frame(flat, 2), np.full((10, 14, 3), 0.25, np.float32), atol=1e-6)
 
 
-def test_the_shipped_x4_restorer_is_the_cascade():
-    from framefusion_video.restore.inference import CascadeRestorer
+def test_the_shipped_x4_restorer_is_a_shipped_x2_network_then_bicubic():
+    from framefusion_video.restore.inference import EnlargedRestorer, default_sr_model_path
     from framefusion_video.restore.clip import load_default_restorer
 
     restorer = load_default_restorer(RestoreConfig(upscale=4))
-    assert isinstance(restorer, CascadeRestorer) and (restorer.scale, restorer.crop_size) == (4, None)
+    assert isinstance(restorer, EnlargedRestorer) and (restorer.scale, restorer.crop_size) == (4, None)
+    assert (restorer.network.scale, restorer.network.path) == (2, default_sr_model_path(4))
 
 
 def test_the_review_lets_a_repair_of_the_finest_detail_through_but_not_a_different_face():

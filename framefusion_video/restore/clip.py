@@ -135,23 +135,20 @@ UPSCALE_TILE_GRID = 3
 def load_default_restorer(config: RestoreConfig) -> Restorer:
     """The restorer named by ``config.model_path``; errors as FfvError.
 
-    None = the shipped weights: with ``upscale`` N > 1, the shipped ×N super-resolution generator
-    where one ships (``inference.SR_MODEL_NAMES``; at ×4, with the ×2 one then bicubic for large faces:
-    ``inference.CascadeRestorer``), else the default same-size generator. A super-resolution model
+    None = the shipped weights: with ``upscale`` N > 1, the shipped super-resolution generator
+    (``inference.SR_MODEL_NAMES``: a ×2 network, enlarged to ×N by bicubic where N is larger:
+    ``inference.EnlargedRestorer``), else the default same-size generator. A super-resolution model
     given by path must match ``upscale`` (:func:`checked_restorer`).
     """
-    from framefusion_video.restore.inference import CASCADE_MAX_SIDE, CascadeRestorer, default_sr_model_path, load_restorer
+    from framefusion_video.restore.inference import EnlargedRestorer, default_sr_model_path, load_restorer
 
     path = config.model_path
     if path is None and config.upscale > 1:
         path = default_sr_model_path(config.upscale)
     try:
-        threads = config.auto_model_threads()
-        restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
-        x2 = default_sr_model_path(2) if config.model_path is None and config.upscale == 4 else None
-        if x2 is not None and restorer.crop_size is None:
-            restorer = CascadeRestorer(restorer, load_restorer(x2, batch_size=config.batch_size, threads=threads),
-                                       CASCADE_MAX_SIDE)
+        restorer = load_restorer(path, batch_size=config.batch_size, threads=config.auto_model_threads())
+        if config.model_path is None and 1 < getattr(restorer, "scale", 1) < config.upscale:
+            restorer = EnlargedRestorer(restorer, config.upscale)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:

@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "ffv_generator.tflite"
 KERAS_MODEL_NAME = "ffv_generator.keras"
-#: The shipped super-resolution generators, by scale: ``ffv restore --upscale N`` runs faces
-#: through them when no --model is given.
-SR_MODEL_NAMES = {factor: f"ffv_span{factor}.tflite" for factor in UPSCALE_FACTORS if factor > 1}
+#: The shipped super-resolution generator of each ``--upscale`` factor, run on faces when no
+#: --model is given: ×2 networks both, ``--upscale 4`` enlarging its one's output by bicubic
+#: (:class:`EnlargedRestorer`). ``ffv_span2_sized`` learnt faces of every size a clip holds: better
+#: on small faces, worse than ``ffv_span2`` on large real ones at ×2 (``models/README.md``).
+SR_MODEL_NAMES = {2: "ffv_span2.tflite", 4: "ffv_span2_sized.tflite"}
 
 
 def shipped_weights_dir() -> Path:
@@ -204,41 +206,32 @@ class LiteRestorer:
         return out
 
 
-class CascadeRestorer:
-    """×4 super-resolution of windows of any size: a ×4 network for windows of up to ``max_side``
-    px; for larger ones the ×2 network once, its output enlarged twice more by bicubic.
+class EnlargedRestorer:
+    """A ×k super-resolution network of inputs of any size, its output enlarged by bicubic to
+    ×``scale`` (a multiple of k): ``ffv restore --upscale 4``'s default, ``ffv_span2_sized`` then
+    bicubic ×2, for every window.
 
-    SPAN ×4 fine-tuned on 32 px faces invents blotches on faces more than about twice that size
-    (a 67 px face came out 17 dB below bicubic). A second ×2 pass over the first one's output
-    invents detail too, at four times the pixels (four fifths of the cascade's work): on the
-    synthetic clip's faces reduced by 4, over bicubic by thirds of face size (<80, 80-150, 150+ px
-    at 720p), ×4 gains +1.4/+1.9/−1.2 dB, ×2 twice +0.7/+0.9/+0.2 and ×2 then bicubic
-    +1.2/+1.7/+1.3 (``scripts/window_choices.py --mode x4``). Same contract as :class:`LiteRestorer`.
+    On the synthetic clip of ``pixabay/val`` faces reduced by 4 (``benchmarks/quality_clip.py
+    --upscale 4 --faces ../shared/data/faces/pixabay/val``) the ×2 network then bicubic gained more
+    than a ×4 network on windows up to 32-96 px with this for larger ones, at every size: SPAN ×4,
+    fine-tuned on clean 32 px reductions, invents blotches on larger faces and keeps the codec's
+    damage. Same contract as :class:`LiteRestorer`.
     """
 
-    scale = 4
     crop_size = None
 
-    def __init__(self, x4, x2, max_side: int) -> None:
-        if (getattr(x4, "scale", 1), getattr(x2, "scale", 1)) != (4, 2) or x4.crop_size or x2.crop_size:
-            raise ValueError("a cascade needs a x4 and a x2 network that take inputs of any size")
-        self.x4, self.x2, self.max_side = x4, x2, int(max_side)
+    def __init__(self, network, scale: int) -> None:
+        factor = int(getattr(network, "scale", 1))
+        if factor < 2 or int(scale) % factor or int(scale) == factor or network.crop_size is not None:
+            raise ValueError(f"cannot enlarge a x{factor} network of crop size {network.crop_size} to x{scale}")
+        self.network, self.scale, self.path = network, int(scale), getattr(network, "path", None)
 
     def restore(self, crops: np.ndarray) -> np.ndarray:
-        """float32 (N, H, W, 3) in [0, 1] -> (N, 4H, 4W, 3)."""
-        crops = _as_crops(crops, None)
-        if max(crops.shape[1:3]) <= self.max_side:
-            return self.x4.restore(crops)
+        """float32 (N, H, W, 3) in [0, 1] -> (N, scale H, scale W, 3)."""
         from framefusion_video.restore.blending import upscale_frame
 
-        return np.stack([upscale_frame(out, 2) for out in np.clip(self.x2.restore(crops), 0.0, 1.0)])
-
-
-#: Windows (px, longer side) up to which the shipped ×4 network runs alone; larger ones go through
-#: the ×2 network and bicubic (:class:`CascadeRestorer`): about a 49 px face and its margin. At 80 px
-#: ``--upscale 4`` ran 1.4 times faster and gained 0.05 dB more on the synthetic clip, but the ×4
-#: network took a real selfie's 50-60 px face 2.7 dB below bicubic (``benchmarks/quality_real_sr.py``).
-CASCADE_MAX_SIDE = 64
+        out = np.clip(self.network.restore(_as_crops(crops, None)), 0.0, 1.0)
+        return np.stack([upscale_frame(o, self.scale // self.network.scale) for o in out])
 
 
 def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:

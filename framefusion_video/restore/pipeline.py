@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class Restorer(Protocol):
-    """What the pipeline needs from a restorer (``inference.LiteRestorer``, ``KerasRestorer``, ``CascadeRestorer`` or a test fake).
+    """What the pipeline needs from a restorer (``inference.LiteRestorer``, ``KerasRestorer``, ``EnlargedRestorer`` or a test fake).
 
     ``crop_size``: the side S of the crops it takes. An optional ``scale`` (default 1) makes it a
     super-resolution network: its outputs are ``scale`` times its inputs, the pipeline gives it a
