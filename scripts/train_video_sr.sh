@@ -28,6 +28,12 @@
 # --video-damage 2000`). A new run may start elsewhere: INIT=FILE.keras, LR_SCALE, ADV_START (a
 # batch it never reaches turns the critic off), RUN=runs/NAME.
 #
+# NET=span at SCALE 1 trains a same-size SPAN restorer of the frame's own pixels instead, in
+# runs/video_span_restorer: SPAN x2 on each window's 2x2 area means and a full-resolution head that
+# starts as the identity (`ffv train --span 1 --unshuffle 2`), on windows of faces of every size
+# under the restorer's damage (`--video-damage-mix windows`), from the sized x2 run's snapshot 2000
+# (ffv_span2_sized), no critic: Pixabay and Apache-2.0 only.
+#
 # LR_SCALE, on a resume, sets the learning rates' multiplier from there on (a late decay: the light
 # run's 0.2 -> 0.05 makes the snapshots wander less).
 #
@@ -40,12 +46,14 @@ SCALE=${1:?usage: train_video_sr.sh SCALE(1|2|4) [MINUTES]}
 MINUTES=${2:-60}
 MIX=${MIX:-full}
 SUFFIX=$([ "$MIX" = full ] && echo "" || echo "_$MIX")
-NAME=$([ "$SCALE" = 1 ] && echo video_restorer || echo "video_span$SCALE$SUFFIX")
+NET=${NET:-unet}
+NAME=$([ "$SCALE" = 1 ] && { [ "$NET" = span ] && echo video_span_restorer || echo video_restorer; } \
+       || echo "video_span$SCALE$SUFFIX")
 RUN=${RUN:-runs/$NAME}
 COMMITTED=models/training/$(basename "$RUN")
 FACES=${FFV_SHARED_DATA:-../shared/data}/faces/pixabay
 FFV=("${PYTHON:-.venv/bin/python}" -m framefusion_video)
-PAIRS=${PAIRS:-$([ "$SCALE" = 1 ] && echo 4000 || echo 2000)}
+PAIRS=${PAIRS:-$([ "$SCALE" = 1 ] && [ "$NET" != span ] && echo 4000 || echo 2000)}
 # Fidelity first: the critic joins once the network has moved to the new damage.
 ADV_DEFAULT=$(case "$SCALE" in 1) echo 1500 ;; 2) echo 2000 ;; *) echo 4000 ;; esac)
 
@@ -59,6 +67,13 @@ if [ -f "$RUN/checkpoint.json" ]; then
         ${LR_SCALE:+--lr-scale "$LR_SCALE"}
 fi
 
+if [ "$SCALE" = 1 ] && [ "$NET" = span ]; then
+    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span2_sized_2000.keras
+    [ -f "$START" ] || "${FFV[@]}" export models/training/video_span2_sized --snapshot 2000 --no-tflite -o "$START"
+    exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span 1 --unshuffle 2 --video-damage "$PAIRS" \
+        --video-damage-mix windows --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
+        --adv-start "${ADV_START:-100000000}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
+fi
 if [ "$SCALE" = 1 ]; then
     # The UTKFace U-Net, as shipped before its fine-tune (the shipped file is now the fine-tune's).
     START=${INIT:-${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/utkface_unet.keras}

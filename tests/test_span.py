@@ -289,23 +289,25 @@ def test_official_x4_weights_convert_and_beat_bicubic_on_a_face() -> None:
     assert gain > 0.5
 
 
-def test_a_restorer_on_x4_weights_starts_as_the_identity_with_x4_on_area_means(tmp_path: Path) -> None:
+@pytest.mark.parametrize("factor", [4, 2])
+def test_a_restorer_on_sr_weights_starts_as_the_identity_with_the_sr_network_on_area_means(
+        tmp_path: Path, factor: int) -> None:
     import keras
 
     from framefusion_video.evaluation.images import downscale_area
     from framefusion_video.training.trainer import init_generator_from
 
-    sr = build_span(SpanConfig(scale=4, channels=8, blocks=2, input_size=8))
+    sr = build_span(SpanConfig(scale=factor, channels=8, blocks=2, input_size=32 // factor))
     rng = np.random.default_rng(2)
     sr.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in sr.get_weights()])
-    sr.save(tmp_path / "x4.keras")
-    restorer = build_span(SpanConfig(scale=1, channels=8, blocks=2, input_size=32, unshuffle=4, head_channels=4))
+    sr.save(tmp_path / "sr.keras")
+    restorer = build_span(SpanConfig(scale=1, channels=8, blocks=2, input_size=32, unshuffle=factor, head_channels=4))
     assert restorer.input_shape == restorer.output_shape == (None, 32, 32, 3)
-    assert init_generator_from(restorer, tmp_path / "x4.keras") == ["head_1", "head_2", "residual"]
+    assert init_generator_from(restorer, tmp_path / "sr.keras") == ["head_1", "head_2", "residual"]
     x = rng.random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_array_equal(restorer.predict(x, verbose=0), x)  # the correction starts at zero
     estimate = keras.Model(restorer.input, restorer.get_layer("pixel_shuffle").output).predict(x, verbose=0)
-    expected = _unclipped(sr).predict(downscale_area(x, 4), verbose=0)
+    expected = _unclipped(sr).predict(downscale_area(x, factor), verbose=0)
     np.testing.assert_allclose(estimate, expected, atol=1e-5 * np.abs(expected).max())
     restorer.get_layer("residual").set_weights([w + 0.5 for w in restorer.get_layer("residual").get_weights()])
     assert np.abs(restorer.predict(x, verbose=0) - x).max() > 0.005  # ... and is the head's output

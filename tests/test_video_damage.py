@@ -112,9 +112,15 @@ def test_the_sized_mix_draws_faces_of_clip_sizes_in_a_frame_a_window_fits(photo,
     assert min(sides) < 55 and max(sides) <= 80.0 + 1e-6 and all(min(s[:2]) >= 2 * 50 for s in shapes)
 
 
+def test_the_windows_mix_is_the_restorer_mix_on_faces_of_clip_sizes():
+    windows = damage_mix("windows")
+    assert windows.window_face_size and replace(windows, window_face_size=False) == damage_mix("restorer")
+
+
 def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     full, light = damage_mix("full"), damage_mix("light")
-    assert full == VideoDamageConfig() and set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized"}
+    assert full == VideoDamageConfig()
+    assert set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized", "windows"}
     draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
              for name in ("full", "light")}
     blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}
@@ -221,3 +227,12 @@ def test_ffv_train_span_on_video_damage_then_resume(face_folder, tmp_path):
     assert recipe["aligned"] and recipe["scale"] == 1 and recipe["config"]["lighting_prob"] == 0.25
     mixed = CliRunner().invoke(main, [*args, "--span", "2", "--video-damage", "4", "--extra", str(face_folder)])
     assert mixed.exit_code != 0 and "--extra" in mixed.output
+    native = tmp_path / "native"
+    result = CliRunner().invoke(main, ["-q", "train", str(face_folder), "--out", str(native), "--batch-size", "2",
+                                       "--span", "1", "--unshuffle", "2", "--video-damage", "4",
+                                       "--video-damage-mix", "windows", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((native / "checkpoint.json").read_text())["config"]
+    assert config["span"]["unshuffle"] == 2 and config["video_damage_mix"] == "windows"
+    wrong = CliRunner().invoke(main, [*args, "--span", "2", "--unshuffle", "2", "--video-damage", "4"])
+    assert wrong.exit_code != 0 and "--unshuffle" in wrong.output

@@ -21,7 +21,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return numbers
 
 
-#: ``--span 1`` runs SPAN ×4 on the crop reduced 4x: the size its weights were trained at.
+#: ``--span 1`` runs SPAN ×4 on the crop reduced 4x (the size its weights were trained at), or with
+#: ``--unshuffle 2`` SPAN ×2 on the crop reduced 2x.
 RESTORER_UNSHUFFLE = 4
 
 
@@ -64,6 +65,9 @@ RESTORER_UNSHUFFLE = 4
                    "shrunk by that factor and restored to full size. 1: a same-size restorer, SPAN x4 on the crop's "
                    "4x4 area means and a full-size head. Start it from converted weights with --init-from "
                    "(x4's for 1).")
+@click.option("--unshuffle", type=click.Choice(["2", "4"]),
+              help=f"--span 1: SPAN xN on the crop's NxN area means (default {RESTORER_UNSHUFFLE}; 2 starts from a "
+                   "x2 network's weights).")
 @click.option("--video-damage", type=click.IntRange(min=1),
               help="Train on this many frames of DATA_DIR's photos put through real video damage (a short clip "
                    "blurred, reduced, noised per frame and encoded by x264/x265), cut around the faces, and "
@@ -86,7 +90,8 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
           max_minutes: float | None, batch_size: int, accum: int, checkpoint_minutes: float, snapshot_every: int | None,
           limit_images: int | None, seed: int, lr_scale: float | None, init_from: Path | None,
           widths: tuple[int, ...] | None, blocks: tuple[int, ...] | None, extra_dirs: tuple[Path, ...],
-          extra_repeat: int | None, span_scale: str | None, clean_prob: float | None, single_prob: float | None,
+          extra_repeat: int | None, span_scale: str | None, unshuffle: str | None, clean_prob: float | None,
+          single_prob: float | None,
           adv_start: int | None, adv_weight: float | None, video_damage: int | None, video_damage_mix: str | None,
           export_path: Path | None) -> None:
     """Train the generator (a U-Net, or SPAN with --span) against a PatchGAN critic on DATA_DIR's faces."""
@@ -105,6 +110,8 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
                                               ("adv_weight", adv_weight), ("video_damage", video_damage),
                                               ("video_damage_mix", video_damage_mix))
               if value is not None}
+    if unshuffle and span_scale != "1":
+        raise click.UsageError("--unshuffle shapes a same-size SPAN restorer (--span 1)")
     if (shape or recipe or extra_dirs or span_scale) and resume:
         raise click.UsageError("the network and data options shape a new run; a resumed run keeps its own")
     if video_damage and extra_dirs:
@@ -118,7 +125,7 @@ def train(data_dir: Path, val_dir: Path | None, out_dir: Path, resume: bool, max
     if span_scale:
         scale = int(span_scale)
         recipe["span"] = SpanConfig(scale=scale, input_size=generator.crop_size // scale,
-                                    unshuffle=RESTORER_UNSHUFFLE if scale == 1 else 1)
+                                    unshuffle=int(unshuffle or RESTORER_UNSHUFFLE) if scale == 1 else 1)
     if extra_dirs:
         recipe["extra_dirs"] = tuple(str(d) for d in extra_dirs)
     try:

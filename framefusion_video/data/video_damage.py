@@ -138,6 +138,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
     restorer's gate must leave alone (``ffv fit-gate --video-damage``).
     "sized": "light" on faces of every size a clip holds (``window_face_size``), for super-resolution:
     the photos' own faces are large (about 300 px), the largest a 720p clip holds.
+    "windows": "restorer" on windows of faces of every size a clip holds, for a same-size restorer
+    of the frame's own pixels (``ffv train --span 1``).
     """
     if name == "full":
         return VideoDamageConfig()
@@ -149,6 +151,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
                                  noise_sigma=(1.0, 16.0), crf=(18, 40), mpeg4_prob=0.2)
     if name == "sized":
         return replace(damage_mix("light"), window_face_size=True)
+    if name == "windows":
+        return replace(damage_mix("restorer"), window_face_size=True)
     if name == "encoded":
         return VideoDamageConfig(blur_prob=0.0, restorer_soften_prob=0.0, soften_prob=0.0, noise_prob=0.0,
                                  crf=(12, 20), x265_prob=0.0)
