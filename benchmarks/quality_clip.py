@@ -23,6 +23,7 @@ restored face should be no further from the clean face than its input is.
     .venv/bin/python benchmarks/quality_clip.py --write                  # also into RESULTS.md
     .venv/bin/python benchmarks/quality_clip.py --upscale 4 --no-ssim    # super-resolution of a reduced clip
     .venv/bin/python benchmarks/quality_clip.py --no-ssim --identity     # identity distances too (dlib)
+    .venv/bin/python benchmarks/quality_clip.py --upscale 2 --min-face 150 # large faces only (150-300 px)
 
 Prints markdown; ``--json`` writes every figure (per face-frame too); ``--write`` replaces the
 section ``quality_clip`` + the ``--restore`` options (``--section`` to name another) of
@@ -184,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="a 480x272 clip of 8 frames and 4 faces (tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--segments", type=int, help="shots (default 10; --small: 2)")
+    parser.add_argument("--min-face", type=int, help="smallest face box side, px (default 40)")
+    parser.add_argument("--max-face", type=int, help="largest face box side, px (default 300)")
     parser.add_argument("--damaged-crf", type=int, default=30)
     parser.add_argument("--clean-crf", type=int, default=12)
     parser.add_argument("--sr-crf", type=int, default=SR_CRF,
@@ -213,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(seed=args.seed, damaged_crf=args.damaged_crf, clean_crf=args.clean_crf)
     if args.segments:
         overrides["segments"] = args.segments
+    overrides.update({k: v for k, v in (("min_face", args.min_face), ("max_face", args.max_face)) if v is not None})
     clip_config = ClipConfig.small(**overrides) if args.small else ClipConfig(**overrides)
     inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())
     if not inputs or any(i not in INPUTS for i in inputs):

@@ -124,9 +124,13 @@ def test_the_super_resolution_benchmark_scores_a_reduced_clip_at_full_size(faces
         sys.path.remove(str(BENCHMARKS))
     out = tmp_path / "scores.json"
     assert bench.main(["--faces", str(faces_dir), "--small", "--no-ssim", "--upscale", "2", "--inputs", "clean",
+                       "--min-face", "50", "--max-face", "100",
                        "--restore", "strength=0", "--json", str(out), "--work", str(tmp_path / "work")]) == 0
     results = json.loads(out.read_text())
     assert results["restore_options"] == {"strength": "0", "upscale": "2"}
+    config = results["clip"]["config"]
+    assert (config["min_face"], config["max_face"]) == (50, 100)
+    assert all(50 <= f["size"] <= 100 for f in results["inputs"]["clean"]["face_frames"])
     s = results["inputs"]["clean"]["summary"]
     assert "classical" not in s["faces"]
     assert s["faces"]["input"]["psnr"] == s["faces"]["transcode"]["psnr"] < 40.0  # the enlargement loses detail
