@@ -6,7 +6,7 @@ Builds the seeded synthetic clip of unseen faces (``synthetic_clip.build_clip``,
 - ``x1``: the damaged clip (faces blurred, reduced, noised, darkened... then x264 CRF 30), restored
   at the same size by the default generator;
 - ``x2``, ``x4``: the clean clip reduced by 2 or 4 (area) and encoded (x264 CRF ``--sr-crf``),
-  super-resolved by what `ffv restore --upscale 2|4` runs by default.
+  super-resolved by what ``ffv restore --upscale 2|4`` runs by default.
 
 Every input is decoded once, its faces detected and tracked once (``tracking.track_faces``, as
 ``ffv restore`` does), and the frames are then scored after each stage, each row adding one:
