@@ -214,7 +214,7 @@ class EnlargedRestorer:
     On the synthetic clip of ``pixabay/val`` faces reduced by 4 (``benchmarks/quality_clip.py
     --upscale 4 --faces ../shared/data/faces/pixabay/val``) the ×2 network then bicubic gained as
     much or more, at every face size, than a ×4 network on windows up to 32-96 px with this for
-    larger ones (+1.04 dB over bicubic against +1.01 at best; ``docs/what-we-tried.md``): SPAN ×4,
+    larger ones (+1.04 dB over bicubic against +1.02 at best; ``docs/what-we-tried.md``): SPAN ×4,
     fine-tuned on clean 32 px reductions, invents blotches on larger faces and keeps the codec's
     damage. Same contract as :class:`LiteRestorer`.
     """
