@@ -143,6 +143,7 @@ def test_an_enlarged_restorer_runs_the_x2_network_once_then_bicubic_on_every_win
         assert out.shape == (shape[0], 4 * shape[1], 4 * shape[2], 3) and out.dtype == np.float32
         np.testing.assert_array_equal(out[-1], upscale_frame(np.repeat(np.repeat(crops[-1], 2, axis=0), 2, axis=1), 2))
     assert x2.calls == 2 and (enlarged.scale, enlarged.crop_size) == (4, None)
+    assert enlarged.restore(np.zeros((0, 8, 6, 3), np.float32)).shape == (0, 32, 24, 3)
     for network, scale in [(x2, 2), (x2, 3), (_Scaled(1), 4)]:
         with pytest.raises(ValueError):
             EnlargedRestorer(network, scale)

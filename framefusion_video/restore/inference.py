@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "ffv_generator.tflite"
 KERAS_MODEL_NAME = "ffv_generator.keras"
 #: The shipped super-resolution generator of each ``--upscale`` factor, run on faces when no
-#: --model is given: ×2 networks both, ``--upscale 4`` enlarging its one's output by bicubic
+#: --model is given: two ×2 networks, ``--upscale 4`` enlarging its one's output by bicubic ×2
 #: (:class:`EnlargedRestorer`). ``ffv_span2_sized`` learnt faces of every size a clip holds: better
 #: on small faces, worse than ``ffv_span2`` on large real ones at ×2 (``models/README.md``).
 SR_MODEL_NAMES = {2: "ffv_span2.tflite", 4: "ffv_span2_sized.tflite"}
@@ -231,7 +231,10 @@ class EnlargedRestorer:
         """float32 (N, H, W, 3) in [0, 1] -> (N, scale H, scale W, 3)."""
         from framefusion_video.restore.blending import upscale_frame
 
-        out = np.clip(self.network.restore(_as_crops(crops, None)), 0.0, 1.0)
+        crops = _as_crops(crops, None)
+        if not len(crops):
+            return np.empty((0, self.scale * crops.shape[1], self.scale * crops.shape[2], 3), np.float32)
+        out = np.clip(self.network.restore(crops), 0.0, 1.0)
         return np.stack([upscale_frame(o, self.scale // self.network.scale) for o in out])
 
 
