@@ -5,7 +5,7 @@ frames, by damage kind; the same for the shipped U-Net's correction of each alig
 over the whole crop (``benchmarks/breakdown.py``'s "whole crop" row, true boxes' landmarks not
 being known: detected faces there).
 
-    .venv/bin/python scripts/span_restorer_windows.py runs/video_span_restorer --snapshot 900
+    .venv/bin/python scripts/span_restorer_windows.py models/training/video_span_restorer --snapshot 900
 
 Chosen on ``pixabay/val`` (the default ``--faces``); ``--step`` N scores every Nth frame.
 """
