@@ -32,7 +32,10 @@
 # runs/video_span_restorer: SPAN x2 on each window's 2x2 area means and a full-resolution head that
 # starts as the identity (`ffv train --span 1 --unshuffle 2`), on windows of faces of every size
 # under the restorer's damage (`--video-damage-mix windows`), from the sized x2 run's snapshot 2000
-# (ffv_span2_sized), no critic: Pixabay and Apache-2.0 only.
+# (ffv_span2_sized), no critic: Pixabay and Apache-2.0 only. NET=span MIX=single trains it on one
+# damage per clip (`--video-damage-mix single`: sharp, blurred, reduced, noised or heavily encoded
+# faces, so that it learns what to leave alone) in runs/video_span_restorer_single, from that run's
+# snapshot LIGHT_FROM (default 1500, committed in models/training/video_span_restorer/snapshots/).
 #
 # LR_SCALE, on a resume, sets the learning rates' multiplier from there on (a late decay: the light
 # run's 0.2 -> 0.05 makes the snapshots wander less).
@@ -47,7 +50,7 @@ MINUTES=${2:-60}
 MIX=${MIX:-full}
 SUFFIX=$([ "$MIX" = full ] && echo "" || echo "_$MIX")
 NET=${NET:-unet}
-NAME=$([ "$SCALE" = 1 ] && { [ "$NET" = span ] && echo video_span_restorer || echo video_restorer; } \
+NAME=$([ "$SCALE" = 1 ] && { [ "$NET" = span ] && echo "video_span_restorer$SUFFIX" || echo video_restorer; } \
        || echo "video_span$SCALE$SUFFIX")
 RUN=${RUN:-runs/$NAME}
 COMMITTED=models/training/$(basename "$RUN")
@@ -68,10 +71,15 @@ if [ -f "$RUN/checkpoint.json" ]; then
 fi
 
 if [ "$SCALE" = 1 ] && [ "$NET" = span ]; then
-    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/video_span2_sized_2000.keras
-    [ -f "$START" ] || "${FFV[@]}" export models/training/video_span2_sized --snapshot 2000 --no-tflite -o "$START"
+    if [ "$MIX" = single ]; then
+        FROM=${FROM:-video_span_restorer} LIGHT_FROM=${LIGHT_FROM:-1500} DAMAGE=single
+    else
+        FROM=${FROM:-video_span2_sized} LIGHT_FROM=${LIGHT_FROM:-2000} DAMAGE=windows
+    fi
+    START=${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/${FROM}_$LIGHT_FROM.keras
+    [ -f "$START" ] || "${FFV[@]}" export "models/training/$FROM" --snapshot "$LIGHT_FROM" --no-tflite -o "$START"
     exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --span 1 --unshuffle 2 --video-damage "$PAIRS" \
-        --video-damage-mix windows --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
+        --video-damage-mix "$DAMAGE" --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
         --adv-start "${ADV_START:-100000000}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
 if [ "$SCALE" = 1 ]; then

@@ -117,10 +117,34 @@ def test_the_windows_mix_is_the_restorer_mix_on_faces_of_clip_sizes():
     assert windows.window_face_size and replace(windows, window_face_size=False) == damage_mix("restorer")
 
 
+def test_the_single_mix_gives_each_clip_one_damage_over_its_codec(photo, monkeypatch):
+    from framefusion_video.data import video_damage
+
+    single = damage_mix("single")
+    assert single.window_face_size and single.one_damage
+    draws = [sample_damage(np.random.default_rng([7, i]), 1, single) for i in range(500)]
+    damages = [(d.blur is not None) + (d.soften > 1.0) + (d.noise_sigma is not None)
+               + (d.codec == "mpeg4" or d.crf > single.crf[1]) for d in draws]
+    assert set(damages) == {0, 1}  # never two at once
+    assert 0.12 < damages.count(0) / len(draws) < 0.28  # "none": a fifth of the clips
+    light = [d for d in draws if d.codec != "mpeg4" and d.crf <= single.crf[1]]
+    assert all(single.crf[0] <= d.crf for d in light)
+    assert any(d.codec == "mpeg4" for d in draws) and any(d.crf >= single.heavy_crf[0] for d in draws)
+    # Windows blur in proportion to the face: the 80 px astronaut face reduced to 40-80 px.
+    seen = []
+    monkeypatch.setattr(video_damage, "damage_clip", lambda frames, scale, damage, rng: seen.append(damage) or frames)
+    monkeypatch.setattr(video_damage, "_reduced_to_face_size", lambda photo, box, least, rng, config: (photo, box))
+    for i in range(40):
+        damaged_pair(photo, ASTRONAUT_FACE, 1, 48, np.random.default_rng(i), single)
+    sigmas = [max(d.blur[:2]) for d in seen if d.blur]
+    assert sigmas and min(sigmas) >= 0.005 * 80 - 1e-6 and max(sigmas) <= 0.025 * 80 + 1e-6
+    assert "one_damage" not in damage_mix("windows").cache_key()  # the windows cache keeps its key
+
+
 def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     full, light = damage_mix("full"), damage_mix("light")
     assert full == VideoDamageConfig()
-    assert set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized", "windows"}
+    assert set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized", "windows", "single"}
     draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
              for name in ("full", "light")}
     blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}

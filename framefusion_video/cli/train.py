@@ -74,8 +74,9 @@ RESTORER_UNSHUFFLE = 4
                    "validate on --val's the same way. Made once and cached in $FFV_CACHE/video_damage "
                    "(about 0.15 s a pair; an interrupted build resumes).")
 @click.option("--video-damage-mix", type=click.Choice(VIDEO_DAMAGE_MIXES),
-              help="Which damage --video-damage draws (default full): full, or light (mostly sharp clips, the "
-                   "same codecs; video_damage.damage_mix).")
+              help="Which damage --video-damage draws (default full); each mix is described by "
+                   "video_damage.damage_mix: e.g. light (mostly sharp clips, the same codecs) or single (one "
+                   "damage per clip, a fifth of them sharp).")
 @click.option("--clean-prob", type=click.FloatRange(0, 1), help="Share of undamaged training pairs (default 0.1).")
 @click.option("--single-prob", type=click.FloatRange(0, 1),
               help="Share of pairs with one kind of damage alone (default 0.5); the rest get mixed damage.")

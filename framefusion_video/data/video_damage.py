@@ -59,7 +59,11 @@ SHARD_SIZE = 100
 CACHE_VERSION = 1
 #: VideoDamageConfig fields added after caches existed, and their defaults (``cache_key``).
 LATER_FIELDS = {"face_size": (40.0, 300.0), "lighting_prob": 0.0, "blur_face_share": (0.0, 0.0),
-                "mpeg4_prob": 0.0, "mpeg4_qscale": (4, 25), "window_face_size": False}
+                "mpeg4_prob": 0.0, "mpeg4_qscale": (4, 25), "window_face_size": False, "one_damage": False,
+                "heavy_crf": (32, 45)}
+
+#: The damages of which a ``one_damage`` clip gets exactly one (drawn uniformly), beside its codec.
+ONE_DAMAGES = ("none", "blur", "soften", "noise", "codec")
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,12 @@ class VideoDamageConfig:
     #: where it became smaller than a window: faces at the sizes a clip holds, not only the
     #: photos' own.
     window_face_size: bool = False
+    #: Each clip gets one damage of :data:`ONE_DAMAGES` over a codec at ``crf`` ("codec": x264/x265
+    #: at ``heavy_crf``, or MPEG-4 Part 2 with ``mpeg4_prob``), instead of an independent draw of
+    #: each: drawn independently, damages compound, and hardly a clip is sharp or damaged one way.
+    #: Windows then blur in proportion to the face, as aligned pairs do (``blur_face_share``).
+    one_damage: bool = False
+    heavy_crf: tuple[int, int] = (32, 45)  # inclusive
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.frames % 2 == 0:
@@ -140,6 +150,10 @@ def damage_mix(name: str) -> VideoDamageConfig:
     the photos' own faces are large (about 300 px), the largest a 720p clip holds.
     "windows": "restorer" on windows of faces of every size a clip holds, for a same-size restorer
     of the frame's own pixels (``ffv train --span 1``).
+    "single": "windows" with one damage per clip (``one_damage``: sharp, blurred in proportion to
+    the face, reduced up to 4x, noised up to 16, or heavily encoded), the rest through x264/x265 at
+    CRF 18-30, a sixth of the clips badly lit: a restorer that also sees sharp and singly damaged
+    faces, so that it learns what to leave alone.
     """
     if name == "full":
         return VideoDamageConfig()
@@ -153,6 +167,9 @@ def damage_mix(name: str) -> VideoDamageConfig:
         return replace(damage_mix("light"), window_face_size=True)
     if name == "windows":
         return replace(damage_mix("restorer"), window_face_size=True)
+    if name == "single":
+        return replace(damage_mix("windows"), one_damage=True, crf=(18, 30), blur_face_share=(0.005, 0.025),
+                       lighting_prob=1 / 6, mpeg4_prob=0.4)
     if name == "encoded":
         return VideoDamageConfig(blur_prob=0.0, restorer_soften_prob=0.0, soften_prob=0.0, noise_prob=0.0,
                                  crf=(12, 20), x265_prob=0.0)
@@ -175,6 +192,8 @@ class ClipDamage:
 
 def sample_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfig = VideoDamageConfig()) -> ClipDamage:
     """Draw one clip's damage (blur on the clean grid, so its sigma is ``scale`` x the low-res one)."""
+    if config.one_damage:
+        return _one_damage(rng, scale, config)
     blur = None
     if rng.random() < config.blur_prob:
         sx = rng.uniform(*config.blur_sigma) * scale
@@ -194,6 +213,41 @@ def sample_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfi
     if config.mpeg4_prob > 0 and rng.random() < config.mpeg4_prob:
         codec, crf = "mpeg4", int(rng.integers(config.mpeg4_qscale[0], config.mpeg4_qscale[1] + 1))
     return ClipDamage(blur, area, float(soften), noise, grey, codec, crf, preset)
+
+
+def _one_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfig) -> ClipDamage:
+    """A clip's damage under ``config.one_damage``: one of :data:`ONE_DAMAGES`, drawn uniformly."""
+    kind = ONE_DAMAGES[int(rng.integers(len(ONE_DAMAGES)))]
+    blur = None
+    if kind == "blur":
+        sx = rng.uniform(*config.blur_sigma) * scale
+        sy = rng.uniform(*config.blur_sigma) * scale if rng.random() < config.anisotropic_prob else sx
+        blur = (sx, sy, rng.uniform(0, math.pi))
+    soften = 1.0
+    if kind == "soften":
+        soften = rng.uniform(*(config.restorer_soften if scale == 1 else config.soften))
+    noise = rng.uniform(*config.noise_sigma) if kind == "noise" else None
+    codec = "libx265" if rng.random() < config.x265_prob else "libx264"
+    crf = int(rng.integers(config.crf[0], config.crf[1] + 1))
+    if kind == "codec":
+        if rng.random() < config.mpeg4_prob:
+            codec, crf = "mpeg4", int(rng.integers(config.mpeg4_qscale[0], config.mpeg4_qscale[1] + 1))
+        else:
+            crf = int(rng.integers(config.heavy_crf[0], config.heavy_crf[1] + 1))
+    preset = str(config.presets[int(rng.integers(len(config.presets)))])
+    return ClipDamage(blur, bool(rng.random() < config.area_prob), float(soften), noise,
+                      bool(rng.random() < config.grey_noise_prob), codec, crf, preset)
+
+
+def _blur_by_face(damage: ClipDamage, side: float, rng: np.random.Generator, config: VideoDamageConfig
+                  ) -> ClipDamage:
+    """``damage`` with its blur rescaled so that the larger sigma is ``config.blur_face_share`` of
+    the face's side (``side``, px on the grid the blur is applied to); unchanged where unset."""
+    if damage.blur is None or config.blur_face_share[1] <= 0:
+        return damage
+    sx, sy, theta = damage.blur
+    k = rng.uniform(*config.blur_face_share) * side / max(sx, sy)
+    return replace(damage, blur=(sx * k, sy * k, theta))
 
 
 def frame_grid(shape: tuple[int, ...], scale: int) -> tuple[int, int]:
@@ -373,6 +427,8 @@ def damaged_pair(photo: np.ndarray, box: Sequence[float], scale: int, patch: int
         raise ValueError(f"a {w}x{h} frame is under {patch} px at x{scale}")
     clean = np.ascontiguousarray(photo[:h, :w])
     damage = sample_damage(rng, scale, config)
+    if config.one_damage:
+        damage = _blur_by_face(damage, max(box[2] - box[0], box[3] - box[1]), rng, config)
     frames = make_clip(clean, config.frames, rng, pan=config.pan * scale, zoom=config.zoom)
     damaged = damage_clip(lit_frames(frames, rng, config), scale, damage, rng)[config.frames // 2]
     y0, x0 = face_patch(box, damaged.shape[:2], scale, patch, rng, config)
@@ -407,11 +463,7 @@ def aligned_pair(photo: np.ndarray, box: Sequence[float], landmarks: np.ndarray,
     frame = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
     # OpenCV's resize maps pixel centres: x -> (x + 0.5) * factor - 0.5.
     marks = (np.asarray(landmarks, np.float64) - (left, top) + 0.5) * (size[0] / w, size[1] / h) - 0.5
-    damage = sample_damage(rng, 1, config)
-    if damage.blur is not None and config.blur_face_share[1] > 0:
-        sx, sy, theta = damage.blur
-        k = rng.uniform(*config.blur_face_share) * side * factor / max(sx, sy)
-        damage = replace(damage, blur=(sx * k, sy * k, theta))
+    damage = _blur_by_face(sample_damage(rng, 1, config), side * factor, rng, config)
     frames = make_clip(frame, config.frames, rng, pan=config.pan, zoom=config.zoom)
     damaged = damage_clip(lit_frames(frames, rng, config), 1, damage, rng)[config.frames // 2]
     matrix = estimate_alignment(marks, crop)
