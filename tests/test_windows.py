@@ -9,8 +9,8 @@ import pytest
 
 from framefusion_video.restore.config import RestoreConfig
 from framefusion_video.restore.pipeline import restore_frames
-from framefusion_video.restore.windows import (MIN_MARGIN, WINDOW_MARGIN, box_weights, cut_window, feather_mask,
-                                               grown_box, paste_window, reduce_output, window_rect)
+from framefusion_video.restore.windows import (MIN_MARGIN, SAME_SIZE_MULTIPLE, WINDOW_MARGIN, box_weights, cut_window,
+                                               feather_mask, grown_box, paste_window, reduce_output, window_rect)
 
 
 def test_a_window_is_the_face_box_and_its_margin_clipped_to_the_frame():
@@ -19,6 +19,16 @@ def test_a_window_is_the_face_box_and_its_margin_clipped_to_the_frame():
     assert window_rect(box, (720, 1280)) == (int(100 - m), int(50 - m), int(180 + m), int(150 + m))
     assert window_rect((2.0, 3.0, 12.0, 13.0), (720, 1280)) == (0, 0, 12 + MIN_MARGIN, 13 + MIN_MARGIN)
     assert window_rect((1200.0, 600.0, 1290.0, 730.0), (720, 1280))[2:] == (1280, 720)
+
+
+@pytest.mark.parametrize("box", [(100.0, 50.0, 181.0, 151.0), (0.0, 3.0, 37.0, 30.0), (1230.0, 690.0, 1279.0, 719.0)])
+def test_a_same_size_restorers_window_holds_the_face_in_sides_of_whole_multiples(box):
+    plain = window_rect(box, (720, 1280))
+    x0, y0, x1, y1 = window_rect(box, (720, 1280), multiple=SAME_SIZE_MULTIPLE)
+    assert (x1 - x0) % SAME_SIZE_MULTIPLE == 0 and (y1 - y0) % SAME_SIZE_MULTIPLE == 0
+    assert 0 <= x0 <= plain[0] and 0 <= y0 <= plain[1] and plain[2] <= x1 <= 1280 and plain[3] <= y1 <= 720
+    assert x1 - x0 < plain[2] - plain[0] + SAME_SIZE_MULTIPLE and y1 - y0 < plain[3] - plain[1] + SAME_SIZE_MULTIPLE
+    assert window_rect((0.0, 0.0, 5.0, 5.0), (6, 6), multiple=8) is None  # the frame is smaller
 
 
 def test_a_window_of_fixed_size_is_centred_inside_the_frame_or_refused():
@@ -116,6 +126,49 @@ def test_a_network_of_any_input_size_super_resolves_faces_of_every_size():
     for x0, y0, x1, y1 in boxes:  # each face is the network's output, at its full size
         inner = np.s_[int(2 * y0):int(2 * y1), int(2 * x0):int(2 * x1)]
         assert np.abs(out.restored[inner].astype(int) - blocky[inner]).max() <= 1
+
+
+class _Brighter:
+    """A fake same-size network of any input size: brightens, recording the shapes it is given."""
+
+    crop_size = None
+    scale = 1
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        self.shapes.append(crops.shape)
+        return np.clip(crops + 0.2, 0.0, 1.0)
+
+
+def test_a_same_size_restorer_of_any_input_size_restores_each_face_in_its_own_window():
+    """No aligned crop: each face at the frame's own resolution, pasted into a copy of the frame."""
+    from framefusion_video.restore.clip import checked_restorer
+    from framefusion_video.base.errors import FfvError
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 200, (360, 640, 3), dtype=np.uint8)
+    before = frame.copy()
+    box = (300.0, 40.0, 561.0, 331.0)
+    x0, y0, x1, y1 = box
+    w = x1 - x0
+    landmarks = np.float32([[x0 + 0.3 * w, y0 + 0.4 * w], [x0 + 0.7 * w, y0 + 0.4 * w], [x0 + 0.5 * w, y0 + 0.6 * w],
+                            [x0 + 0.35 * w, y0 + 0.8 * w], [x0 + 0.65 * w, y0 + 0.8 * w]])
+    face = SimpleNamespace(track_id=0, carried=False, face=SimpleNamespace(box=box, landmarks=landmarks))
+    restorer = checked_restorer(_Brighter(), 1, "brighter")
+    out = next(restore_frames(iter([(frame, [face])]), restorer, RestoreConfig(safety=False)))
+    np.testing.assert_array_equal(frame, before)  # the input frame is never pasted into
+    assert out.count("restored") == 1
+    rx0, ry0, rx1, ry1 = window_rect(box, frame.shape[:2], multiple=SAME_SIZE_MULTIPLE)
+    assert restorer.shapes == [(1, ry1 - ry0, rx1 - rx0, 3)]
+    inner = np.s_[int(y0) + 10:int(y1) - 10, int(x0) + 10:int(x1) - 10]
+    np.testing.assert_allclose(out.restored[inner].astype(int) - frame[inner], 51, atol=1)
+    outside = np.ones(frame.shape[:2], bool)
+    outside[ry0:ry1, rx0:rx1] = False
+    np.testing.assert_array_equal(out.restored[outside], frame[outside])
+    with pytest.raises(FfvError, match="restore without --upscale"):
+        checked_restorer(_Brighter(), 2, "brighter")
 
 
 class _Scaled:

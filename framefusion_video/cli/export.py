@@ -19,8 +19,8 @@ import click
 @click.option("--snapshot", type=click.IntRange(min=0),
               help="Export the weight snapshot taken at this batch instead of the checkpoint.")
 @click.option("--input-size", type=click.IntRange(min=8),
-              help="For a super-resolution (--span) run: a fixed input side for the exported file; "
-                   "by default it takes inputs of any size (ffv restore --upscale gives it a window sized to each face).")
+              help="For a SPAN (--span) run: a fixed input side for the exported file; by default it takes "
+                   "inputs of any size (ffv restore gives it a window sized to each face).")
 def export(run_dir: Path, output: Path, tflite: bool, average: int, snapshot: int | None,
            input_size: int | None) -> None:
     """Write RUN_DIR's latest checkpoint generator to OUTPUT (.keras) and OUTPUT's .tflite twin."""

@@ -169,8 +169,9 @@ def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike
     """``restorer`` where the pipeline can run it at ``upscale``; the one check of a restorer's
     scale, made where it is chosen, so that ``pipeline`` relies on it.
 
-    A super-resolution restorer (``scale`` N > 1) runs only at ``upscale`` N; a same-size one
-    needs a crop size (its crops are aligned to it).
+    A super-resolution restorer (``scale`` N > 1) runs only at ``upscale`` N; a same-size one of
+    any input size (``crop_size`` None) takes windows at the frame's own resolution, and so only at
+    ``upscale`` 1.
 
     Raises:
         FfvError: naming ``source`` (the model file) and what to do.
@@ -183,8 +184,8 @@ def checked_restorer(restorer: Restorer, upscale: int, source: str | os.PathLike
     scale = restorer_scale(restorer)
     if scale > 1 and scale != upscale:
         raise FfvError(source, f"a x{scale} super-resolution model: restore with --upscale {scale}")
-    if scale == 1 and restorer.crop_size is None:
-        raise FfvError(source, "a same-size restorer must take crops of one size")
+    if scale == 1 and restorer.crop_size is None and upscale > 1:
+        raise FfvError(source, "a same-size restorer of windows runs at the frame's own size: restore without --upscale")
     return restorer
 
 

@@ -53,7 +53,7 @@ class FaceCuts:
     Attributes:
         base: the frame the restored faces are pasted into: the frame itself, or its bicubic
             upscale (uint8 RGB) when the output is upscaled.
-        windowed: True for a super-resolution restorer's windows, False for aligned crops.
+        windowed: True for a window restorer's windows (:class:`WindowCutter`), False for aligned crops.
         inputs: what the restorer is given, one per face: aligned crops (S, S, 3) or windows
             (h, w, 3) of the frame's own pixels, float32 RGB in [0, 1].
         boxes: the face each input was cut from.
@@ -139,9 +139,11 @@ class CropCutter:
 
 @dataclass(frozen=True)
 class WindowCutter:
-    """Windows of the frame's own pixels around each face for a ×``scale`` super-resolution
-    restorer taking windows of ``side`` px (None: any size), pasted into the frame's bicubic
-    upscale on the grid they were cut from."""
+    """Windows of the frame's own pixels around each face for a window restorer taking windows of
+    ``side`` px (None: any size): a ×``scale`` super-resolution network, its output pasted into the
+    frame's bicubic upscale on the grid the window was cut from, or (``scale`` 1) a same-size
+    restorer, given windows whose sides are multiples of ``windows.SAME_SIZE_MULTIPLE`` and pasted
+    into a copy of the frame."""
 
     side: int | None
     scale: int
@@ -150,18 +152,21 @@ class WindowCutter:
         """A window around each face of ``frame`` whose landmarks can be trusted
         (``windows.window_rect``); a face too large for a fixed-size network is left alone."""
         from framefusion_video.restore.safety import LEFT_ALONE
-        from framefusion_video.restore.windows import cut_window, window_rect
+        from framefusion_video.restore.windows import SAME_SIZE_MULTIPLE, cut_window, window_rect
 
-        base = _upscaled(frame, self.scale)
+        # The windows are pasted into the base in place: never into the frame itself.
+        base = _upscaled(frame, self.scale) if self.scale > 1 else frame.copy()
         if not faces:
             return FaceCuts(base, True)
+        multiple = SAME_SIZE_MULTIPLE if self.scale == 1 else 1
         _, trusted, trusted_ids, outcomes = trusted_faces(faces, 8, safety)
         windows, rects, boxes, ids = [], [], [], []
         for box, track_id in zip(trusted, trusted_ids):
-            rect = window_rect(box, frame.shape[:2], self.side)
+            rect = window_rect(box, frame.shape[:2], self.side, multiple)
             if rect is None:
                 outcomes.append(FaceOutcome(box, LEFT_ALONE, track_id, f"too large for the {self.side} px "
-                                            "super-resolution network: upscaled by bicubic"))
+                                            "super-resolution network: upscaled by bicubic" if self.side
+                                            else "the frame is smaller than its window"))
                 continue
             windows.append(cut_window(frame, rect))
             rects.append(rect)
@@ -172,8 +177,10 @@ class WindowCutter:
 
 def cutter_for(restorer, upscale: int) -> CropCutter | WindowCutter:
     """The cutter of ``restorer`` (``pipeline.Restorer``) at output ``upscale``, decided once from
-    the restorer's own ``scale``: windows for a super-resolution network (its ``scale`` is the
-    upscale: ``restore.checked_restorer``), aligned crops otherwise."""
+    the restorer's own ``scale`` and ``crop_size``: windows for a super-resolution network (its
+    ``scale`` is the upscale: ``restore.checked_restorer``) and for a same-size network that takes
+    inputs of any size (``crop_size`` None: restored at the frame's own resolution), aligned crops
+    for a same-size network of fixed crop size."""
     scale = int(getattr(restorer, "scale", 1))
     side = None if restorer.crop_size is None else int(restorer.crop_size)
-    return WindowCutter(side, scale) if scale > 1 else CropCutter(side, upscale)
+    return WindowCutter(side, scale) if scale > 1 or side is None else CropCutter(side, upscale)

@@ -13,10 +13,11 @@ One frame's work, in order:
    (:func:`review_crops`: left alone, colour-matched, refused by ``safety.py``) and pasted back
    into the frame (``blending.py``), upscaled first if asked, giving a :class:`RestoredFrame`.
 
-A super-resolution restorer (``scale`` > 1) takes the other road at 1 and 3, as its cutter
-decided: it is given a window of the frame's own pixels around each face, sized to the face
-(``windows.py``), and its output is reviewed against that window and pasted into the upscaled
-frame on the same grid.
+A super-resolution restorer (``scale`` > 1), and a same-size one that takes inputs of any size
+(``crop_size`` None), take the other road at 1 and 3, as their cutter decided: each is given a
+window of the frame's own pixels around each face, sized to the face (``windows.py``), and its
+output is reviewed against that window and pasted into the frame (upscaled) on the same grid, with
+no colour matching and no stabilisation.
 
 :func:`restore_frames` chains 2 and 3. Any object with a ``crop_size`` (int) and a
 ``restore(crops) -> crops`` method can act as the restorer (:class:`Restorer`), so tests can use
@@ -264,7 +265,7 @@ def finish_frame(item: PendingFrame, restored: list[np.ndarray], left_alone: lis
     if not restored:
         return RestoredFrame(item.index, item.frame, cuts.base, item.faces, 0, outcomes=list(cuts.outcomes))
     if cuts.windowed:
-        return _finish_sr_frame(item, restored, config)
+        return _finish_windowed_frame(item, restored, config)
     safety = safety_config(config)
     ranges = _colour_ranges(item.frame, cuts.boxes, left_alone)
     damages = _damages(item.frame, cuts.boxes, left_alone, safety, [float(r[0, 0]) for r in ranges])
@@ -292,9 +293,9 @@ def _restored_frame(item: PendingFrame, out: np.ndarray, statuses: Sequence[str]
     return RestoredFrame(item.index, item.frame, out, item.faces, len(kept), kept, outcomes)
 
 
-def _finish_sr_frame(item: PendingFrame, restored: list[np.ndarray], config: RestoreConfig) -> RestoredFrame:
-    """Review each super-resolved window of ``item`` against its input and paste those kept into
-    the upscaled frame of its cuts (``windows.paste_window``), on the grid they were cut from.
+def _finish_windowed_frame(item: PendingFrame, restored: list[np.ndarray], config: RestoreConfig) -> RestoredFrame:
+    """Review each restored window of ``item`` against its input and paste those kept into the
+    (upscaled) frame of its cuts (``windows.paste_window``), on the grid they were cut from.
 
     No colour matching: the network keeps its input's colours (the review refuses a face whose
     output, reduced to the input's grid, is not its input)."""

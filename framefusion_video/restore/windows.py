@@ -28,6 +28,10 @@ WINDOW_MARGIN = 0.15
 #: The least context (low-resolution px) on each side: the network's edge effects stay out of the face.
 MIN_MARGIN = 6
 
+#: Sides of a same-size restorer's windows are multiples of this: SPAN runs there on 2x2 or 4x4
+#: area means (``ffv train --span 1 --unshuffle 2|4``).
+SAME_SIZE_MULTIPLE = 4
+
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, end-exclusive
 
 
@@ -38,25 +42,42 @@ def grown_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     return x0 - margin, y0 - margin, x1 + margin, y1 + margin
 
 
-def window_rect(box: Sequence[float], frame_hw: tuple[int, int], side: int | None = None) -> Rect | None:
-    """The window (x0, y0, x1, y1, whole pixels) a super-resolution restorer is given for the face
-    in ``box`` (x0, y0, x1, y1, frame pixels) of a frame of ``frame_hw`` (height, width).
+def window_rect(box: Sequence[float], frame_hw: tuple[int, int], side: int | None = None,
+                multiple: int = 1) -> Rect | None:
+    """The window (x0, y0, x1, y1, whole pixels) a window restorer is given for the face in
+    ``box`` (x0, y0, x1, y1, frame pixels) of a frame of ``frame_hw`` (height, width).
 
-    ``side`` None: the box grown by its margin on each side, clipped to the frame. ``side`` N (a
-    network of fixed input size): the N x N window centred on the face and moved inside the frame;
-    None where the grown box does not fit in it or the frame is smaller than N.
+    ``side`` None: the box grown by its margin on each side, clipped to the frame, each side then
+    grown to a ``multiple`` of px (moved inside the frame; None where the frame is smaller).
+    ``side`` N (a network of fixed input size): the N x N window centred on the face and moved
+    inside the frame; None where the grown box does not fit in it or the frame is smaller than N.
     """
     height, width = frame_hw
     gx0, gy0, gx1, gy1 = grown_box(box)
     if side is None:
         rect = (max(0, int(np.floor(gx0))), max(0, int(np.floor(gy0))),
                 min(width, int(np.ceil(gx1))), min(height, int(np.ceil(gy1))))
-        return rect if rect[2] - rect[0] >= 2 and rect[3] - rect[1] >= 2 else None
+        if rect[2] - rect[0] < 2 or rect[3] - rect[1] < 2:
+            return None
+        if multiple > 1:
+            xs, ys = _whole_multiple(rect[0], rect[2], width, multiple), _whole_multiple(rect[1], rect[3], height, multiple)
+            return None if xs is None or ys is None else (xs[0], ys[0], xs[1], ys[1])
+        return rect
     if side > min(width, height) or max(gx1 - gx0, gy1 - gy0) > side:
         return None
     left = int(np.clip(round(0.5 * (gx0 + gx1 - side)), 0, width - side))
     top = int(np.clip(round(0.5 * (gy0 + gy1 - side)), 0, height - side))
     return left, top, left + side, top + side
+
+
+def _whole_multiple(lo: int, hi: int, limit: int, multiple: int) -> tuple[int, int] | None:
+    """[lo, hi) grown to the next multiple of ``multiple`` px, as evenly on both ends as the
+    frame's [0, limit) allows; None where the frame is shorter than that."""
+    length = -(-(hi - lo) // multiple) * multiple
+    if length > limit:
+        return None
+    start = min(max(0, lo - (length - (hi - lo)) // 2), limit - length)
+    return start, start + length
 
 
 def feather_mask(rect: Rect, frame_hw: tuple[int, int], box: Sequence[float], scale: int) -> np.ndarray:

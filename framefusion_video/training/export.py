@@ -24,9 +24,10 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
 
     With ``average`` = K > 0 the weights are the mean of the run's last K snapshots
     (``snapshot_every``) instead of the checkpoint's; with ``snapshot`` = N, those of the snapshot
-    taken at batch N (e.g. to compare a run before and after its critic joined). A super-resolution
-    (``--span 2|4``) network is fully convolutional: it is exported for inputs of any size (what
-    ``ffv restore --upscale`` gives it: a window sized to each face), or of ``input_size`` px."""
+    taken at batch N (e.g. to compare a run before and after its critic joined). A SPAN network
+    (``--span 1|2|4``) is fully convolutional: it is exported for inputs of any size (what ``ffv
+    restore`` gives it: a window sized to each face, enlarged at ``--upscale 2|4``), or of
+    ``input_size`` px."""
     model_path = Path(model_path)
     check_export_paths(out_dir, model_path, tflite)
     record = read_run_record(out_dir)
@@ -53,10 +54,9 @@ def export_generator(out_dir: str | os.PathLike, model_path: str | os.PathLike, 
     else:
         load_checkpoint(gan, out_dir)
     generator = gan.generator
-    super_resolution = config.span is not None and not config.span.is_restorer
-    if input_size is not None and not super_resolution:
-        raise FfvError(out_dir, "only a super-resolution (--span 2 or 4) run can be exported at another input size")
-    if super_resolution:
+    if input_size is not None and config.span is None:
+        raise FfvError(out_dir, "only a SPAN (--span 1, 2 or 4) run can be exported at another input size")
+    if config.span is not None:
         from framefusion_video.training.span import resize_span
 
         generator = resize_span(generator, config.span, input_size)

@@ -51,8 +51,9 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 class SpanConfig:
     """Shape of a SPAN network: (N, input_size, input_size, 3) -> (N, output_size, output_size, 3).
 
-    ``input_size`` None: a super-resolution network for inputs of any height and width (what
-    ``ffv export`` ships: ``ffv restore --upscale`` gives it a window sized to each face)."""
+    ``input_size`` None: a network for inputs of any height and width (what ``ffv export`` writes:
+    ``ffv restore`` gives it a window sized to each face), a restorer's sides being multiples of
+    ``unshuffle``."""
 
     scale: int = 4
     channels: int = 48
@@ -70,8 +71,6 @@ class SpanConfig:
         if self.scale not in (*SCALES, RESTORER):
             raise ValueError(f"scale {self.scale}: SPAN's weights exist for {', '.join(map(str, SCALES))}, "
                              f"and {RESTORER} is a same-size restorer")
-        if self.input_size is None and self.scale == RESTORER:
-            raise ValueError("a same-size restorer needs a fixed input_size")
         if self.channels < 1 or self.blocks < 1 or (self.input_size or 1) < 1 or self.unshuffle < 1:
             raise ValueError("channels, blocks, input_size and unshuffle must be at least 1")
         if (self.scale == RESTORER) != (self.unshuffle > 1):
@@ -193,7 +192,7 @@ def build_span(config: SpanConfig = SpanConfig()):
 
 def resize_span(model, config: SpanConfig, input_size: int | None):
     """The same network and weights for ``input_size`` px inputs (the graph's shapes are fixed), or
-    for inputs of any size (None; super-resolution only). Weights are copied by layer name: the
+    for inputs of any size (None). Weights are copied by layer name: the
     fixed and the sizeless graphs differ only in the pixel shuffle, which has none to learn."""
     resized = build_span(replace(config, input_size=input_size))
     for layer in resized.layers:
