@@ -26,7 +26,9 @@
 # UTKFace U-Net (the ffv_generator.keras of commit 4b77a14, taken from git once): what it makes is
 # non-commercial. Its critic joins at batch 1500; fit its gate afterwards (`ffv fit-gate
 # --video-damage 2000`). A new run may start elsewhere: INIT=FILE.keras, LR_SCALE, ADV_START (a
-# batch it never reaches turns the critic off), RUN=runs/NAME.
+# batch it never reaches turns the critic off), RUN=runs/NAME. MIX=single trains it on one damage
+# per clip (`--video-damage-mix single`, aligned crops) in runs/video_restorer_single, from
+# that run's snapshot LIGHT_FROM (default 2000, the shipped generator's before its gate was fitted).
 #
 # NET=span at SCALE 1 trains a same-size SPAN restorer of the frame's own pixels instead, in
 # runs/video_span_restorer: SPAN x2 on each window's 2x2 area means and a full-resolution head that
@@ -50,7 +52,7 @@ MINUTES=${2:-60}
 MIX=${MIX:-full}
 SUFFIX=$([ "$MIX" = full ] && echo "" || echo "_$MIX")
 NET=${NET:-unet}
-NAME=$([ "$SCALE" = 1 ] && { [ "$NET" = span ] && echo "video_span_restorer$SUFFIX" || echo video_restorer; } \
+NAME=$([ "$SCALE" = 1 ] && { [ "$NET" = span ] && echo "video_span_restorer$SUFFIX" || echo "video_restorer$SUFFIX"; } \
        || echo "video_span$SCALE$SUFFIX")
 RUN=${RUN:-runs/$NAME}
 COMMITTED=models/training/$(basename "$RUN")
@@ -82,15 +84,24 @@ if [ "$SCALE" = 1 ] && [ "$NET" = span ]; then
         --video-damage-mix "$DAMAGE" --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
         --adv-start "${ADV_START:-100000000}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
-if [ "$SCALE" = 1 ]; then
+if [ "$SCALE" = 1 ] && [ "$MIX" = single ]; then
+    # The U-Net's video-damage run at its shipped snapshot, before its gate was fitted.
+    FROM=${FROM:-video_restorer} LIGHT_FROM=${LIGHT_FROM:-2000}
+    START=${INIT:-${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/${FROM}_$LIGHT_FROM.keras}
+    [ -f "$START" ] || "${FFV[@]}" export "models/training/$FROM" --snapshot "$LIGHT_FROM" --no-tflite -o "$START"
+    DAMAGE=single
+elif [ "$SCALE" = 1 ]; then
     # The UTKFace U-Net, as shipped before its fine-tune (the shipped file is now the fine-tune's).
     START=${INIT:-${FFV_CACHE:-$HOME/.cache/ffv}/pretrained/utkface_unet.keras}
     if [ ! -f "$START" ]; then
         mkdir -p "$(dirname "$START")"
         git show 4b77a14:framefusion_video/weights/ffv_generator.keras > "$START.tmp" && mv "$START.tmp" "$START"
     fi
+    DAMAGE=restorer
+fi
+if [ "$SCALE" = 1 ]; then
     exec "${FFV[@]}" train "$FACES/train" --val "$FACES/val" --video-damage "$PAIRS" \
-        --video-damage-mix restorer --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
+        --video-damage-mix "$DAMAGE" --init-from "$START" --lr-scale "${LR_SCALE:-0.2}" \
         --adv-start "${ADV_START:-$ADV_DEFAULT}" --snapshot-every 100 --out "$RUN" --max-minutes "$MINUTES"
 fi
 if [ "$MIX" != full ]; then
