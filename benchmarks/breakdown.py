@@ -186,9 +186,13 @@ def run_input(clip, src: Path, clean: list[np.ndarray], scale: int, base_options
 
 
 def restorer_name(restorer) -> str:
-    """The file a restorer runs, and the bicubic enlargement after it where there is one."""
+    """The file a restorer runs, the bicubic enlargement after it where there is one, and the file
+    small windows go to where they go to another."""
     if hasattr(restorer, "network"):
-        return f"{Path(restorer.network.path).name} then bicubic x{restorer.scale // restorer.network.scale}"
+        return f"{restorer_name(restorer.network)} then bicubic x{restorer.scale // restorer.network.scale}"
+    if hasattr(restorer, "small"):
+        return (f"{restorer_name(restorer.small)} on windows up to {restorer.largest_small} px, "
+                f"{restorer_name(restorer.large)} above")
     return Path(str(getattr(restorer, "path", "in memory"))).name
 
 

@@ -218,6 +218,32 @@ def test_the_shipped_x4_restorer_is_a_shipped_x2_network_then_bicubic():
     assert (restorer.network.scale, restorer.network.path) == (2, default_sr_model_path(4))
 
 
+def test_the_shipped_x2_restorer_gives_small_windows_to_the_sized_network():
+    from framefusion_video.restore.clip import load_default_restorer
+    from framefusion_video.restore.inference import (SMALL_WINDOW_MODEL, RoutedRestorer, default_sr_model_path,
+                                                     shipped_weights_dir)
+
+    restorer = load_default_restorer(RestoreConfig(upscale=2))
+    name, largest = SMALL_WINDOW_MODEL[2]
+    assert isinstance(restorer, RoutedRestorer) and (restorer.scale, restorer.crop_size) == (2, None)
+    assert (restorer.small.path, restorer.large.path) == (shipped_weights_dir() / name, default_sr_model_path(2))
+    assert restorer.largest_small == largest
+
+
+def test_a_routed_restorer_sends_each_window_by_its_longer_side():
+    small, large = _Scaled(2), _Scaled(2)
+    large.restore = lambda crops: np.zeros((len(crops), 2 * crops.shape[1], 2 * crops.shape[2], 3), np.float32)
+    from framefusion_video.restore.inference import RoutedRestorer
+
+    routed = RoutedRestorer(small, large, 40)
+    window = np.full((1, 40, 24, 3), 0.5, np.float32)
+    assert routed.restore(window).shape == (1, 80, 48, 3) and routed.restore(window).max() == 0.5
+    assert small.calls == 2
+    assert routed.restore(np.full((1, 24, 41, 3), 0.5, np.float32)).max() == 0.0 and small.calls == 2
+    with pytest.raises(ValueError, match="cannot route"):
+        RoutedRestorer(_Scaled(2), _Scaled(4), 40)
+
+
 def test_the_review_lets_a_repair_of_the_finest_detail_through_but_not_a_different_face():
     from framefusion_video.restore.pipeline import review_windows
     from framefusion_video.restore.safety import REFUSED, RESTORED, SafetyConfig

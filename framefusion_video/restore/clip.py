@@ -136,19 +136,21 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     """The restorer named by ``config.model_path``; errors as FfvError.
 
     None = the shipped weights: with ``upscale`` N > 1, the shipped super-resolution generator
-    (``inference.SR_MODEL_NAMES``: a ×2 network, enlarged to ×N by bicubic where N is larger:
-    ``inference.EnlargedRestorer``), else the default same-size generator. A super-resolution model
-    given by path must match ``upscale`` (:func:`checked_restorer`).
+    (``inference.shipped_sr_restorer``: ×2 networks, small windows to one and the rest to the
+    other, enlarged to ×N by bicubic where N is larger), else the default same-size generator. A
+    super-resolution model given by path must match ``upscale`` (:func:`checked_restorer`).
     """
-    from framefusion_video.restore.inference import EnlargedRestorer, default_sr_model_path, load_restorer
+    from framefusion_video.restore.inference import default_sr_model_path, load_restorer, shipped_sr_restorer
 
     path = config.model_path
-    if path is None and config.upscale > 1:
-        path = default_sr_model_path(config.upscale)
+    threads = config.auto_model_threads()
     try:
-        restorer = load_restorer(path, batch_size=config.batch_size, threads=config.auto_model_threads())
-        if config.model_path is None and 1 < getattr(restorer, "scale", 1) < config.upscale:
-            restorer = EnlargedRestorer(restorer, config.upscale)
+        restorer = None
+        if path is None and config.upscale > 1:
+            restorer = shipped_sr_restorer(config.upscale, config.batch_size, threads)
+            path = default_sr_model_path(config.upscale)
+        if restorer is None:
+            restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:

@@ -95,8 +95,8 @@ class RestoreConfig:
     model_path: str | None = option(
         None, flag="--model",
         help="Generator weights (.tflite or .keras). Default: the shipped generator (ffv_generator.tflite in the "
-             "package's weights/ folder; with --upscale 2, the shipped super-resolution generator ffv_span2.tflite; "
-             "with 4, ffv_span2_sized.tflite then bicubic).")
+             "package's weights/ folder; with --upscale 2, the shipped super-resolution generators ffv_span2.tflite, "
+             "and ffv_span2_sized.tflite on small faces; with 4, ffv_span2_sized.tflite then bicubic).")
     batch_size: int = option(8, low=1, high=MAX_BATCH_SIZE, help="Face crops per model call.")
     strength: float = option(1.0, low=0.0, high=1.0,
                              help="0 keeps the original faces (frames pass through, no face is looked at), "

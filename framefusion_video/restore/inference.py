@@ -26,10 +26,18 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "ffv_generator.tflite"
 KERAS_MODEL_NAME = "ffv_generator.keras"
 #: The shipped super-resolution generator of each ``--upscale`` factor, run on faces when no
-#: --model is given: two ×2 networks, ``--upscale 4`` enlarging its one's output by bicubic ×2
-#: (:class:`EnlargedRestorer`). ``ffv_span2_sized`` learnt faces of every size a clip holds: better
-#: on small faces, worse than ``ffv_span2`` on large real ones at ×2 (``models/README.md``).
+#: --model is given (:func:`shipped_sr_restorer`): two ×2 networks, ``--upscale 4`` enlarging its
+#: one's output by bicubic ×2 (:class:`EnlargedRestorer`). ``ffv_span2_sized`` learnt faces of
+#: every size a clip holds: better on small faces, worse than ``ffv_span2`` on large real ones at
+#: ×2 (``models/README.md``), so ``--upscale 2`` gives it the small windows alone
+#: (:data:`SMALL_WINDOW_MODEL`).
 SR_MODEL_NAMES = {2: "ffv_span2.tflite", 4: "ffv_span2_sized.tflite"}
+#: At ``--upscale 2``, the network for windows whose longer side is at most the given input px
+#: (faces up to about 50 px before enlarging): on the synthetic clip of ``pixabay/val`` faces
+#: reduced by 2 it gains +0.72 dB over bicubic, against +0.58 with ``ffv_span2`` alone; on three
+#: real clips kept for choosing it is level (+0.30 against +0.31), where larger windows lose (a
+#: 130 px face −0.43 dB from 80 px windows up; ``docs/what-we-tried.md``).
+SMALL_WINDOW_MODEL = {2: ("ffv_span2_sized.tflite", 64)}
 
 
 def shipped_weights_dir() -> Path:
@@ -54,6 +62,23 @@ def default_sr_model_path(scale: int) -> Path | None:
     name = SR_MODEL_NAMES.get(int(scale))
     path = shipped_weights_dir() / name if name else None
     return path if path is not None and path.is_file() else None
+
+
+def shipped_sr_restorer(upscale: int, batch_size: int = 8, threads: int | None = None):
+    """The shipped super-resolution restorer of ``upscale`` (:data:`SR_MODEL_NAMES`): at ×2 the ×2
+    network, with :data:`SMALL_WINDOW_MODEL`'s for small windows (:class:`RoutedRestorer`); at ×4
+    a ×2 network enlarged by bicubic (:class:`EnlargedRestorer`). None where none ships."""
+    path = default_sr_model_path(upscale)
+    if path is None:
+        return None
+    restorer = load_restorer(path, batch_size=batch_size, threads=threads)
+    small = SMALL_WINDOW_MODEL.get(int(upscale))
+    if small is not None and (shipped_weights_dir() / small[0]).is_file():
+        restorer = RoutedRestorer(load_restorer(shipped_weights_dir() / small[0], batch_size=batch_size,
+                                                threads=threads), restorer, small[1])
+    if 1 < restorer.scale < upscale:
+        restorer = EnlargedRestorer(restorer, upscale)
+    return restorer
 
 
 def _as_crops(crops: np.ndarray, crop_size: int | None) -> np.ndarray:
@@ -238,6 +263,26 @@ class EnlargedRestorer:
         return np.stack([upscale_frame(o, self.scale // self.network.scale) for o in out])
 
 
+class RoutedRestorer:
+    """Two networks of one scale that take inputs of any size: windows whose longer side is at
+    most ``largest_small`` px go to ``small``, the others to ``large``. A call's windows share one
+    size (``pipeline.restore_in_batches``). Same contract as :class:`LiteRestorer`."""
+
+    crop_size = None
+
+    def __init__(self, small, large, largest_small: int) -> None:
+        if small.crop_size is not None or large.crop_size is not None or small.scale != large.scale:
+            raise ValueError(f"cannot route between a x{small.scale} network of crop size {small.crop_size} "
+                             f"and a x{large.scale} one of crop size {large.crop_size}")
+        self.small, self.large, self.largest_small = small, large, int(largest_small)
+        self.scale, self.path = large.scale, getattr(large, "path", None)
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        """float32 (N, H, W, 3) in [0, 1] -> (N, scale H, scale W, 3)."""
+        crops = _as_crops(crops, None)
+        return (self.small if max(crops.shape[1:3]) <= self.largest_small else self.large).restore(crops)
+
+
 def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:
     """Per crop, whether the generator's gate left it alone: bool (N,).
 
@@ -306,13 +351,13 @@ def load_restorer(model_path: str | os.PathLike | None = None, batch_size: int =
     path = check_model_file(model_path)
     if path.suffix.lower() == ".tflite":
         restorer = LiteRestorer(path, batch_size=batch_size, threads=threads)
-        log.debug("loaded generator %s (%d px crops, LiteRT)", path, restorer.crop_size)
+        log.debug("loaded generator %s (%s px crops, LiteRT)", path, restorer.crop_size or "any")
         return restorer
     model = load_generator(path)
     shape = model.input_shape
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise FfvError(path, f"unexpected generator input shape {shape}")
-    log.debug("loaded generator %s (%d px crops)", path, shape[1])
+    log.debug("loaded generator %s (%s px crops)", path, shape[1] or "any")
     try:
         return KerasRestorer(model, batch_size=batch_size)
     except FfvError as exc:
