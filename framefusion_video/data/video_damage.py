@@ -194,11 +194,7 @@ def sample_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfi
     """Draw one clip's damage (blur on the clean grid, so its sigma is ``scale`` x the low-res one)."""
     if config.one_damage:
         return _one_damage(rng, scale, config)
-    blur = None
-    if rng.random() < config.blur_prob:
-        sx = rng.uniform(*config.blur_sigma) * scale
-        sy = rng.uniform(*config.blur_sigma) * scale if rng.random() < config.anisotropic_prob else sx
-        blur = (sx, sy, rng.uniform(0, math.pi))
+    blur = _draw_blur(rng, scale, config) if rng.random() < config.blur_prob else None
     area = bool(rng.random() < config.area_prob)
     if scale == 1:
         soften = rng.uniform(*config.restorer_soften) if rng.random() < config.restorer_soften_prob else 1.0
@@ -215,14 +211,18 @@ def sample_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfi
     return ClipDamage(blur, area, float(soften), noise, grey, codec, crf, preset)
 
 
+def _draw_blur(rng: np.random.Generator, scale: int, config: VideoDamageConfig) -> tuple[float, float, float]:
+    """A blur kernel's (sigma_x, sigma_y, theta), clean-grid px: ``config.blur_sigma`` low-res px,
+    elliptical with ``config.anisotropic_prob``."""
+    sx = rng.uniform(*config.blur_sigma) * scale
+    sy = rng.uniform(*config.blur_sigma) * scale if rng.random() < config.anisotropic_prob else sx
+    return sx, sy, rng.uniform(0, math.pi)
+
+
 def _one_damage(rng: np.random.Generator, scale: int, config: VideoDamageConfig) -> ClipDamage:
     """A clip's damage under ``config.one_damage``: one of :data:`ONE_DAMAGES`, drawn uniformly."""
     kind = ONE_DAMAGES[int(rng.integers(len(ONE_DAMAGES)))]
-    blur = None
-    if kind == "blur":
-        sx = rng.uniform(*config.blur_sigma) * scale
-        sy = rng.uniform(*config.blur_sigma) * scale if rng.random() < config.anisotropic_prob else sx
-        blur = (sx, sy, rng.uniform(0, math.pi))
+    blur = _draw_blur(rng, scale, config) if kind == "blur" else None
     soften = 1.0
     if kind == "soften":
         soften = rng.uniform(*(config.restorer_soften if scale == 1 else config.soften))

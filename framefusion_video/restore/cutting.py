@@ -154,8 +154,7 @@ class WindowCutter:
         from framefusion_video.restore.safety import LEFT_ALONE
         from framefusion_video.restore.windows import SAME_SIZE_MULTIPLE, cut_window, window_rect
 
-        # The windows are pasted into the base in place: never into the frame itself.
-        base = _upscaled(frame, self.scale) if self.scale > 1 else frame.copy()
+        base = _upscaled(frame, self.scale)
         if not faces:
             return FaceCuts(base, True)
         multiple = SAME_SIZE_MULTIPLE if self.scale == 1 else 1
@@ -172,6 +171,8 @@ class WindowCutter:
             rects.append(rect)
             boxes.append(box)
             ids.append(track_id)
+        if windows and base is frame:  # the windows are pasted into the base in place, never into the frame
+            base = frame.copy()
         return FaceCuts(base, True, windows, boxes, _ids(ids), outcomes, rects=rects)
 
 

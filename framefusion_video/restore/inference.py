@@ -73,7 +73,7 @@ def shipped_sr_restorer(upscale: int, batch_size: int = 8, threads: int | None =
         return None
     restorer = load_restorer(path, batch_size=batch_size, threads=threads)
     small = SMALL_WINDOW_MODEL.get(int(upscale))
-    if small is not None and (shipped_weights_dir() / small[0]).is_file():
+    if small is not None:
         restorer = RoutedRestorer(load_restorer(shipped_weights_dir() / small[0], batch_size=batch_size,
                                                 threads=threads), restorer, small[1])
     if 1 < restorer.scale < upscale:

@@ -60,7 +60,8 @@ def window_rect(box: Sequence[float], frame_hw: tuple[int, int], side: int | Non
         if rect[2] - rect[0] < 2 or rect[3] - rect[1] < 2:
             return None
         if multiple > 1:
-            xs, ys = _whole_multiple(rect[0], rect[2], width, multiple), _whole_multiple(rect[1], rect[3], height, multiple)
+            xs = _whole_multiple(rect[0], rect[2], width, multiple)
+            ys = _whole_multiple(rect[1], rect[3], height, multiple)
             return None if xs is None or ys is None else (xs[0], ys[0], xs[1], ys[1])
         return rect
     if side > min(width, height) or max(gx1 - gx0, gy1 - gy0) > side:
