@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(noisy: random sharpening + per-frame noise, i.e. flicker)")
     parser.add_argument("--temporal", type=float, help="RestoreConfig.temporal (0 = off; default: its default)")
     parser.add_argument("--no-safety", action="store_true", help="RestoreConfig.safety off (landmark checks, refusal)")
+    parser.add_argument("--soft-faces", action="store_true", help="RestoreConfig.soft_faces on (soft_faces.py)")
     parser.add_argument("--write", action="store_true", help="replace the section 'flicker' of benchmarks/RESULTS.md "
                         "(all shared clips, default options only)")
     args = parser.parse_args(argv)
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, temporal=args.temporal)
     if args.no_safety:
         config = dataclasses.replace(config, safety=False)
+    if args.soft_faces:
+        config = dataclasses.replace(config, soft_faces=True)
     if args.stand_in == "noisy":
         restorer = NoisyStandIn()
     else:
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         import common
 
-        if args.clips or args.model or args.stand_in or args.temporal is not None or args.no_safety:
+        if args.clips or args.model or args.stand_in or args.temporal is not None or args.no_safety or args.soft_faces:
             log.error("--write records the default run only: all shared clips, default options")
             return 2
         heading = common.heading("Flicker of every shared clip, default options", common.command_line("flicker.py", argv))

@@ -18,6 +18,7 @@ import pytest
 from framefusion_video.restore.inference import (
     DEFAULT_MODEL_NAME,
     KERAS_MODEL_NAME,
+    SOFT_FACE_MODEL,
     SR_MODEL_NAMES,
     check_model_file,
     default_model_path,
@@ -28,7 +29,7 @@ from framefusion_video.restore.inference import (
 REPO = Path(__file__).resolve().parents[1]
 #: What the package is built from; models/ is copied too, to show that it stays out.
 BUILD_INPUTS = ("framefusion_video", "models", "setup.cfg", "pyproject.toml", "README.md")
-SHIPPED = {DEFAULT_MODEL_NAME, KERAS_MODEL_NAME, *SR_MODEL_NAMES.values()}
+SHIPPED = {DEFAULT_MODEL_NAME, KERAS_MODEL_NAME, *SR_MODEL_NAMES.values(), SOFT_FACE_MODEL}
 WEIGHTS = {f"framefusion_video/weights/{name}" for name in SHIPPED}
 
 

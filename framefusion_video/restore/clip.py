@@ -138,9 +138,13 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
     None = the shipped weights: with ``upscale`` N > 1, the shipped super-resolution generator
     (``inference.shipped_sr_restorer``: ×2 networks, small windows to one and the rest to the
     other, enlarged to ×N by bicubic where N is larger), else the default same-size generator. A
-    super-resolution model given by path must match ``upscale`` (:func:`checked_restorer`).
+    super-resolution model given by path must match ``upscale`` (:func:`checked_restorer`). At
+    ``upscale`` 1 with ``soft_faces``, a same-size restorer of aligned crops comes with the shipped
+    restorer of soft faces (``soft_faces.WithSoftFaces``).
     """
-    from framefusion_video.restore.inference import default_sr_model_path, load_restorer, shipped_sr_restorer
+    from framefusion_video.restore.inference import (default_sr_model_path, load_restorer, shipped_soft_face_restorer,
+                                                     shipped_sr_restorer)
+    from framefusion_video.restore.soft_faces import SoftFaceConfig, WithSoftFaces
 
     path = config.model_path
     threads = config.auto_model_threads()
@@ -151,6 +155,10 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
             path = default_sr_model_path(config.upscale)
         if restorer is None:
             restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
+        if config.soft_faces and config.upscale == 1 and restorer.crop_size is not None:
+            soft = SoftFaceConfig()
+            restorer = WithSoftFaces(restorer, shipped_soft_face_restorer(soft.reduction, config.batch_size, threads),
+                                     soft)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:
@@ -317,7 +325,7 @@ def iter_restored(
         tracked = prefetch(track_faces(decoded, detector, tracking_config(config)), length, name="ffv-track")
         # The model runs in its own thread, the paste-back in this one.
         modelled = prefetch(restored_crops(tracked, restorer, config, select=select), length, name="ffv-model")
-        yield from paste_restored(modelled, config)
+        yield from paste_restored(modelled, config, restorer)
     finally:
         if modelled is not None:
             modelled.close()  # each thread is stopped before the one that feeds it

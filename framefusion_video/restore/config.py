@@ -90,6 +90,9 @@ class RestoreConfig:
         model_threads: LiteRT (XNNPACK) threads of the generator; 0 = :meth:`auto_model_threads`.
         safety: leave alone faces whose landmarks do not fit their box, and refuse restored faces
             that change their input by more than its estimated damage explains (``safety.py``).
+        soft_faces: at ``upscale`` 1, restore faces much softer than their pixels (a track's mean
+            ``soft_faces.softness``) again at their effective resolution (``soft_faces.py``). Off by
+            default: on sharp studio faces it loses their finest texture (``models/README.md``).
     """
 
     model_path: str | None = option(
@@ -120,6 +123,11 @@ class RestoreConfig:
     safety: bool = option(True, help="Leave alone faces whose landmarks do not fit them, and refuse restored "
                                      "faces that change more than their input's damage explains. --no-safety "
                                      "pastes every face.")
+    soft_faces: bool = option(False, help="For soft footage (old TV, soft lenses), without --upscale: restore faces "
+                                          "much softer than their pixels again at their effective resolution, "
+                                          "reduced by 2 and super-resolved back by a x2 network that learnt to "
+                                          "deblur. Visibly sharper there; slower on such faces, and it smooths the "
+                                          "fine skin texture of sharp ones (off by default).")
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -38,6 +38,10 @@ SR_MODEL_NAMES = {2: "ffv_span2.tflite", 4: "ffv_span2_sized.tflite"}
 #: real clips kept for choosing it is level (+0.30 against +0.31), where larger windows lose (a
 #: 130 px face −0.43 dB from 80 px windows up; ``docs/what-we-tried.md``).
 SMALL_WINDOW_MODEL = {2: ("ffv_span2_sized.tflite", 64)}
+#: The ×2 network of ``--upscale 1``'s soft faces (``soft_faces.py``): the full-mix run, which learnt to
+#: deblur as it enlarges (blur on 70% of its clips), where the shipped ``--upscale 2`` networks
+#: learnt to keep sharp faces sharp.
+SOFT_FACE_MODEL = "ffv_span2_deblur.tflite"
 
 
 def shipped_weights_dir() -> Path:
@@ -281,6 +285,50 @@ class RoutedRestorer:
         """float32 (N, H, W, 3) in [0, 1] -> (N, scale H, scale W, 3)."""
         crops = _as_crops(crops, None)
         return (self.small if max(crops.shape[1:3]) <= self.largest_small else self.large).restore(crops)
+
+
+class ReducedRestorer:
+    """A same-size restorer of windows at their effective resolution: each window reduced by
+    ``reduction`` (area), enlarged back by a ×k super-resolution network of inputs of any size,
+    then brought to the window's own size (bicubic). For faces whose detail lies well below their
+    pixel count (``soft_faces.py``), which hold no more than the reduced copy does. Same contract
+    as :class:`LiteRestorer`, at scale 1."""
+
+    crop_size = None
+    scale = 1
+
+    def __init__(self, network, reduction: int) -> None:
+        if int(getattr(network, "scale", 1)) < 2 or network.crop_size is not None or int(reduction) < 2:
+            raise ValueError(f"cannot restore at 1/{reduction} with a x{getattr(network, 'scale', 1)} network "
+                             f"of crop size {network.crop_size}")
+        self.network, self.reduction, self.path = network, int(reduction), getattr(network, "path", None)
+
+    def restore(self, crops: np.ndarray) -> np.ndarray:
+        """float32 (N, H, W, 3) in [0, 1] -> the same shape."""
+        import cv2
+
+        crops = _as_crops(crops, None)
+        n, height, width = crops.shape[:3]
+        if not n:
+            return crops.copy()
+        small = np.stack([reduced(c, self.reduction) for c in crops])
+        out = np.clip(self.network.restore(small), 0.0, 1.0)
+        return np.stack([cv2.resize(o, (width, height), interpolation=cv2.INTER_CUBIC) for o in out]).clip(0.0, 1.0)
+
+
+def reduced(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` (H, W, C) reduced by ``factor`` by area, to whole pixels (at least 1 px a side)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def shipped_soft_face_restorer(reduction: int, batch_size: int = 8, threads: int | None = None) -> ReducedRestorer:
+    """:data:`SOFT_FACE_MODEL` at 1/``reduction`` (:class:`ReducedRestorer`)."""
+    network = load_restorer(shipped_weights_dir() / SOFT_FACE_MODEL, batch_size=batch_size, threads=threads)
+    return ReducedRestorer(network, reduction)
 
 
 def left_alone(restored: np.ndarray, crops: np.ndarray) -> np.ndarray:

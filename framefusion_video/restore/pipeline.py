@@ -19,6 +19,10 @@ window of the frame's own pixels around each face, sized to the face (``windows.
 output is reviewed against that window and pasted into the frame (upscaled) on the same grid, with
 no colour matching and no stabilisation.
 
+With ``--soft-faces`` the restorer carries a second, same-size restorer of windows
+(``soft_faces.WithSoftFaces``): after 3, each face still soft is restored again on a window of the
+output at its effective resolution (``soft_faces.refine_soft_faces``).
+
 :func:`restore_frames` chains 2 and 3. Any object with a ``crop_size`` (int) and a
 ``restore(crops) -> crops`` method can act as the restorer (:class:`Restorer`), so tests can use
 a fake one.
@@ -376,16 +380,24 @@ def restore_frames(
         :class:`RestoredFrame` in clip order. Crops are gathered across consecutive frames until
         ``batch_size`` are waiting, so at most about ``2 * batch_size`` frames are held.
     """
-    return paste_restored(restored_crops(tracked_frames, restorer, config, select=select), config)
+    return paste_restored(restored_crops(tracked_frames, restorer, config, select=select), config, restorer)
 
 
 def paste_restored(items: Iterable[tuple[PendingFrame, list[np.ndarray], list[bool]]],
-                   config: RestoreConfig = RestoreConfig()) -> Iterator[RestoredFrame]:
+                   config: RestoreConfig = RestoreConfig(), restorer: Restorer | None = None
+                   ) -> Iterator[RestoredFrame]:
     """The second half of :func:`restore_frames`: paste each ``(frame, restored crops, left-alone
-    flags)`` of :func:`restored_crops` back into its frame."""
+    flags)`` of :func:`restored_crops` back into its frame; then, where ``restorer`` has a
+    restorer of soft faces (``soft_faces.WithSoftFaces``), restore those again at their
+    effective resolution (``soft_faces.refine_soft_faces``)."""
     blending = blend_config(config)
-    for item, restored, left_alone in items:
-        yield finish_frame(item, restored, left_alone, config, blending)
+    frames = (finish_frame(item, restored, left_alone, config, blending) for item, restored, left_alone in items)
+    if getattr(restorer, "soft", None) is None:
+        yield from frames
+        return
+    from framefusion_video.restore.soft_faces import refine_soft_faces
+
+    yield from refine_soft_faces(frames, restorer, config)
 
 
 def _none(index: int) -> bool:
