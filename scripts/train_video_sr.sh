@@ -17,8 +17,10 @@
 # the full-mix run's snapshot LIGHT_FROM (default 1800, the last before its critic; committed in
 # models/training/video_spanSCALE/snapshots/), with the critic from its batch 300. MIX=sized (the
 # light mix on faces of every size a clip holds) starts from the light run's snapshot 1200 (the
-# shipped ffv_span2's) without a critic (the light run's never left 2 ln 2); FROM names the
-# committed run and LIGHT_FROM its snapshot for any mix, ADV_START the critic's first batch.
+# shipped ffv_span2's) without a critic (the light run's never left 2 ln 2); MIX=soft (the full
+# mix's blur with little noise, faces of every size: for --soft-faces) starts from the full-mix
+# run's snapshot 2000 (ffv_span2_deblur's), no critic; FROM names the committed run and LIGHT_FROM
+# its snapshot for any mix, ADV_START the critic's first batch.
 #
 # SCALE 1 trains the same-size restorer (the U-Net) on 128 px aligned crops cut as the pipeline cuts
 # them (`--video-damage-mix restorer`: faces of every size in footage of every age), 4000 pairs, in
@@ -107,6 +109,8 @@ fi
 if [ "$MIX" != full ]; then
     if [ "$MIX" = sized ]; then
         FROM=${FROM:-video_span${SCALE}_light} LIGHT_FROM=${LIGHT_FROM:-1200} ADV_START=${ADV_START:-100000000}
+    elif [ "$MIX" = soft ]; then
+        FROM=${FROM:-video_span$SCALE} LIGHT_FROM=${LIGHT_FROM:-2000} ADV_START=${ADV_START:-100000000}
     fi
     FROM=${FROM:-video_span$SCALE}
     LIGHT_FROM=${LIGHT_FROM:-1800}

@@ -144,7 +144,7 @@ def test_the_single_mix_gives_each_clip_one_damage_over_its_codec(photo, monkeyp
 def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     full, light = damage_mix("full"), damage_mix("light")
     assert full == VideoDamageConfig()
-    assert set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized", "windows", "single"}
+    assert set(VIDEO_DAMAGE_MIXES) == {"full", "light", "restorer", "encoded", "sized", "windows", "single", "soft"}
     draws = {name: [sample_damage(np.random.default_rng([3, i]), 2, damage_mix(name)) for i in range(400)]
              for name in ("full", "light")}
     blurred = {name: [d.blur[0] for d in found if d.blur] for name, found in draws.items()}
@@ -153,6 +153,16 @@ def test_the_light_mix_blurs_fewer_clips_less_with_the_same_codecs():
     assert {d.crf for d in draws["light"]} == {d.crf for d in draws["full"]}  # every CRF of the range, both
     with pytest.raises(ValueError, match="unknown damage mix"):
         damage_mix("heavy")
+
+
+def test_the_soft_mix_blurs_as_the_full_one_with_little_noise_and_milder_codecs():
+    soft = damage_mix("soft")
+    assert soft.window_face_size and (soft.blur_prob, soft.blur_sigma) == (damage_mix("full").blur_prob,
+                                                                          damage_mix("full").blur_sigma)
+    draws = [sample_damage(np.random.default_rng([5, i]), 2, soft) for i in range(400)]
+    assert 0.6 < np.mean([d.blur is not None for d in draws]) < 0.8
+    assert np.mean([d.noise_sigma is not None for d in draws]) < 0.2
+    assert max(d.noise_sigma or 0 for d in draws) <= 3.0 and max(d.crf for d in draws if d.codec != "mpeg4") <= 28
 
 
 def test_an_aligned_pair_is_the_pipelines_crop_of_the_reduced_frame(photo, monkeypatch):

@@ -154,6 +154,10 @@ def damage_mix(name: str) -> VideoDamageConfig:
     the face, reduced up to 4x, noised up to 16, or heavily encoded), the rest through x264/x265 at
     CRF 18-30, a sixth of the clips badly lit: a restorer that also sees sharp and singly damaged
     faces, so that it learns what to leave alone.
+    "soft": "full"'s blur and softening on faces of every size a clip holds, with little noise (a
+    tenth of the clips, up to 3) and CRF 18-28: for ``--soft-faces``' ×2 network, which should
+    sharpen a soft face and keep a sharp one's skin texture, where "full"'s noise teaches it to
+    smooth texture away (``docs/what-we-tried.md``).
     """
     if name == "full":
         return VideoDamageConfig()
@@ -170,6 +174,8 @@ def damage_mix(name: str) -> VideoDamageConfig:
     if name == "single":
         return replace(damage_mix("windows"), one_damage=True, crf=(18, 30), blur_face_share=(0.005, 0.025),
                        lighting_prob=1 / 6, mpeg4_prob=0.4)
+    if name == "soft":
+        return VideoDamageConfig(noise_prob=0.1, noise_sigma=(1.0, 3.0), crf=(18, 28), window_face_size=True)
     if name == "encoded":
         return VideoDamageConfig(blur_prob=0.0, restorer_soften_prob=0.0, soften_prob=0.0, noise_prob=0.0,
                                  crf=(12, 20), x265_prob=0.0)
