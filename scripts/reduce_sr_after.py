@@ -27,16 +27,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
-def softness(face: np.ndarray) -> float:
-    """PSNR (dB) of a uint8 RGB face's luma against itself halved (area) and enlarged back (bicubic):
-    high where the face holds no detail above half its pixels' resolution."""
-    g = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    h, w = g.shape
-    up = cv2.resize(cv2.resize(g, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA), (w, h),
-                    interpolation=cv2.INTER_CUBIC)
-    return float(10 * np.log10(255.0 ** 2 / max(float(np.mean((g - up) ** 2)), 1e-6)))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faces", type=Path, default=Path("../shared/data/faces/pixabay/val"))
@@ -51,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from framefusion_video.restore.config import RestoreConfig
     from framefusion_video.restore.inference import load_restorer
     from framefusion_video.restore.pipeline import restore_frames
+    from framefusion_video.restore.soft_faces import softness
     from framefusion_video.restore.windows import cut_window, feather_mask, paste_window, window_rect
 
     with tempfile.TemporaryDirectory(prefix="ffv-reduce-sr-") as tmp:
@@ -75,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             small = cv2.resize(window, ((rect[2] - x0) // 2, (rect[3] - y0) // 2), interpolation=cv2.INTER_AREA)
             paste_window(new, np.clip(net.restore(small[None])[0], 0, 1), rect, feather_mask(rect, (height, width), box, 1), 1)
             bx0, by0, bx1, by1 = _int_box(box, width, height)
-            found[(0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]))] = softness(frames[i][by0:by1, bx0:bx1])
+            found[(0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]))] = softness(frames[i][by0:by1, bx0:bx1], 2)
         for plan, true_box in clip.faces_in_frame(i):
             x0, y0, x1, y1 = _int_box(true_box, width, height)
             soft = [s for (cx, cy), s in found.items() if x0 <= cx <= x1 and y0 <= cy <= y1]

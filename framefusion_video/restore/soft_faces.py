@@ -2,8 +2,9 @@
 
 Old TV, a soft lens, footage enlarged before it reached us: a face 200 px wide may hold the detail
 of one 70 px wide. The same-size U-Net sees every face through a 128 px aligned crop and gives it
-back as soft as it came. After the crops are pasted, a face whose track is soft (:func:`softness`:
-it loses little when reduced by :attr:`SoftFaceConfig.reduction` and enlarged back) is given a
+back as soft as it came. After the crops are pasted, a face whose track is still soft there
+(:func:`softness` of the output: it loses little when reduced by :attr:`SoftFaceConfig.reduction`
+and enlarged back) is given a
 window of the frame reduced by that factor and super-resolved back by the shipped ×2 network that
 learnt to deblur (``inference.ReducedRestorer``); the window is reviewed and pasted as on the
 window road (``pipeline``).
@@ -72,8 +73,9 @@ class SoftTracks:
     sums: dict = field(default_factory=dict)
 
     def is_soft(self, frame: np.ndarray, tracked) -> bool:
-        """Whether ``tracked`` (a ``tracking.TrackedFace`` of ``frame``, the decoded input) takes
-        the soft road in this frame."""
+        """Whether ``tracked`` (a ``tracking.TrackedFace``) takes the soft road in this frame, its
+        softness read in ``frame`` (uint8 RGB: the crops' road's output, so that a face the U-Net
+        made sharp stays on its road)."""
         box = tracked.face.box
         if min(box[2] - box[0], box[3] - box[1]) < self.config.min_side:
             return False
