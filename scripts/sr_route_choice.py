@@ -1,6 +1,8 @@
 """Choose ``inference.SMALL_WINDOW_MODEL``'s threshold: run a benchmark with ``--upscale 2``'s
 windows up to ROUTE_T px (longer side, input px) given to ``ffv_span2_sized`` and the larger ones to
-``ffv_span2`` (0: the light network alone; a huge value: the sized one alone).
+``ffv_span2`` (0: the light network alone; a huge value: the sized one alone). LARGE=FILE.tflite
+gives the larger windows to another ×2 network of any input size instead (e.g. ``ffv export
+models/training/video_span2_sized --snapshot 3100 -o /tmp/s.keras``, then LARGE=/tmp/s.tflite).
 
     ROUTE_T=64 .venv/bin/python scripts/sr_route_choice.py benchmarks/quality_clip.py --upscale 2 \\
         --inputs clean --no-ssim --faces ../shared/data/faces/pixabay/val
@@ -36,7 +38,7 @@ def load(config):
     if config.upscale == 2 and config.model_path is None:
         threads = config.auto_model_threads()
         small = load_restorer(shipped_weights_dir() / SMALL_WINDOW_MODEL[2][0], config.batch_size, threads)
-        large = load_restorer(default_sr_model_path(2), config.batch_size, threads)
+        large = load_restorer(os.environ.get("LARGE") or default_sr_model_path(2), config.batch_size, threads)
         restorer = RoutedRestorer(small, large, LARGEST_SMALL)
     return restorer
 
