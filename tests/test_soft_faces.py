@@ -139,3 +139,22 @@ def test_the_default_restorer_carries_the_soft_face_road_only_when_asked():
     assert restorer.soft.network.path == shipped_weights_dir() / SOFT_FACE_MODEL
     assert restorer.soft.reduction == SoftFaceConfig().reduction
     assert not isinstance(load_default_restorer(RestoreConfig(soft_faces=True, upscale=2)), WithSoftFaces)
+
+
+def test_restore_video_runs_the_soft_road_after_the_crops(tmp_path):
+    """Through a whole clip (decode, track, restore, encode): the faces the crops' road leaves
+    alone are restored on their windows, and counted as restored."""
+    from skimage import data
+
+    from framefusion_video.restore.clip import restore_video
+    from framefusion_video.restore.inference import ReducedRestorer
+    from media import make_clip
+    from test_restore import decode
+
+    src = make_clip(tmp_path / "face.mp4", size=(160, 160), frames=6, face_image=data.astronaut())
+    restorer = WithSoftFaces(_Crops(), ReducedRestorer(_Darker(), 2), SoftFaceConfig(threshold=0.0, min_side=16))
+    result = restore_video(src, tmp_path / "out.mp4", RestoreConfig(temporal=0.0, safety=False), restorer=restorer)
+    assert (result.status, result.frames) == ("done", 6) and result.faces >= 5 and result.faces_left_alone == 0
+    before, after = decode(src), decode(tmp_path / "out.mp4")
+    centre = np.s_[25:50, 62:84]  # inside the astronaut's face
+    assert np.mean([b[centre].astype(float).mean() - a[centre].mean() for b, a in zip(before, after)]) > 30
