@@ -831,3 +831,5 @@ def test_the_generator_gets_every_core_only_when_super_resolving(monkeypatch):
     assert RestoreConfig().auto_model_threads() == 2  # beside decode, tracking, paste-back and x264
     assert RestoreConfig(upscale=2).auto_model_threads() == 4  # the network is most of the work
     assert RestoreConfig(upscale=4, model_threads=1).auto_model_threads() == 1  # as asked
+    assert RestoreConfig().auto_model_threads(super_resolving=True) == 4  # --soft-faces' x2 network
+    assert RestoreConfig(model_threads=3).auto_model_threads(super_resolving=True) == 3

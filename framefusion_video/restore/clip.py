@@ -157,8 +157,9 @@ def load_default_restorer(config: RestoreConfig) -> Restorer:
             restorer = load_restorer(path, batch_size=config.batch_size, threads=threads)
         if config.soft_faces and config.upscale == 1 and restorer.crop_size is not None:
             soft = SoftFaceConfig()
-            restorer = WithSoftFaces(restorer, shipped_soft_face_restorer(soft.reduction, config.batch_size, threads),
-                                     soft)
+            network = shipped_soft_face_restorer(soft.reduction, config.batch_size,
+                                                 config.auto_model_threads(super_resolving=True))
+            restorer = WithSoftFaces(restorer, network, soft)
     except FfvError:
         raise
     except (OSError, ValueError) as exc:

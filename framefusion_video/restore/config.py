@@ -140,14 +140,16 @@ class RestoreConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def auto_model_threads(self) -> int:
+    def auto_model_threads(self, super_resolving: bool | None = None) -> int:
         """The generator's threads: ``model_threads``, or by default half the cores (at least one)
         at the same size, where the model has a thread of its own beside decoding, tracking, the
         paste-back and x264 and a second XNNPACK thread mostly spins waiting for a busy core; every
-        core when super-resolving, where the network is most of the work
-        (``benchmarks/bench_upscale.py``)."""
+        core when super-resolving (``upscale`` > 1, or ``super_resolving``: the soft faces' ×2
+        network), where the network is most of the work (``benchmarks/bench_upscale.py``; the TV
+        interview with ``--soft-faces`` in 38 s instead of 64)."""
         cores = os.cpu_count() or 1
-        return self.model_threads or (cores if self.upscale > 1 else max(1, cores // 2))
+        sr = self.upscale > 1 if super_resolving is None else super_resolving
+        return self.model_threads or (cores if sr else max(1, cores // 2))
 
     @property
     def passes_through(self) -> bool:
