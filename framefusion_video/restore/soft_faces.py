@@ -47,11 +47,11 @@ def softness(face: np.ndarray, factor: int) -> float:
     """PSNR (dB) of a uint8 RGB face's luma against itself reduced by ``factor`` (area) and
     enlarged back (bicubic): high where the face holds no detail above 1/``factor`` of its
     pixels' resolution."""
+    from framefusion_video.restore.inference import reduced
+
     grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)
     height, width = grey.shape
-    small = cv2.resize(grey, (max(1, round(width / factor)), max(1, round(height / factor))),
-                       interpolation=cv2.INTER_AREA)
-    back = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    back = cv2.resize(reduced(grey, factor), (width, height), interpolation=cv2.INTER_CUBIC)
     mse = max(float(np.mean((grey - back) ** 2)), 1e-6)
     return float(10.0 * np.log10(255.0**2 / mse))
 
